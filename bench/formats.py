@@ -1,0 +1,97 @@
+"""Few-shot accuracy of candidate arithmetic prompt formats, per model and digits.
+
+DESIGN §3: the prompt format alone moved SmolLM2's 1-digit accuracy from 4% to
+62%. This script is how the arithmetic task's format and the default embedded
+model were chosen; it prints accuracy per format, model and difficulty.
+
+    python bench/formats.py [--models smollm2-135m gemma3-270m] [--per-digit 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from star_core.config import RunConfig
+from star_core.generate import Decoding, PrefixGenerator
+from star_core.model import load_model
+from star_core.tasks.arithmetic import ArithmeticTask, scratchpad, scratchpad_steps
+from star_core.tasks.base import Exemplar, build_prefix, last_answer, rationale_of
+
+EXEMPLAR_PAIRS = [(3, 4), (6, 8), (27, 15), (58, 34), (406, 275), (839, 187)]
+
+
+def column_no_carry_words(a: int, b: int) -> str:
+    return ". ".join(s.replace(", carry 1", "") for s in scratchpad_steps(a, b)) + "."
+
+
+def _place_sums(a: int, b: int) -> list[tuple[int, int, int]]:
+    """(a's part, b's part, their sum) per decimal place, highest first, skipping empty places."""
+    width = max(len(str(a)), len(str(b)))
+    da, db = str(a).zfill(width), str(b).zfill(width)
+    out = []
+    for i in range(width):
+        scale = 10 ** (width - 1 - i)
+        x, y = int(da[i]) * scale, int(db[i]) * scale
+        if x + y:
+            out.append((x, y, x + y))
+    return out
+
+
+def place_value(a: int, b: int) -> str:
+    sums = [s for _, _, s in _place_sums(a, b)] or [0]
+    return f"{a} + {b} = " + " + ".join(map(str, sums)) + f" = {a + b}."
+
+
+def place_value_explicit(a: int, b: int) -> str:
+    parts = _place_sums(a, b)
+    split = " + ".join(f"({x} + {y})" for x, y, _ in parts)
+    return f"{a} + {b} = {split} = " + " + ".join(str(s) for _, _, s in parts) + f" = {a + b}."
+
+
+FORMATS = {
+    "column+carry": scratchpad,
+    "column": column_no_carry_words,
+    "place-value": place_value,
+    "place-value-explicit": place_value_explicit,
+    "direct": lambda a, b: "",
+}
+
+
+class FormatTask(ArithmeticTask):
+    def format_completion(self, rationale: str, answer: str) -> str:
+        return f" {rationale} The answer is {answer}." if rationale else f" The answer is {answer}."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    parser.add_argument("--per-digit", type=int, default=32)
+    parser.add_argument("--max-digits", type=int, default=3)
+    args = parser.parse_args()
+    task = FormatTask()
+    n = args.per_digit * args.max_digits
+    problems = task.problems(RunConfig(train_size=n, eval_size=1, max_difficulty=args.max_digits, seed=123))[:n]
+    print(f"{'model':14} {'format':20} " + " ".join(f"{d}-digit" for d in range(1, args.max_digits + 1)) + "  overall  tok/s")
+    for spec in args.models:
+        lm = load_model(spec)
+        if lm.uses_bf16:
+            lm.model.to(torch.bfloat16)
+        for name, rationale in FORMATS.items():
+            exemplars = [Exemplar(f"{a} + {b}", rationale(a, b), str(a + b)) for a, b in EXEMPLAR_PAIRS]
+            gen = PrefixGenerator(lm, build_prefix(task, exemplars, with_hints=False), Decoding(max_new_tokens=64))
+            started = time.perf_counter()
+            outs = []
+            for i in range(0, n, 64):
+                outs += gen.generate([task.format_question(p) for p in problems[i : i + 64]])
+            seconds = time.perf_counter() - started
+            right = [task.is_correct(last_answer(rationale_of(o.text)), p) for o, p in zip(outs, problems)]
+            by_digit = [sum(r for r, p in zip(right, problems) if p.difficulty == d) / args.per_digit for d in range(1, args.max_digits + 1)]
+            tps = sum(o.new_tokens for o in outs) / seconds
+            print(f"{spec:14} {name:20} " + " ".join(f"{x:7.0%}" for x in by_digit) + f"  {sum(right) / n:7.0%}  {tps:5.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The `star` command: run STaR loops, list runs, export kept rationales, open the app."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import ConfigError, StarError
+
+DEFAULT_DB = "star.duckdb"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"error: invalid --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+    except StarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        resume = f" resume with: star run --db {args.db} --resume {args.run_id}" if getattr(args, "run_id", None) else ""
+        print(f"\ninterrupted;{resume}", file=sys.stderr)
+        return 130
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="star",
+        description="STaR Studio: run the Self-Taught Reasoner loop and inspect every rationale it produces.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="start (or resume) a STaR run",
+        description="Run the STaR loop: a few-shot baseline (iteration 0), then per iteration generate, rationalize, "
+        "filter, fine-tune from the base model and evaluate. Every attempt is stored in the database as it is made.",
+    )
+    _add_db(run)
+    run.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a crashed, cancelled or interrupted run")
+    group = run.add_argument_group("run settings (ignored with --resume: a run keeps its stored settings)")
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"] + f" (default: {f.default!r})"
+        if f.type == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type={"int": int, "float": float, "str": str}[f.type],
+                               choices=f.metadata.get("choices"), default=None, help=help_text, metavar=f.name.upper())
+    run.set_defaults(handler=_cmd_run)
+
+    runs = sub.add_parser("runs", help="list the runs in a database with status and accuracy")
+    _add_db(runs)
+    runs.set_defaults(handler=_cmd_runs)
+
+    export = sub.add_parser("export", help="export a run's kept rationales as a fine-tuning dataset (prompt/completion rows)")
+    _add_db(export)
+    export.add_argument("--run", type=int, required=True, dest="run", help="the run id (see `star runs`)")
+    export.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (default: jsonl)")
+    export.add_argument("--out", required=True, help="the file to write")
+    export.set_defaults(handler=_cmd_export)
+
+    app = sub.add_parser("app", help="open STaR Studio in the browser")
+    _add_db(app)
+    app.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
+    app.add_argument("--address", default="127.0.0.1", help="address to listen on (default: localhost only)")
+    app.set_defaults(handler=_cmd_app)
+    return parser
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB database file (default: {DEFAULT_DB})")
+
+
+# --- commands ------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .loop import Cancelled, execute_run, start_run
+    from .progress import ConsoleReporter, accuracy_table
+    from .store import Store
+
+    store = Store(args.db).init()
+    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
+    if args.resume is not None:
+        if given:
+            print(f"note: --resume keeps run {args.resume}'s stored settings; ignoring {', '.join('--' + k.replace('_', '-') for k in given)}", file=sys.stderr)
+        args.run_id = args.resume
+        store.get_run(args.resume)
+    else:
+        config = RunConfig(**given)
+        args.run_id = start_run(store, config)
+        print(f"run {args.run_id} in {args.db}: {config.task} on {config.model}, {config.iterations} iterations")
+    try:
+        execute_run(store, args.run_id, ConsoleReporter())
+    except Cancelled:
+        print(f"run {args.run_id} cancelled; resume with: star run --db {args.db} --resume {args.run_id}", file=sys.stderr)
+        return 1
+    except StarError:
+        raise
+    except Exception as exc:
+        print(f"error: run {args.run_id} failed: {type(exc).__name__}: {exc}\n"
+              f"Its attempts so far are stored; resume with: star run --db {args.db} --resume {args.run_id}", file=sys.stderr)
+        return 1
+    print()
+    print(accuracy_table(store, args.run_id))
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .progress import runs_table
+    from .store import Store
+
+    if not Path(args.db).exists():
+        raise StarError(f"database {args.db} does not exist (start a run with: star run --db {args.db})")
+    print(runs_table(Store(args.db)))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_kept
+    from .store import Store
+
+    if not Path(args.db).exists():
+        raise StarError(f"database {args.db} does not exist")
+    count = export_kept(Store(args.db), args.run, Path(args.out), args.format)
+    print(f"wrote {count} kept rationales of run {args.run} to {args.out}")
+    return 0
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    if not app.exists():
+        raise StarError(f"the app is not installed beside the engine ({app} is missing)")
+    os.environ["STAR_DB"] = str(Path(args.db).resolve())
+    from streamlit.web import cli as stcli
+
+    sys.argv = ["streamlit", "run", str(app), "--server.address", args.address, "--server.port", str(args.port),
+                "--browser.gatherUsageStats", "false"]
+    return stcli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Exceptions the engine raises; the CLI and the pages turn them into messages.
+
+Each carries a message a user can act on: what was wrong and how to fix it.
+"""
+
+
+class StarError(Exception):
+    """Base class for every error the engine reports to a user."""
+
+
+class ConfigError(StarError):
+    """A RunConfig field has an invalid value."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class DatasetError(StarError):
+    """A dataset file is missing or has a malformed line."""
+
+
+class ModelLoadError(StarError):
+    """A model could not be found or loaded."""
+
+
+class StoreError(StarError):
+    """The database file cannot be opened or is not a STaR Studio database."""
+
+
+class RunStateError(StarError):
+    """A run cannot be started or resumed in its current state."""

@@ -1,0 +1,132 @@
+"""Supervised fine-tuning on kept rationales, loss on the completion only.
+
+Every training example has the same few-shot prefix (the prompt the model is
+asked with, without any hint), so each step computes the prefix once at batch
+size 1 and the rows attend to it through the shared-prefix attention; gradients
+flow through the prefix's keys and values as in an ordinary forward pass. Rows
+are the question and the completion; labels are -100 over the question and the
+right padding, as TRL's completion-only loss does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .generate import autocast, encode_piece, encode_prefix
+from .model import LoadedModel
+from .prefix_attention import prefix_kv, use_shared_prefix_attention
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str  # the question part, after the shared prefix
+    completion: str  # the rationale and answer, ending with the stop text
+
+
+@dataclass
+class FinetuneResult:
+    steps: int
+    final_loss: float  # mean loss over the last 10% of steps
+    losses: list[float]
+    tokens: int  # tokens through the model: prefix once per step plus the rows
+    seconds: float
+
+
+def finetune(
+    lm: LoadedModel,
+    prefix: str,
+    examples: list[Example],
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    on_step: Callable[[int, int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FinetuneResult:
+    """Train `lm.model` in place. on_step(step, steps, loss, tokens_per_s) reports progress."""
+    if not examples:
+        raise ValueError("no examples to fine-tune on")
+    model = lm.model
+    use_shared_prefix_attention(model)
+    model.train()
+    prefix_ids = encode_prefix(lm, prefix)
+    rows = [_encode(lm, ex) for ex in examples]
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    order: list[int] = []
+    losses: list[float] = []
+    tokens = 0
+    started = time.perf_counter()
+    for step in range(steps):
+        if should_stop and should_stop():
+            break
+        if len(order) < batch_size:
+            fresh = list(range(len(rows)))
+            rng.shuffle(fresh)
+            order += fresh
+        batch = [rows[i] for i in order[:batch_size]]
+        del order[:batch_size]
+        with autocast(lm):
+            loss, batch_tokens = _loss(lm, prefix_ids, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        tokens += batch_tokens + len(prefix_ids)
+        if on_step:
+            on_step(step + 1, steps, losses[-1], tokens / (time.perf_counter() - started))
+    model.eval()
+    tail = losses[-max(1, math.ceil(len(losses) / 10)):] if losses else [float("nan")]
+    return FinetuneResult(len(losses), sum(tail) / len(tail), losses, tokens, time.perf_counter() - started)
+
+
+def _encode(lm: LoadedModel, ex: Example) -> tuple[list[int], list[int]]:
+    prompt = encode_piece(lm, ex.prompt)
+    completion = encode_piece(lm, ex.completion)
+    return prompt + completion, [IGNORE] * len(prompt) + completion
+
+
+def _loss(lm: LoadedModel, prefix_ids: list[int], batch: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, int]:
+    device = lm.device
+    width = max(len(ids) for ids, _ in batch)
+    pad = lm.tokenizer.pad_token_id
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)  # (B, L)
+    labels = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in batch], device=device)  # (B, L)
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
+    positions = len(prefix_ids) + torch.arange(width, device=device).expand(len(batch), width)
+    shared = prefix_kv(lm.model, prefix_ids)  # with gradients
+    logits = lm.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, shared_prefix=shared).logits
+    # Token t predicts token t+1; the first row token's prediction comes from the prefix's last position, whose
+    # label is a question token and so would be ignored anyway.
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+    )
+    return loss, int(mask.sum())
+
+
+def save_checkpoint(lm: LoadedModel, folder: Path) -> Path:
+    """Save weights (bf16 halves the disk use; generation runs in bf16 anyway) atomically."""
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    lm.model.save_pretrained(tmp, safe_serialization=True, state_dict={k: v.to(torch.bfloat16) for k, v in lm.model.state_dict().items()})
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.replace(folder)
+    return folder

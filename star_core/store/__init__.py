@@ -1,0 +1,33 @@
+"""The DuckDB store: every SQL statement of the project lives in this package.
+
+`Store` combines the query groups (runs, attempts, and those the app adds) over
+one `Connection`, which handles migrations and the one-writer-per-file rule.
+Researchers can query the same file directly through the views `v_attempts`
+and `v_accuracy` (see README).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .attempts import AttemptQueries, AttemptRow, KeptCandidate
+from .connection import Connection
+from .runs import Run, RunQueries
+
+
+class Store(RunQueries, AttemptQueries):
+    def __init__(self, path: str | Path, lock_timeout: float = 60.0):
+        self.db = Connection(path, lock_timeout=lock_timeout)
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    def init(self) -> "Store":
+        """Create or migrate the file now (and fail now if it is not usable)."""
+        with self.db.write():
+            pass
+        return self
+
+
+__all__ = ["AttemptRow", "KeptCandidate", "Run", "Store"]

@@ -1,0 +1,116 @@
+"""Attempts: every completion the model wrote, as it is written."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import astuple, dataclass
+
+import pandas as pd
+
+
+@dataclass
+class AttemptRow:
+    run_id: int
+    iteration: int
+    problem_id: str
+    kind: str  # generated | rationalized | eval
+    sample: int
+    prompt_id: int
+    question_prompt: str
+    hint: str | None
+    completion: str
+    rationale: str
+    predicted: str | None
+    correct: bool
+    verified: bool | None
+    verify_reason: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+
+
+_COLUMNS = ", ".join(AttemptRow.__dataclass_fields__)
+
+
+@dataclass
+class KeptCandidate:
+    attempt_id: int
+    problem_id: str
+    kind: str
+    sample: int
+    rationale: str
+    completion: str
+    correct: bool
+    verified: bool | None
+
+
+class AttemptQueries:
+    def prompt_id(self, text: str) -> int:
+        """The id of a few-shot prefix, stored once however many attempts use it."""
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        with self.db.write() as con:
+            con.execute("INSERT INTO prompts (sha256, text) VALUES (?, ?) ON CONFLICT DO NOTHING", [digest, text])
+            return con.execute("SELECT id FROM prompts WHERE sha256 = ?", [digest]).fetchone()[0]
+
+    def prompt_text(self, prompt_id: int) -> str:
+        with self.db.read() as con:
+            return con.execute("SELECT text FROM prompts WHERE id = ?", [prompt_id]).fetchone()[0]
+
+    def add_attempts(self, rows: list[AttemptRow], progress: dict | None = None) -> None:
+        """Insert a batch of attempts in one transaction, with the run's progress.
+
+        A batch is the unit of work a resumed run skips: it is stored whole or not at all.
+        """
+        if not rows:
+            return
+        with self.db.write() as con:
+            con.executemany(
+                f"INSERT INTO attempts ({_COLUMNS}) VALUES ({', '.join('?' * len(AttemptRow.__dataclass_fields__))})",
+                [astuple(r) for r in rows],
+            )
+            if progress:
+                self.set_progress(rows[0].run_id, con=con, **progress)
+
+    def done_problems(self, run_id: int, iteration: int, kind: str) -> set[str]:
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT DISTINCT problem_id FROM attempts WHERE run_id = ? AND iteration = ? AND kind = ?",
+                [run_id, iteration, kind],
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def attempts_of(self, run_id: int, iteration: int, kind: str) -> list[KeptCandidate]:
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified FROM attempts "
+                "WHERE run_id = ? AND iteration = ? AND kind = ? ORDER BY id",
+                [run_id, iteration, kind],
+            ).fetchall()
+        return [KeptCandidate(*r) for r in rows]
+
+    def mark_training(self, run_id: int, iteration: int, attempt_ids: list[int]) -> None:
+        """Record which attempts an iteration fine-tunes on (replacing any earlier choice)."""
+        with self.db.write() as con:
+            con.execute("UPDATE attempts SET used_for_training = false WHERE run_id = ? AND iteration = ?", [run_id, iteration])
+            if attempt_ids:
+                con.execute(
+                    "UPDATE attempts SET used_for_training = true WHERE id IN (SELECT unnest(?::BIGINT[]))", [attempt_ids]
+                )
+
+    def training_examples(self, run_id: int, iteration: int | None = None) -> pd.DataFrame:
+        """Kept rationales as prompt/completion rows (the prompt without any hint).
+
+        The few-shot prefix is part of the prompt: the model is trained in the exact
+        format it is prompted with. `iteration=None` gives every iteration's.
+        """
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT a.run_id, a.iteration, a.problem_id, a.kind, a.sample, a.id AS attempt_id,
+                       a.prompt_id, p.question, p.answer AS gold_answer, a.rationale, a.completion, a.predicted AS predicted_answer
+                FROM attempts a JOIN problems p USING (run_id, problem_id)
+                WHERE a.run_id = ? AND a.used_for_training AND (? IS NULL OR a.iteration = ?)
+                ORDER BY a.iteration, a.id
+                """,
+                [run_id, iteration, iteration],
+            ).df()

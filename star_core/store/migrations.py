@@ -1,0 +1,137 @@
+"""Numbered, append-only schema migrations.
+
+Each migration is a function ``mNNN_name(con)``; MIGRATIONS lists them in order and
+`Store` applies, in one transaction each, those not yet recorded in
+``schema_migrations``. Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+
+def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SEQUENCE run_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE runs (
+            id            INTEGER PRIMARY KEY DEFAULT nextval('run_id_seq'),
+            name          TEXT NOT NULL,
+            task          TEXT NOT NULL,
+            model         TEXT NOT NULL,
+            config        TEXT NOT NULL,          -- RunConfig as JSON
+            status        TEXT NOT NULL,          -- pending | running | done | failed | cancelled
+            error         TEXT,
+            pid           INTEGER,                -- the worker process while running
+            host          TEXT,
+            created_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            finished_at   TIMESTAMP,
+            heartbeat_at  TIMESTAMP,
+            cancel_requested BOOLEAN NOT NULL DEFAULT false,
+            -- live progress of the current phase
+            cur_iteration INTEGER,
+            cur_phase     TEXT,
+            phase_done    INTEGER,
+            phase_total   INTEGER,
+            tokens_per_s  DOUBLE,
+            eta_s         DOUBLE
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE problems (
+            run_id      INTEGER NOT NULL,
+            problem_id  TEXT NOT NULL,
+            split       TEXT NOT NULL,            -- train | eval
+            difficulty  INTEGER,
+            question    TEXT NOT NULL,
+            answer      TEXT NOT NULL,
+            choices     TEXT,                     -- JSON [[label, text], ...] for multiple choice
+            PRIMARY KEY (run_id, problem_id)
+        )
+        """
+    )
+    con.execute("CREATE SEQUENCE prompt_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE prompts (                    -- few-shot prefixes, stored once each
+            id     INTEGER PRIMARY KEY DEFAULT nextval('prompt_id_seq'),
+            sha256 TEXT NOT NULL UNIQUE,
+            text   TEXT NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE iterations (
+            run_id        INTEGER NOT NULL,
+            iteration     INTEGER NOT NULL,       -- 0 = few-shot baseline (evaluation only)
+            phase         TEXT NOT NULL,          -- generate | rationalize | finetune | evaluate | done
+            started_at    TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            finished_at   TIMESTAMP,
+            kept          INTEGER,                -- rationales used for fine-tuning
+            steps         INTEGER,
+            train_loss    DOUBLE,                 -- mean loss over the last 10% of steps
+            train_tokens  BIGINT,
+            train_seconds DOUBLE,
+            checkpoint    TEXT,
+            PRIMARY KEY (run_id, iteration)
+        )
+        """
+    )
+    con.execute("CREATE SEQUENCE attempt_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE attempts (
+            id               BIGINT PRIMARY KEY DEFAULT nextval('attempt_id_seq'),
+            run_id           INTEGER NOT NULL,
+            iteration        INTEGER NOT NULL,
+            problem_id       TEXT NOT NULL,
+            kind             TEXT NOT NULL,       -- generated | rationalized | eval
+            sample           INTEGER NOT NULL DEFAULT 0,
+            prompt_id        INTEGER NOT NULL,    -- the few-shot prefix (prompts.id)
+            question_prompt  TEXT NOT NULL,       -- the text after the prefix, hint included
+            hint             TEXT,
+            completion       TEXT NOT NULL,       -- raw model output
+            rationale        TEXT NOT NULL,
+            predicted        TEXT,
+            correct          BOOLEAN NOT NULL,
+            verified         BOOLEAN,             -- NULL where the task cannot check steps
+            verify_reason    TEXT,
+            used_for_training BOOLEAN NOT NULL DEFAULT false,
+            prompt_tokens    INTEGER,
+            new_tokens       INTEGER,
+            seconds          DOUBLE,
+            created_at       TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            UNIQUE (run_id, iteration, kind, problem_id, sample)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE VIEW v_attempts AS
+        SELECT a.run_id, a.iteration, a.problem_id, p.split, p.difficulty, a.kind,
+               p.question, a.hint, a.rationale, a.predicted AS predicted_answer,
+               p.answer AS gold_answer, a.correct, a.verified, a.used_for_training,
+               a.id AS attempt_id, a.sample, a.verify_reason, a.completion, a.prompt_id,
+               a.question_prompt, a.prompt_tokens, a.new_tokens, a.seconds, a.created_at, p.choices
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        """
+    )
+    # Eval accuracy per iteration (split 'eval', from eval attempts) and the
+    # self-generated accuracy on the training questions (split 'train', first sample).
+    con.execute(
+        """
+        CREATE VIEW v_accuracy AS
+        SELECT run_id, iteration, split, difficulty,
+               count(*) AS n, count(*) FILTER (WHERE correct) AS correct,
+               count(*) FILTER (WHERE correct) / count(*) AS accuracy
+        FROM v_attempts
+        WHERE (kind = 'eval' AND split = 'eval') OR (kind = 'generated' AND sample = 0)
+        GROUP BY GROUPING SETS ((run_id, iteration, split, difficulty), (run_id, iteration, split))
+        """
+    )
+
+
+MIGRATIONS = [m001_initial]

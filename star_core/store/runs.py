@@ -1,0 +1,180 @@
+"""Runs, their problems, iterations and live progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from ..config import RunConfig
+from ..errors import RunStateError
+from ..tasks.base import Problem
+
+
+
+@dataclass
+class Run:
+    id: int
+    name: str
+    status: str
+    config: RunConfig
+    error: str | None
+    created_at: datetime
+    pid: int | None
+    host: str | None
+
+
+class RunQueries:
+    def create_run(self, config: RunConfig) -> int:
+        with self.db.write() as con:
+            return con.execute(
+                "INSERT INTO runs (name, task, model, config, status) VALUES (?, ?, ?, ?, 'pending') RETURNING id",
+                [config.name, config.task, config.model, config.to_json()],
+            ).fetchone()[0]
+
+    def get_run(self, run_id: int) -> Run:
+        with self.db.read() as con:
+            row = con.execute(
+                "SELECT id, name, status, config, error, created_at, pid, host FROM runs WHERE id = ?", [run_id]
+            ).fetchone()
+        if row is None:
+            raise RunStateError(f"there is no run {run_id} in {self.db.path}")
+        return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), RunConfig.from_json(row[3]), row[4], row[5], row[6], row[7])
+
+    def claim_run(self, run_id: int) -> None:
+        """Mark a run as running in this process; refuse if another live process runs it."""
+        run = self.get_run(run_id)
+        if run.status == "running":
+            raise RunStateError(f"run {run_id} is already running (pid {run.pid} on {run.host})")
+        with self.db.write() as con:
+            con.execute(
+                "UPDATE runs SET status = 'running', error = NULL, pid = ?, host = ?, heartbeat_at = now(), "
+                "cancel_requested = false, finished_at = NULL WHERE id = ?",
+                [os.getpid(), socket.gethostname(), run_id],
+            )
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        with self.db.write() as con:
+            con.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = now(), pid = NULL, cur_phase = NULL WHERE id = ?",
+                [status, error, run_id],
+            )
+
+    def request_cancel(self, run_id: int) -> None:
+        with self.db.write() as con:
+            con.execute("UPDATE runs SET cancel_requested = true WHERE id = ?", [run_id])
+
+    def cancel_requested(self, run_id: int) -> bool:
+        with self.db.read() as con:
+            return bool(con.execute("SELECT cancel_requested FROM runs WHERE id = ?", [run_id]).fetchone()[0])
+
+    def set_progress(self, run_id: int, iteration: int, phase: str, done: int, total: int,
+                     tokens_per_s: float | None = None, eta_s: float | None = None, con=None) -> None:
+        sql = ("UPDATE runs SET cur_iteration = ?, cur_phase = ?, phase_done = ?, phase_total = ?, "
+               "tokens_per_s = ?, eta_s = ?, heartbeat_at = now() WHERE id = ?")
+        params = [iteration, phase, done, total, tokens_per_s, eta_s, run_id]
+        if con is not None:
+            con.execute(sql, params)
+            return
+        with self.db.write() as c:
+            c.execute(sql, params)
+
+    def list_runs(self) -> pd.DataFrame:
+        """One row per run: status, progress, iterations done, latest and best eval accuracy."""
+        with self.db.read() as con:
+            df = con.execute(
+                """
+                WITH acc AS (
+                    SELECT run_id, iteration, accuracy FROM v_accuracy WHERE split = 'eval' AND difficulty IS NULL
+                ), summary AS (
+                    SELECT run_id, max(iteration) AS last_evaluated,
+                           arg_max(accuracy, iteration) AS latest_accuracy, max(accuracy) AS best_accuracy,
+                           arg_min(accuracy, iteration) FILTER (WHERE iteration = 0) AS baseline_accuracy
+                    FROM acc GROUP BY run_id
+                )
+                SELECT r.id, r.name, r.task, r.model, r.status, r.pid, r.host, r.created_at, r.finished_at,
+                       r.cur_iteration, r.cur_phase, r.phase_done, r.phase_total, r.tokens_per_s, r.eta_s,
+                       r.error, r.heartbeat_at,
+                       (SELECT count(*) FROM iterations i WHERE i.run_id = r.id AND i.phase = 'done' AND i.iteration > 0) AS iterations_done,
+                       s.baseline_accuracy, s.latest_accuracy, s.best_accuracy,
+                       json_extract(r.config, '$.iterations')::INTEGER AS iterations_planned
+                FROM runs r LEFT JOIN summary s ON s.run_id = r.id
+                ORDER BY r.id
+                """
+            ).df()
+        df["status"] = [_live_status(s, p, h) for s, p, h in zip(df["status"], df["pid"], df["host"])]
+        return df
+
+    # --- problems -----------------------------------------------------------
+
+    def save_problems(self, run_id: int, problems: list[Problem]) -> None:
+        rows = [
+            (run_id, p.id, p.split, p.difficulty, p.question, p.answer, json.dumps(p.choices) if p.choices else None)
+            for p in problems
+        ]
+        with self.db.write() as con:
+            con.execute("DELETE FROM problems WHERE run_id = ?", [run_id])
+            con.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def load_problems(self, run_id: int) -> list[Problem]:
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT problem_id, question, answer, split, difficulty, choices FROM problems WHERE run_id = ? ORDER BY rowid",
+                [run_id],
+            ).fetchall()
+        return [
+            Problem(r[0], r[1], r[2], r[3], r[4], tuple(tuple(c) for c in json.loads(r[5])) if r[5] else ())
+            for r in rows
+        ]
+
+    # --- iterations ---------------------------------------------------------
+
+    def iteration_phases(self, run_id: int) -> dict[int, str]:
+        with self.db.read() as con:
+            return dict(con.execute("SELECT iteration, phase FROM iterations WHERE run_id = ?", [run_id]).fetchall())
+
+    def set_iteration_phase(self, run_id: int, iteration: int, phase: str, **stats) -> None:
+        columns = {"kept", "steps", "train_loss", "train_tokens", "train_seconds", "checkpoint"}
+        unknown = set(stats) - columns
+        if unknown:
+            raise ValueError(f"unknown iteration columns: {unknown}")
+        with self.db.write() as con:
+            con.execute(
+                "INSERT INTO iterations (run_id, iteration, phase) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, iteration) DO UPDATE SET phase = excluded.phase",
+                [run_id, iteration, phase],
+            )
+            for name, value in stats.items():
+                con.execute(f"UPDATE iterations SET {name} = ? WHERE run_id = ? AND iteration = ?", [value, run_id, iteration])
+            if phase == "done":
+                con.execute("UPDATE iterations SET finished_at = now() WHERE run_id = ? AND iteration = ?", [run_id, iteration])
+
+    def iterations(self, run_id: int) -> pd.DataFrame:
+        with self.db.read() as con:
+            return con.execute("SELECT * FROM iterations WHERE run_id = ? ORDER BY iteration", [run_id]).df()
+
+    def accuracy(self, run_id: int | None = None) -> pd.DataFrame:
+        with self.db.read() as con:
+            where = "WHERE run_id = ?" if run_id is not None else ""
+            return con.execute(
+                f"SELECT * FROM v_accuracy {where} ORDER BY run_id, split, iteration, difficulty NULLS FIRST",
+                [run_id] if run_id is not None else [],
+            ).df()
+
+
+def _live_status(status: str, pid, host) -> str:
+    """'running' only while the worker process is alive; a killed one shows as crashed."""
+    if status != "running" or pid is None or pd.isna(pid):
+        return status
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return "crashed"
+        except PermissionError:
+            pass
+    return status

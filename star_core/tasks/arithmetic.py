@@ -1,0 +1,116 @@
+"""n-digit addition, the paper's first task, with an exact step verifier.
+
+Prompt format, chosen by measurement (bench/formats.py, SmolLM2-135M few-shot,
+1/2/3 digits): the question "Question: 47 + 85 = ?" and a place-value rationale
+
+    Answer: 47 + 85 = 120 + 12 = 132. The answer is 132.
+
+(one sum per decimal place, highest first, skipping places that sum to 0) got
+88% / 22% / 3%; a column-by-column scratchpad with carries got 22% / 0% / 0%,
+and the answer alone 50% / 25% / 3%.
+
+The rationale is fully determined by the problem, so the verifier says exactly
+which place sum is wrong. DESIGN §3 shows why that matters: with an answer-only
+filter, rationalized rationales that copy the hinted answer poison the loop.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from ..config import RunConfig
+from .base import Exemplar, Problem, Verdict, last_answer, rationale_of
+
+class ArithmeticTask:
+    name = "arithmetic"
+    can_verify_steps = True
+
+    def problems(self, config: RunConfig) -> list[Problem]:
+        """Train and eval problems drawn from the seed; no question is in both splits."""
+        rng = random.Random(config.seed)
+        digits = range(config.min_difficulty, config.max_difficulty + 1)
+        capacity = sum(_distinct_pairs(d) for d in digits)
+        wanted = config.train_size + config.eval_size
+        if wanted > capacity:
+            from ..errors import ConfigError
+
+            raise ConfigError("train_size", f"train_size + eval_size = {wanted} exceeds the {capacity} distinct problems of {config.min_difficulty}-{config.max_difficulty} digits")
+        seen: set[tuple[int, int]] = set()
+        out: list[Problem] = []
+        for index in range(wanted):
+            split = "train" if index < config.train_size else "eval"
+            while True:
+                d = digits[index % len(digits)]
+                lo, hi = (0 if d == 1 else 10 ** (d - 1)), 10**d - 1
+                a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+                if (a, b) not in seen:
+                    break
+            seen.add((a, b))
+            out.append(Problem(id=f"{a}+{b}", question=f"{a} + {b}", answer=str(a + b), split=split, difficulty=d))
+        return out
+
+    def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
+        hint_text = f" ({hint})" if hint else ""
+        return f"Question: {problem.question} = ?{hint_text}\nAnswer:"
+
+    def format_hint(self, problem: Problem) -> str:
+        # The paper puts the answer in the question for arithmetic.
+        return f"The answer is {problem.answer}."
+
+    def format_completion(self, rationale: str, answer: str) -> str:
+        return f" {rationale} The answer is {answer}."
+
+    def extract_answer(self, completion: str) -> str | None:
+        answer = last_answer(rationale_of(completion))
+        if answer is None:
+            return None
+        number = answer.replace(",", "").strip()
+        return number if re.fullmatch(r"-?\d+", number) else answer
+
+    def is_correct(self, predicted: str | None, problem: Problem) -> bool:
+        return predicted is not None and predicted.lstrip("0") == problem.answer.lstrip("0")
+
+    def verify_steps(self, completion: str, problem: Problem) -> Verdict:
+        """The rationale must restate the problem, give each place's sum, and add them up right."""
+        a, b = (int(x) for x in problem.question.split(" + "))
+        text = rationale_of(completion)
+        body = re.split(r"\s*The answer is", text, maxsplit=1, flags=re.IGNORECASE)[0].strip().rstrip(".")
+        parts = [p.strip() for p in body.split(" = ")]
+        if len(parts) < 2 or parts[0] != f"{a} + {b}":
+            return Verdict(False, f"does not start from '{a} + {b} = ...'")
+        want = place_sums(a, b)
+        if len(want) > 1:
+            if len(parts) != 3:
+                return Verdict(False, f"should be '{a} + {b} = <place sums> = <total>', got {len(parts) - 1} '=' steps")
+            written = [p.strip() for p in parts[1].split(" + ")]
+            if len(written) != len(want):
+                return Verdict(False, f"gives {len(written)} place sums, the problem has {len(want)}")
+            for i, (w, g) in enumerate(zip(want, written), start=1):
+                if g != str(w):
+                    return Verdict(False, f"place sum {i} is {g}, should be {w}")
+        elif len(parts) != 2:
+            return Verdict(False, f"should be '{a} + {b} = {a + b}' for a one-place sum")
+        if parts[-1] != str(a + b):
+            return Verdict(False, f"the total is written as {parts[-1]}, the sum is {a + b}")
+        return Verdict(True, f"all {len(want)} place sums and the total are right")
+
+
+def place_sums(a: int, b: int) -> list[int]:
+    """The sum of each decimal place of a + b, highest place first, places summing to 0 left out."""
+    width = max(len(str(a)), len(str(b)))
+    da, db = str(a).zfill(width), str(b).zfill(width)
+    sums = [(int(x) + int(y)) * 10 ** (width - 1 - i) for i, (x, y) in enumerate(zip(da, db))]
+    return [s for s in sums if s] or [0]
+
+
+def rationale_for(a: int, b: int) -> str:
+    """The canonical rationale for a + b, as the exemplars write it."""
+    sums = place_sums(a, b)
+    middle = " = " + " + ".join(map(str, sums)) if len(sums) > 1 else ""
+    return f"{a} + {b}{middle} = {a + b}."
+
+
+def _distinct_pairs(digits: int) -> int:
+    count = 10 if digits == 1 else 9 * 10 ** (digits - 1)
+    return count * count

@@ -1,0 +1,109 @@
+"""What a task is: its problems, its prompt format, and pure answer functions.
+
+A task knows nothing about models, the store or the loop. The loop asks it for
+problems, builds prompts with it, and judges completions with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config import RunConfig
+
+# The loop stops decoding at the first blank line: that is how every exemplar ends.
+STOP_TEXT = "\n\n"
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str  # the gold answer, as text the task's checker accepts
+    split: str  # "train" or "eval"
+    difficulty: int | None = None
+    choices: tuple[tuple[str, str], ...] = ()  # (label, text) for multiple-choice tasks
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str
+    rationale: str
+    answer: str
+    choices: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of checking a rationale's steps: ok is None where the task cannot check steps."""
+
+    ok: bool | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    predicted: str | None
+    correct: bool
+    verdict: Verdict = field(default_factory=lambda: Verdict(None))
+
+
+class Task(Protocol):
+    name: str
+    can_verify_steps: bool
+
+    def problems(self, config: RunConfig) -> list[Problem]: ...
+
+    def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
+        """The text up to where the model starts writing (ends with 'Answer:')."""
+        ...
+
+    def format_hint(self, problem: Problem) -> str: ...
+
+    def format_completion(self, rationale: str, answer: str) -> str:
+        """What the model writes after 'Answer:' for a rationale and answer."""
+        ...
+
+    def extract_answer(self, completion: str) -> str | None: ...
+
+    def is_correct(self, predicted: str | None, problem: Problem) -> bool: ...
+
+    def verify_steps(self, completion: str, problem: Problem) -> Verdict: ...
+
+
+# ---------------------------------------------------------------------------
+
+ANSWER_MARKER = re.compile(r"The answer is\s*:?\s*(.+?)\s*(?:\.\s*)?$", re.IGNORECASE | re.MULTILINE)
+
+
+def last_answer(completion: str) -> str | None:
+    """The text after the last 'The answer is' marker: models correct themselves."""
+    matches = ANSWER_MARKER.findall(completion)
+    if not matches:
+        return None
+    return matches[-1].strip().rstrip(".").strip() or None
+
+
+def cut_at_stop(text: str) -> str:
+    """A raw completion up to the first blank line, which ends every exemplar."""
+    end = text.find(STOP_TEXT)
+    return text if end < 0 else text[:end]
+
+
+def build_prefix(task: Task, exemplars: list[Exemplar], with_hints: bool) -> str:
+    """The few-shot prompt shared by every question of a phase."""
+    blocks = []
+    for ex in exemplars:
+        hint = task.format_hint(_as_problem(ex)) if with_hints else None
+        blocks.append(task.format_question(ex, hint) + task.format_completion(ex.rationale, ex.answer) + STOP_TEXT)
+    return "".join(blocks)
+
+
+def rationale_of(completion: str) -> str:
+    """The reasoning a completion gives, without the leading space and final blank line."""
+    return cut_at_stop(completion).strip()
+
+
+def _as_problem(ex: Exemplar) -> Problem:
+    return Problem(id="exemplar", question=ex.question, answer=ex.answer, split="exemplar", choices=ex.choices)
