@@ -134,4 +134,90 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-MIGRATIONS = [m001_initial]
+def m002_hint_leak(con: duckdb.DuckDBPyConnection) -> None:
+    """A rationalized rationale that restates the hint instead of reasoning is flagged (and by default not kept)."""
+    con.execute("ALTER TABLE attempts ADD COLUMN hint_leak BOOLEAN")
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW v_attempts AS
+        SELECT a.run_id, a.iteration, a.problem_id, p.split, p.difficulty, a.kind,
+               p.question, a.hint, a.rationale, a.predicted AS predicted_answer,
+               p.answer AS gold_answer, a.correct, a.verified, a.used_for_training,
+               a.id AS attempt_id, a.sample, a.verify_reason, a.completion, a.prompt_id,
+               a.question_prompt, a.prompt_tokens, a.new_tokens, a.seconds, a.created_at, p.choices,
+               a.hint_leak
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        """
+    )
+
+
+def m003_audits_and_exemplar_sets(con: duckdb.DuckDBPyConnection) -> None:
+    """Human audit labels (with history) and versioned few-shot exemplar sets."""
+    con.execute("CREATE SEQUENCE audit_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE audits (                     -- append-only: a changed label is a new row
+            id          BIGINT PRIMARY KEY DEFAULT nextval('audit_id_seq'),
+            attempt_id  BIGINT NOT NULL,
+            rating      TEXT NOT NULL,            -- sound | flawed | wrong
+            tags        TEXT[] NOT NULL DEFAULT [],
+            note        TEXT NOT NULL DEFAULT '',
+            auditor     TEXT NOT NULL,
+            created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE audit_tags (
+            name       TEXT PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+        )
+        """
+    )
+    con.execute(
+        "INSERT INTO audit_tags (name) VALUES ('lucky guess'), ('copies the hint'), ('arithmetic slip'), "
+        "('skips a step'), ('irrelevant')"
+    )
+    con.execute(
+        """
+        CREATE VIEW v_audits AS                   -- the current label of each audited attempt
+        SELECT a.*, au.id AS audit_id, au.rating, au.tags, au.note, au.auditor, au.created_at AS audited_at,
+               (SELECT count(*) FROM audits h WHERE h.attempt_id = au.attempt_id) AS revisions
+        FROM (SELECT * FROM audits QUALIFY row_number() OVER (PARTITION BY attempt_id ORDER BY id DESC) = 1) au
+        JOIN v_attempts a ON a.attempt_id = au.attempt_id
+        """
+    )
+    con.execute("CREATE SEQUENCE exemplar_set_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE exemplar_sets (
+            id          INTEGER PRIMARY KEY DEFAULT nextval('exemplar_set_id_seq'),
+            name        TEXT NOT NULL,
+            version     INTEGER NOT NULL,
+            task        TEXT NOT NULL,
+            frozen      BOOLEAN NOT NULL DEFAULT false,   -- set once a run uses it; edits then make a new version
+            note        TEXT NOT NULL DEFAULT '',
+            created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            UNIQUE (name, version)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE exemplars (
+            set_id            INTEGER NOT NULL,
+            position          INTEGER NOT NULL,
+            question          TEXT NOT NULL,
+            rationale         TEXT NOT NULL,
+            answer            TEXT NOT NULL,
+            choices           TEXT,                   -- JSON [[label, text], ...]
+            source_attempt_id BIGINT,                 -- the audited attempt it came from, if any
+            PRIMARY KEY (set_id, position)
+        )
+        """
+    )
+    con.execute("ALTER TABLE runs ADD COLUMN exemplar_set_id INTEGER")
+
+
+MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets]

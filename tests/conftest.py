@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny randomly initialised model saved as a real checkpoint folder.
+
+Engine, loop and app tests use it so that they exercise the real code path
+(load_model from a local folder, shared-prefix generation, fine-tuning) in
+seconds. Its tokenizer is the embedded default's, so prompts tokenize as in a
+real run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def build_tiny_model(folder: Path, layers: int = 2, seed: int = 0) -> Path:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from star_core.model import _dequantized_cache, embedded_gguf_path
+
+    gguf = embedded_gguf_path("smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(_dequantized_cache(str(gguf.parent), gguf.name))
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """Path of a tiny random Llama checkpoint (a `model` value for RunConfig)."""
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_tmp(tmp_path_factory):
+    # Keep the dequantized-model cache where the user's is, so it is built once per machine;
+    # only make torch deterministic and quiet here.
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    if not SHARED_DATASETS.exists():
+        pytest.skip(f"reference datasets not present at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+def tiny_config(model: str, **overrides):
+    """A RunConfig small enough for a loop test to finish in seconds."""
+    from star_core.config import RunConfig
+
+    values = dict(model=model, train_size=8, eval_size=4, iterations=1, max_new_tokens=12, min_steps=2,
+                  epochs=0.1, gen_batch_size=4, batch_size=4, device="cpu")
+    values.update(overrides)
+    return RunConfig(**values)
