@@ -20,34 +20,46 @@ import random
 import re
 
 from ..config import RunConfig
+from ..errors import ConfigError
 from .base import Exemplar, Problem, Verdict, last_answer, rationale_of
+
 
 class ArithmeticTask:
     name = "arithmetic"
     can_verify_steps = True
 
     def problems(self, config: RunConfig) -> list[Problem]:
-        """Train and eval problems drawn from the seed; no question is in both splits."""
-        rng = random.Random(config.seed)
-        digits = range(config.min_difficulty, config.max_difficulty + 1)
-        capacity = sum(_distinct_pairs(d) for d in digits)
-        wanted = config.train_size + config.eval_size
-        if wanted > capacity:
-            from ..errors import ConfigError
+        """Train and eval problems drawn from the seed, spread evenly over the digit counts.
 
-            raise ConfigError("train_size", f"train_size + eval_size = {wanted} exceeds the {capacity} distinct problems of {config.min_difficulty}-{config.max_difficulty} digits")
-        seen: set[tuple[int, int]] = set()
+        No question is in both splits. A digit count with too few distinct problems
+        (1-digit has only 100) gives its share to the larger ones.
+        """
+        rng = random.Random(config.seed)
+        digits = list(range(config.min_difficulty, config.max_difficulty + 1))
+        capacity = {d: _distinct_pairs(d) for d in digits}
+        if config.train_size + config.eval_size > sum(capacity.values()):
+            raise ConfigError(
+                "train_size",
+                f"train_size + eval_size = {config.train_size + config.eval_size} exceeds the {sum(capacity.values())} "
+                f"distinct problems of {digits[0]}-{digits[-1]} digits; widen the difficulty range or ask for fewer",
+            )
+        eval_quota = _spread(config.eval_size, capacity)
+        room = {d: capacity[d] - eval_quota[d] for d in digits}
+        train_quota = _spread(config.train_size, room)
         out: list[Problem] = []
-        for index in range(wanted):
-            split = "train" if index < config.train_size else "eval"
-            while True:
-                d = digits[index % len(digits)]
-                lo, hi = (0 if d == 1 else 10 ** (d - 1)), 10**d - 1
-                a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-                if (a, b) not in seen:
-                    break
-            seen.add((a, b))
-            out.append(Problem(id=f"{a}+{b}", question=f"{a} + {b}", answer=str(a + b), split=split, difficulty=d))
+        by_split: dict[str, list[Problem]] = {"train": [], "eval": []}
+        for d in digits:
+            lo = 0 if d == 1 else 10 ** (d - 1)
+            width = 10**d - lo
+            # Distinct (a, b) pairs as distinct indices into the d-digit square.
+            indices = rng.sample(range(width * width), eval_quota[d] + train_quota[d])
+            for i, index in enumerate(indices):
+                a, b = lo + index // width, lo + index % width
+                split = "eval" if i < eval_quota[d] else "train"
+                by_split[split].append(Problem(id=f"{a}+{b}", question=f"{a} + {b}", answer=str(a + b), split=split, difficulty=d))
+        for split in ("train", "eval"):
+            rng.shuffle(by_split[split])
+            out += by_split[split]
         return out
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
@@ -109,6 +121,21 @@ def rationale_for(a: int, b: int) -> str:
     sums = place_sums(a, b)
     middle = " = " + " + ".join(map(str, sums)) if len(sums) > 1 else ""
     return f"{a} + {b}{middle} = {a + b}."
+
+
+def _spread(total: int, capacity: dict[int, int]) -> dict[int, int]:
+    """`total` (at most the capacities' sum) split as evenly as they allow, the remainder to the larger keys."""
+    quota = dict.fromkeys(capacity, 0)
+    left = total
+    while left:
+        open_keys = [k for k in capacity if quota[k] < capacity[k]]
+        share, extra = divmod(left, len(open_keys))
+        for i, k in enumerate(open_keys):
+            want = share + (1 if i >= len(open_keys) - extra else 0)
+            got = min(want, capacity[k] - quota[k])
+            quota[k] += got
+            left -= got
+    return quota
 
 
 def _distinct_pairs(digits: int) -> int:
