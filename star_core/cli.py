@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = run.add_argument_group("run settings (ignored with --resume: a run keeps its stored settings)")
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata["help"] + f" (default: {f.default!r})"
+        help_text = (f.metadata["help"] + f" (default: {f.default!r})").replace("%", "%%")  # argparse formats help with %
         if f.type == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

@@ -25,7 +25,7 @@ from .errors import RunStateError, StarError
 from .exemplars import load_exemplars
 from .finetune import Example, finetune, save_checkpoint
 from .generate import Decoding, PrefixGenerator
-from .model import LoadedModel, load_model
+from .model import LoadedModel, check_model_spec, load_model
 from .store import AttemptRow, KeptCandidate, Store
 from .tasks import Problem, Task, get_task
 from .tasks.base import STOP_TEXT, build_prefix, cut_at_stop, rationale_of
@@ -62,6 +62,7 @@ def start_run(store: Store, config: RunConfig) -> int:
     """Create a run (validating its task and exemplars first) and return its id."""
     task = get_task(config.task)
     load_exemplars(task)
+    check_model_spec(config.model)
     run_id = store.create_run(config)
     store.save_problems(run_id, task.problems(config))
     return run_id

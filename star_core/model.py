@@ -94,6 +94,11 @@ def embedded_gguf_path(name: str) -> Path:
     return path if path.exists() else Path(package.assemble())
 
 
+def check_model_spec(spec: str) -> None:
+    """Fail now, with a clear message, if `spec` cannot name a model (nothing is loaded)."""
+    _locate(spec)
+
+
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", checkpoint: str | Path | None = None) -> LoadedModel:
     """Load a model for generation or fine-tuning.
 

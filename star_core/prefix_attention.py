@@ -87,5 +87,5 @@ def prefix_kv(model: PreTrainedModel, prefix_ids: list[int]) -> PrefixKV:
     """The prefix's per-layer keys and values (with gradients when grad is enabled)."""
     device = next(model.parameters()).device
     cache = DynamicCache(config=model.config)
-    model(input_ids=torch.tensor([prefix_ids], device=device), past_key_values=cache, use_cache=True)
+    model(input_ids=torch.tensor([prefix_ids], device=device), cache=cache, use_cache=True)
     return [(layer.keys, layer.values) for layer in cache.layers]

@@ -13,8 +13,8 @@ from .store import Store
 class ConsoleReporter:
     """A tqdm bar per phase, with counts, tokens/s and the phase's ETA."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
         self.bar: tqdm | None = None
 
     def phase(self, iteration: int, phase: str, total: int) -> None:

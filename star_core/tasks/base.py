@@ -74,15 +74,16 @@ class Task(Protocol):
 
 # ---------------------------------------------------------------------------
 
-ANSWER_MARKER = re.compile(r"The answer is\s*:?\s*(.+?)\s*(?:\.\s*)?$", re.IGNORECASE | re.MULTILINE)
+ANSWER_MARKER = re.compile(r"The answer is\s*:?", re.IGNORECASE)
 
 
 def last_answer(completion: str) -> str | None:
-    """The text after the last 'The answer is' marker: models correct themselves."""
-    matches = ANSWER_MARKER.findall(completion)
-    if not matches:
+    """The rest of the line after the last 'The answer is' marker: models correct themselves."""
+    markers = list(ANSWER_MARKER.finditer(completion))
+    if not markers:
         return None
-    return matches[-1].strip().rstrip(".").strip() or None
+    line = completion[markers[-1].end() :].split("\n", 1)[0]
+    return line.strip().rstrip(".").strip() or None
 
 
 def cut_at_stop(text: str) -> str:

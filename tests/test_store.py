@@ -1,0 +1,145 @@
+"""The DuckDB store: migrations on empty and existing files, bad files, the lock rule."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import duckdb
+import pytest
+
+from star_core.config import RunConfig
+from star_core.errors import StoreError
+from star_core.store import AttemptRow, Store
+from star_core.store.connection import applied_version, migrate
+from star_core.store.migrations import MIGRATIONS
+from star_core.tasks.base import Problem
+
+# The public SQL interface researchers query (README): its columns are a contract.
+V_ATTEMPTS_PUBLIC = [
+    "run_id", "iteration", "problem_id", "split", "difficulty", "kind", "question", "hint", "rationale",
+    "predicted_answer", "gold_answer", "correct", "verified", "used_for_training",
+]
+V_ACCURACY = ["run_id", "iteration", "split", "difficulty", "n", "correct", "accuracy"]
+
+
+def columns(con, table: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def attempt(run_id: int, problem_id: str, kind: str = "eval", iteration: int = 0, correct: bool = True) -> AttemptRow:
+    return AttemptRow(
+        run_id=run_id, iteration=iteration, problem_id=problem_id, kind=kind, sample=0, prompt_id=1,
+        question_prompt=f"Question: {problem_id} = ?\nAnswer:", hint=None, completion=" x. The answer is 7.\n\n",
+        rationale="x. The answer is 7.", predicted="7", correct=correct, verified=None, verify_reason="",
+        prompt_tokens=9, new_tokens=7, seconds=0.1,
+    )
+
+
+def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
+    store = Store(tmp_path / "new.duckdb").init()
+    with store.db.read() as con:
+        assert applied_version(con) == len(MIGRATIONS)
+        names = [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall()]
+        assert names == [m.__name__ for m in MIGRATIONS]
+        assert columns(con, "v_attempts")[: len(V_ATTEMPTS_PUBLIC)] == V_ATTEMPTS_PUBLIC
+        assert columns(con, "v_accuracy") == V_ACCURACY
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars"} <= tables
+
+
+def test_migrating_an_existing_file_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+    MIGRATIONS[0](con)  # a file written by the first release
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (1, 'm001_initial')")
+    con.execute("INSERT INTO runs (name, task, model, config, status) VALUES ('old', 'arithmetic', 'm', ?, 'done')", [RunConfig().to_json()])
+    con.execute("INSERT INTO problems VALUES (1, '3+4', 'eval', 1, '3 + 4', '7', NULL)")
+    con.close()
+
+    store = Store(path)
+    store.add_attempts([attempt(1, "3+4")])
+    with store.db.read() as con:
+        assert applied_version(con) == len(MIGRATIONS)
+        assert con.execute("SELECT name FROM runs").fetchall() == [("old",)]
+        assert con.execute("SELECT count(*) FROM v_attempts").fetchone()[0] == 1
+    assert store.get_run(1).config == RunConfig()
+
+
+def test_migrations_apply_once(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store(path).init()
+    with duckdb.connect(str(path)) as con:
+        migrate(con, path)  # nothing left to apply: no error, no second row
+        assert con.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_file_that_is_not_a_database_gives_a_clear_error_and_is_left_alone(tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_bytes(b"these are my notes, not a database\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store(path).init()
+    assert path.read_bytes() == before
+
+
+def test_a_foreign_duckdb_database_is_refused(tmp_path):
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE sales (id INTEGER)")
+    with pytest.raises(StoreError, match="not a STaR Studio one"):
+        Store(path).init()
+    with duckdb.connect(str(path)) as con:
+        assert {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()} == {"sales"}
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.duckdb"
+    Store(path).init()
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, 'm999_future')", [len(MIGRATIONS) + 1])
+    with pytest.raises(StoreError, match="upgrade star-studio"):
+        Store(path).init()
+
+
+def test_a_batch_is_stored_whole_or_not_at_all(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig())
+    store.save_problems(run_id, [Problem("3+4", "3 + 4", "7", "eval", 1)])
+    store.add_attempts([attempt(run_id, "3+4")])
+    with pytest.raises(duckdb.ConstraintException):
+        store.add_attempts([attempt(run_id, "3+4", kind="generated", iteration=1), attempt(run_id, "3+4")])  # 2nd is a duplicate
+    with store.db.read() as con:
+        assert con.execute("SELECT kind FROM attempts").fetchall() == [("eval",)]
+
+
+def _hold_the_file(path: str, seconds: float, ready) -> None:
+    con = duckdb.connect(path)
+    ready.set()
+    time.sleep(seconds)
+    con.close()
+
+
+def test_a_reader_waits_for_a_writer_in_another_process(tmp_path):
+    path = tmp_path / "s.duckdb"
+    store = Store(path).init()
+    store.create_run(RunConfig(name="first"))
+    ready = multiprocessing.get_context("spawn").Event()
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 1.5, ready))
+    holder.start()
+    ready.wait(30)
+    assert store.list_runs().name.tolist() == ["first"]  # retried until the other process let go
+    holder.join()
+
+
+def test_a_lock_held_too_long_becomes_a_store_error(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store(path).init()
+    ready = multiprocessing.get_context("spawn").Event()
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 5, ready))
+    holder.start()
+    ready.wait(30)
+    with pytest.raises(StoreError, match="held by another process"):
+        Store(path, lock_timeout=0.5).list_runs()
+    holder.join()
