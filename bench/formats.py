@@ -77,8 +77,6 @@ def main() -> None:
     print(f"{'model':14} {'format':20} " + " ".join(f"{d}-digit" for d in range(1, args.max_digits + 1)) + "  overall  tok/s")
     for spec in args.models:
         lm = load_model(spec)
-        if lm.uses_bf16:
-            lm.model.to(torch.bfloat16)
         for name, rationale in FORMATS.items():
             exemplars = [Exemplar(f"{a} + {b}", rationale(a, b), str(a + b)) for a, b in EXEMPLAR_PAIRS]
             gen = PrefixGenerator(lm, build_prefix(task, exemplars, with_hints=False), Decoding(max_new_tokens=64))

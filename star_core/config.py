@@ -16,6 +16,7 @@ from .errors import ConfigError
 TASKS = ("arithmetic", "gsm8k", "commonsenseqa", "jsonl")
 FILTER_MODES = ("verified", "answer")
 DEVICES = ("auto", "cpu", "cuda")
+FINETUNE_METHODS = ("lora", "full")
 
 
 def _f(default, help: str, **meta):
@@ -51,7 +52,13 @@ class RunConfig:
         "'verified' = right answer and steps verified (falls back to 'answer' where a task cannot check steps).",
         choices=FILTER_MODES,
     )
-    learning_rate: float = _f(2e-5, "Fine-tuning learning rate (AdamW).", min=0.0, max=1.0)
+    finetune: str = _f(
+        "lora", "Fine-tuning method: 'lora' (adapters on every linear layer) or 'full' (every weight).", choices=FINETUNE_METHODS
+    )
+    lora_rank: int = _f(16, "LoRA rank (with finetune=lora).", min=1, max=1024)
+    learning_rate: float = _f(
+        2e-4, "Fine-tuning learning rate (AdamW); full fine-tuning usually wants about 10x less than LoRA.", min=0.0, max=1.0
+    )
     batch_size: int = _f(8, "Fine-tuning batch size (sequences per step).", min=1)
     # Official STaR: 40 steps, +20% per iteration, on far larger sets. We scale the
     # first iteration to about `epochs` passes over the kept set.

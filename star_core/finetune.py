@@ -2,10 +2,14 @@
 
 Every training example has the same few-shot prefix (the prompt the model is
 asked with, without any hint), so each step computes the prefix once at batch
-size 1 and the rows attend to it through the shared-prefix attention; gradients
-flow through the prefix's keys and values as in an ordinary forward pass. Rows
-are the question and the completion; labels are -100 over the question and the
+size 1 and the rows attend to it through the shared-prefix attention. Rows are
+the question and the completion; labels are -100 over the question and the
 right padding, as TRL's completion-only loss does.
+
+Two methods: LoRA adapters on every linear layer (peft; small checkpoints, no
+optimizer state for the base weights, the usual choice on a GPU for larger
+models) and full fine-tuning. Either way the trained weights are float32 and
+the matmuls run in bf16 through autocast where bf16 is fast.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from .config import FINETUNE_METHODS
 from .generate import autocast, encode_piece, encode_prefix
 from .model import LoadedModel
 from .prefix_attention import prefix_kv, use_shared_prefix_attention
@@ -33,12 +38,23 @@ class Example:
     completion: str  # the rationale and answer, ending with the stop text
 
 
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    batch_size: int
+    learning_rate: float
+    method: str = "lora"
+    lora_rank: int = 16
+    seed: int = 0
+
+
 @dataclass
 class FinetuneResult:
     steps: int
     final_loss: float  # mean loss over the last 10% of steps
     losses: list[float]
-    tokens: int  # tokens through the model: prefix once per step plus the rows
+    tokens: int  # sequence tokens trained on, each row with its prefix (what a plain trainer would process)
+    computed_tokens: int  # tokens actually run through the model: the prefix once per step, plus the rows
     seconds: float
 
 
@@ -46,31 +62,34 @@ def finetune(
     lm: LoadedModel,
     prefix: str,
     examples: list[Example],
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
+    settings: TrainSettings,
     on_step: Callable[[int, int, float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> FinetuneResult:
-    """Train `lm.model` in place. on_step(step, steps, loss, tokens_per_s) reports progress."""
+    """Train `lm.model` (replaced by its LoRA wrapper for that method). on_step(step, steps, loss, tokens_per_s)."""
     if not examples:
         raise ValueError("no examples to fine-tune on")
+    if settings.method not in FINETUNE_METHODS:
+        raise ValueError(f"unknown fine-tuning method {settings.method!r}; use one of {', '.join(FINETUNE_METHODS)}")
+    torch.manual_seed(settings.seed)
+    use_shared_prefix_attention(lm.model)
+    if settings.method == "lora":
+        lm.model = _with_lora(lm.model, settings.lora_rank)
     model = lm.model
-    use_shared_prefix_attention(model)
     model.train()
     prefix_ids = encode_prefix(lm, prefix)
     rows = [_encode(lm, ex) for ex in examples]
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    rng = random.Random(settings.seed)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=settings.learning_rate, weight_decay=0.0)
+    steps, batch_size = settings.steps, settings.batch_size
     warmup = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
     )
     order: list[int] = []
     losses: list[float] = []
-    tokens = 0
+    tokens = computed = 0
     started = time.perf_counter()
     for step in range(steps):
         if should_stop and should_stop():
@@ -82,19 +101,27 @@ def finetune(
         batch = [rows[i] for i in order[:batch_size]]
         del order[:batch_size]
         with autocast(lm):
-            loss, batch_tokens = _loss(lm, prefix_ids, batch)
+            loss, row_tokens = _loss(lm, prefix_ids, batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        tokens += batch_tokens + len(prefix_ids)
+        tokens += row_tokens + len(batch) * len(prefix_ids)
+        computed += row_tokens + len(prefix_ids)
         if on_step:
             on_step(step + 1, steps, losses[-1], tokens / (time.perf_counter() - started))
     model.eval()
     tail = losses[-max(1, math.ceil(len(losses) / 10)):] if losses else [float("nan")]
-    return FinetuneResult(len(losses), sum(tail) / len(tail), losses, tokens, time.perf_counter() - started)
+    return FinetuneResult(len(losses), sum(tail) / len(tail), losses, tokens, computed, time.perf_counter() - started)
+
+
+def _with_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    # alpha = 2 x rank is the common choice; every linear layer, as QLoRA found best.
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", lora_dropout=0.0))
 
 
 def _encode(lm: LoadedModel, ex: Example) -> tuple[list[int], list[int]]:
@@ -122,10 +149,14 @@ def _loss(lm: LoadedModel, prefix_ids: list[int], batch: list[tuple[list[int], l
 
 
 def save_checkpoint(lm: LoadedModel, folder: Path) -> Path:
-    """Save weights (bf16 halves the disk use; generation runs in bf16 anyway) atomically."""
+    """Save what generation needs, atomically: a LoRA adapter (~20 MB for SmolLM2), or full weights in bf16."""
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    lm.model.save_pretrained(tmp, safe_serialization=True, state_dict={k: v.to(torch.bfloat16) for k, v in lm.model.state_dict().items()})
+    if hasattr(lm.model, "peft_config"):
+        lm.model.save_pretrained(tmp)  # the adapter only; load_model merges it into the base model
+    else:
+        state = {k: v.to(torch.bfloat16) for k, v in lm.model.state_dict().items()}
+        lm.model.save_pretrained(tmp, safe_serialization=True, state_dict=state)
     if folder.exists():
         shutil.rmtree(folder)
     tmp.replace(folder)

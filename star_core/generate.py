@@ -59,9 +59,9 @@ class GenerationStats:
 
 
 def autocast(lm: LoadedModel):
-    """bf16 autocast where it is fast; a no-op context elsewhere."""
-    if lm.device.type == "cpu" and lm.uses_bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    """bf16 autocast for float32 weights where bf16 is fast; a no-op context elsewhere."""
+    if lm.fast_bf16 and next(lm.model.parameters()).dtype == torch.float32:
+        return torch.autocast(lm.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

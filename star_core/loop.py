@@ -23,7 +23,7 @@ import torch
 from .config import RunConfig
 from .errors import RunStateError, StarError
 from .exemplars import load_exemplars
-from .finetune import Example, finetune, save_checkpoint
+from .finetune import Example, TrainSettings, finetune, save_checkpoint
 from .generate import Decoding, PrefixGenerator
 from .model import LoadedModel, check_model_spec, load_model
 from .store import AttemptRow, KeptCandidate, Store
@@ -235,7 +235,7 @@ class _Runner:
             self.store.set_iteration_phase(self.run_id, n, "evaluate", kept=0, steps=0, checkpoint=None)
             return
         self._release_model()
-        lm = load_model(self.config.model, self.config.device)  # always from the base model (STaR)
+        lm = load_model(self.config.model, self.config.device, for_training=True)  # always from the base model (STaR)
         phase = _Phase(n, "finetune", steps, time.perf_counter())
         self.reporter.phase(n, "finetune", steps)
         self._progress(phase)
@@ -246,8 +246,9 @@ class _Runner:
                 self.store.set_progress(self.run_id, **self._progress_values(phase, tokens_per_s))
             self.reporter.advance(step, total, tokens_per_s, f"loss {loss:.3f}")
 
-        result = finetune(lm, self.prefix, examples, steps, self.config.batch_size, self.config.learning_rate,
-                          self.config.seed + n, on_step=on_step, should_stop=self.store_cancel_requested)
+        settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
+                                 self.config.lora_rank, seed=self.config.seed + n)
+        result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self.store_cancel_requested)
         self._check_cancel()
         save_checkpoint(lm, checkpoint)
         del lm
@@ -274,8 +275,6 @@ class _Runner:
         if self._model is None or self._model_key != key:
             self._release_model()
             lm = load_model(self.config.model, self.config.device, checkpoint=checkpoint)
-            if lm.uses_bf16:
-                lm.model.to(torch.bfloat16)
             self._model, self._model_key = lm, key
         return self._model
 

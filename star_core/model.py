@@ -60,9 +60,13 @@ class LoadedModel:
     device: torch.device
 
     @property
-    def uses_bf16(self) -> bool:
-        """bf16 on CUDA, and bf16 autocast on CPUs that have fast bf16 matmuls."""
-        return self.device.type == "cuda" or _cpu_has_fast_bf16()
+    def fast_bf16(self) -> bool:
+        return bf16_is_fast(self.device)
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 matmuls are fast here: on CUDA, and on CPUs with AVX512-BF16 or AMX."""
+    return device.type == "cuda" or _cpu_has_fast_bf16()
 
 
 def cache_dir() -> Path:
@@ -99,25 +103,35 @@ def check_model_spec(spec: str) -> None:
     _locate(spec)
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", checkpoint: str | Path | None = None) -> LoadedModel:
+def load_model(
+    spec: str = DEFAULT_MODEL, device: str = "auto", checkpoint: str | Path | None = None, for_training: bool = False
+) -> LoadedModel:
     """Load a model for generation or fine-tuning.
 
-    ``checkpoint`` is a folder of fine-tuned weights (saved by finetune.py) to load
-    on top of the architecture and tokenizer named by ``spec``.
+    ``checkpoint`` is what finetune.py saved for an iteration (a LoRA adapter or full
+    weights), applied on top of the base model named by ``spec``. For training the
+    weights stay float32 (bf16 runs through autocast): Adam's small updates vanish in
+    bf16 weights. For generation they are bf16 wherever bf16 is fast.
     """
     dev = resolve_device(device)
     folder, gguf_file = _locate(spec)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     if gguf_file:
         folder, gguf_file = _dequantized_cache(folder, gguf_file), None
+    checkpoint = Path(checkpoint) if checkpoint else None
+    full_weights = checkpoint is not None and not (checkpoint / "adapter_config.json").exists()
+    dtype = torch.bfloat16 if not for_training and bf16_is_fast(dev) else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(checkpoint or folder, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint if full_weights else folder, dtype=dtype)
     except OSError as exc:
         raise ModelLoadError(
             f"could not load model {spec!r}: {exc}. Give an embedded model name "
             f"({', '.join(EMBEDDED_MODELS)}), a local folder, a .gguf file, or a hub id on a machine that is online."
         ) from exc
+    if checkpoint is not None and not full_weights:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, checkpoint).merge_and_unload()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(dev)

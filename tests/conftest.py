@@ -17,7 +17,7 @@ import torch
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
-def build_tiny_model(folder: Path, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_model(folder: Path, layers: int = 2, seed: int = 0, initializer_range: float = 0.02) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from star_core.model import _dequantized_cache, embedded_gguf_path
@@ -29,7 +29,7 @@ def build_tiny_model(folder: Path, layers: int = 2, seed: int = 0) -> Path:
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=True, initializer_range=initializer_range,
     )
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
