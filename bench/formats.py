@@ -17,44 +17,49 @@ import torch
 from star_core.config import RunConfig
 from star_core.generate import Decoding, PrefixGenerator
 from star_core.model import load_model
-from star_core.tasks.arithmetic import ArithmeticTask, scratchpad, scratchpad_steps
+from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
 from star_core.tasks.base import Exemplar, build_prefix, last_answer, rationale_of
 
 EXEMPLAR_PAIRS = [(3, 4), (6, 8), (27, 15), (58, 34), (406, 275), (839, 187)]
 
 
+def column_steps(a: int, b: int, carries: bool = True) -> list[str]:
+    """Column addition from the ones place: '7 + 5 = 12, write 2, carry 1', ..."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    steps, carry = [], 0
+    for i in range(max(len(da), len(db))):
+        x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
+        total = x + y + carry
+        step = f"{x} + {y}" + (" + 1" if carry else "") + f" = {total}, write {total % 10}"
+        steps.append(step + (", carry 1" if total >= 10 and carries else ""))
+        carry = total // 10
+    if carry:
+        steps.append("write 1")
+    return steps
+
+
+def column_carry(a: int, b: int) -> str:
+    return ". ".join(column_steps(a, b)) + "."
+
+
 def column_no_carry_words(a: int, b: int) -> str:
-    return ". ".join(s.replace(", carry 1", "") for s in scratchpad_steps(a, b)) + "."
-
-
-def _place_sums(a: int, b: int) -> list[tuple[int, int, int]]:
-    """(a's part, b's part, their sum) per decimal place, highest first, skipping empty places."""
-    width = max(len(str(a)), len(str(b)))
-    da, db = str(a).zfill(width), str(b).zfill(width)
-    out = []
-    for i in range(width):
-        scale = 10 ** (width - 1 - i)
-        x, y = int(da[i]) * scale, int(db[i]) * scale
-        if x + y:
-            out.append((x, y, x + y))
-    return out
-
-
-def place_value(a: int, b: int) -> str:
-    sums = [s for _, _, s in _place_sums(a, b)] or [0]
-    return f"{a} + {b} = " + " + ".join(map(str, sums)) + f" = {a + b}."
+    return ". ".join(column_steps(a, b, carries=False)) + "."
 
 
 def place_value_explicit(a: int, b: int) -> str:
-    parts = _place_sums(a, b)
-    split = " + ".join(f"({x} + {y})" for x, y, _ in parts)
-    return f"{a} + {b} = {split} = " + " + ".join(str(s) for _, _, s in parts) + f" = {a + b}."
+    """Like the shipped format, with each place's two parts written out."""
+    width = max(len(str(a)), len(str(b)))
+    da, db = str(a).zfill(width), str(b).zfill(width)
+    parts = [(int(x) * 10 ** (width - 1 - i), int(y) * 10 ** (width - 1 - i)) for i, (x, y) in enumerate(zip(da, db))]
+    parts = [(x, y) for x, y in parts if x + y]
+    split = " + ".join(f"({x} + {y})" for x, y in parts)
+    return f"{a} + {b} = {split} = " + " + ".join(str(x + y) for x, y in parts) + f" = {a + b}."
 
 
 FORMATS = {
-    "column+carry": scratchpad,
+    "column+carry": column_carry,
     "column": column_no_carry_words,
-    "place-value": place_value,
+    "place-value (shipped)": rationale_for,
     "place-value-explicit": place_value_explicit,
     "direct": lambda a, b: "",
 }

@@ -114,3 +114,15 @@ class AttemptQueries:
                 """,
                 [run_id, iteration, iteration],
             ).df()
+
+    def generation_stats(self, run_id: int) -> pd.DataFrame:
+        """Per iteration and kind: questions, prompt and new tokens, and decoding seconds."""
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT iteration, kind, count(DISTINCT problem_id) AS questions, sum(prompt_tokens) AS prompt_tokens,
+                       sum(new_tokens) AS new_tokens, sum(seconds) AS seconds
+                FROM attempts WHERE run_id = ? GROUP BY iteration, kind ORDER BY iteration, kind
+                """,
+                [run_id],
+            ).df()
