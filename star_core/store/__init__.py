@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .attempts import AttemptQueries, AttemptRow, KeptCandidate
+from .browse import AttemptFilter, BrowseQueries
 from .connection import Connection
 from .runs import Run, RunQueries
 
 
-class Store(RunQueries, AttemptQueries):
+class Store(RunQueries, AttemptQueries, BrowseQueries):
     def __init__(self, path: str | Path, lock_timeout: float = 60.0):
         self.db = Connection(path, lock_timeout=lock_timeout)
 
