@@ -1,0 +1,206 @@
+"""Runs in background worker processes: start, cancel, resume, and what a worker left behind.
+
+The app never runs the loop in its own process (a model and a fine-tuning job would
+freeze it, and one crash would take the app down). It launches
+
+    python -m star_core.jobs RUN_ID --db PATH
+
+detached from the app, with stdout and stderr going to ``worker.log`` in the run's
+folder. The worker claims the run in the store (pid and host), so the store tells a
+live run from a dead one (runs.py `_live_status`) whoever started it: the app or
+`star run` on the command line. Between launch and claim the run is 'pending';
+``worker.pid`` in the run folder lets the app tell a worker still starting from one
+that died before it could claim the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import ConfigError, RunStateError, StarError
+from .store import Store
+
+LOG_NAME = "worker.log"
+PID_NAME = "worker.pid"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_dir(store: Store, run_id: int) -> Path:
+    # The same folder as loop.run_folder, without importing the loop (and torch) into the app.
+    return store.path.parent / f"{store.path.stem}-runs" / f"run-{run_id}"
+
+
+def log_path(store: Store, run_id: int) -> Path:
+    return run_dir(store, run_id) / LOG_NAME
+
+
+def create_run(store: Store, config: RunConfig) -> int:
+    """Validate what a run needs (task, exemplars, model spec), store it and its problems; return its id.
+
+    Raises ConfigError naming the field at fault (a model that cannot be found is a 'model' error).
+    """
+    from .errors import DatasetError, ModelLoadError
+    from .loop import start_run  # imports torch: only when a run is created
+
+    try:
+        return start_run(store, config)
+    except ModelLoadError as exc:
+        raise ConfigError("model", str(exc)) from exc
+    except DatasetError as exc:
+        raise ConfigError("data", str(exc)) from exc
+
+
+def launch(store: Store, run_id: int) -> int:
+    """Start (or resume) a run in a detached worker process; return its pid."""
+    run = store.get_run(run_id)
+    if run.status == "running":
+        raise RunStateError(f"run {run_id} is already running (pid {run.pid} on {run.host})")
+    if worker_starting(store, run_id):
+        raise RunStateError(f"run {run_id} is already starting in another worker")
+    folder = run_dir(store, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(folder / LOG_NAME, "a") as log:
+        log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for run {run_id}\n")
+        log.flush()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "star_core.jobs", str(run_id), "--db", str(store.path.resolve())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT), env=env,
+            start_new_session=True,  # survives the app's restart; Ctrl-C in the app's terminal does not reach it
+        )
+    (folder / PID_NAME).write_text(str(process.pid))
+    # Reap the worker when it exits, so that a finished one is not a zombie that looks alive.
+    threading.Thread(target=process.wait, name=f"reap-run-{run_id}", daemon=True).start()
+    return process.pid
+
+
+def resume(store: Store, run_id: int) -> int:
+    """Continue a cancelled, failed or crashed run where it stopped."""
+    run = store.get_run(run_id)
+    if run.status == "done":
+        raise RunStateError(f"run {run_id} is done; there is nothing to resume")
+    return launch(store, run_id)
+
+
+def cancel(store: Store, run_id: int) -> None:
+    """Ask a run to stop after its current batch or step (it can be resumed later)."""
+    run = store.get_run(run_id)
+    if run.status == "running":
+        store.request_cancel(run_id)
+        return
+    pid = _launched_pid(store, run_id)
+    if run.status == "pending" and pid is not None and _alive(pid):
+        # Not claimed yet: a cancel flag would be cleared by the claim, so stop the worker itself.
+        try:
+            os.kill(pid, 15)
+        except ProcessLookupError:
+            pass
+        store.finish_run(run_id, "cancelled", "cancelled before the worker started")
+        return
+    raise RunStateError(f"run {run_id} is {run.status}, not running")
+
+
+def worker_starting(store: Store, run_id: int) -> bool:
+    """Whether a worker launched for a pending run is still alive (loading, before it claims the run)."""
+    pid = _launched_pid(store, run_id)
+    return pid is not None and _alive(pid) and store.get_run(run_id).status == "pending"
+
+
+def worker_died_early(store: Store, run_id: int) -> bool:
+    """A worker was launched for this pending run and is gone without claiming it."""
+    pid = _launched_pid(store, run_id)
+    return pid is not None and not _alive(pid) and store.get_run(run_id).status == "pending"
+
+
+def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
+    """The end of the run's worker log ('' if it has none, e.g. a run started with `star run`)."""
+    path = log_path(store, run_id)
+    if not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64_000))
+        text = f.read().decode("utf-8", "replace")
+    # tqdm-style carriage returns: keep what a terminal would show.
+    shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    return "\n".join(shown[-lines:])
+
+
+# --- process bookkeeping ----------------------------------------------------------
+
+def _launched_pid(store: Store, run_id: int) -> int | None:
+    path = run_dir(store, run_id) / PID_NAME
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- the worker -------------------------------------------------------------------
+
+
+class LogReporter:
+    """Progress lines for the worker log (the app reads live progress from the store)."""
+
+    def __init__(self):
+        self._last = 0.0
+
+    def phase(self, iteration: int, phase: str, total: int) -> None:
+        self._say(f"iteration {iteration}: {phase} ({total})")
+
+    def advance(self, done: int, total: int, tokens_per_s: float | None, note: str = "") -> None:
+        if time.monotonic() - self._last > 10 or done >= total:
+            rate = f", {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
+            self._say(f"  {done}/{total}{rate}{', ' + note if note else ''}")
+
+    def message(self, text: str) -> None:
+        self._say(text)
+
+    def _say(self, text: str) -> None:
+        self._last = time.monotonic()
+        print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m star_core.jobs", description="Run (or resume) one stored run.")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--db", required=True)
+    args = parser.parse_args(argv)
+
+    from .loop import Cancelled, execute_run
+
+    store = Store(args.db)
+    try:
+        execute_run(store, args.run_id, LogReporter())
+    except Cancelled:
+        print(f"run {args.run_id} cancelled", flush=True)
+        return 1
+    except StarError as exc:  # recorded in the store by execute_run (or refused before it claimed the run)
+        print(f"error: {exc}", flush=True)
+        return 1
+    print(f"run {args.run_id} done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

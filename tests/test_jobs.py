@@ -1,0 +1,80 @@
+"""Background runs: a worker process runs a stored run; it can be cancelled, killed and resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import tiny_config
+from star_core import jobs
+from star_core.errors import ConfigError, RunStateError
+from star_core.store import Store
+
+
+def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_worker_is_cancelled_killed_and_resumed_to_the_end(tmp_path, tiny_model):
+    store = Store(tmp_path / "j.duckdb").init()
+    config = tiny_config(tiny_model, train_size=16, eval_size=8, gen_batch_size=2, iterations=1)
+    run_id = jobs.create_run(store, config)
+    assert store.get_run(run_id).status == "pending"
+
+    pid = jobs.launch(store, run_id)
+    assert pid > 0
+    with pytest.raises(RunStateError):
+        jobs.launch(store, run_id)  # one worker per run
+    wait_for(lambda: store.get_run(run_id).status == "running", what="the worker to claim the run")
+    jobs.cancel(store, run_id)
+    wait_for(lambda: store.get_run(run_id).status == "cancelled", what="the cancel")
+    stored = store.attempt_count()
+
+    jobs.resume(store, run_id)
+    wait_for(lambda: store.attempt_count() > stored, what="the resumed run to write attempts")
+    run = store.get_run(run_id)
+    os.kill(run.pid, signal.SIGKILL)  # a crash: nothing gets recorded by the worker itself
+    wait_for(lambda: store.get_run(run_id).status == "crashed", timeout=10, what="the crash to be seen")
+
+    jobs.resume(store, run_id)
+    wait_for(lambda: store.get_run(run_id).status in ("done", "failed"), what="the run to finish")
+    assert store.get_run(run_id).status == "done", jobs.log_tail(store, run_id)
+    assert "run %d done" % run_id in jobs.log_tail(store, run_id)
+    with pytest.raises(RunStateError):
+        jobs.resume(store, run_id)  # nothing left to do
+    # Nothing duplicated by the cancel and the crash: one attempt per (iteration, kind, question).
+    with store.db.read() as con:
+        dupes = con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM attempts GROUP BY run_id, iteration, kind, problem_id, sample HAVING count(*) > 1)"
+        ).fetchone()[0]
+    assert dupes == 0
+
+
+def test_a_worker_that_dies_before_claiming_its_run_is_seen(tmp_path, tiny_model):
+    store = Store(tmp_path / "j.duckdb").init()
+    run_id = jobs.create_run(store, tiny_config(tiny_model))
+    folder = jobs.run_dir(store, run_id)
+    folder.mkdir(parents=True)
+    (folder / jobs.PID_NAME).write_text("999999999")  # no such process
+    (folder / jobs.LOG_NAME).write_text("Traceback ...\nImportError: no module named torch\n")
+    assert jobs.worker_died_early(store, run_id) and not jobs.worker_starting(store, run_id)
+    assert "ImportError" in jobs.log_tail(store, run_id)
+
+
+def test_create_run_names_the_field_at_fault(tmp_path):
+    store = Store(tmp_path / "j.duckdb").init()
+    from star_core.config import RunConfig
+
+    with pytest.raises(ConfigError) as err:
+        jobs.create_run(store, RunConfig(model=str(tmp_path / "no-such-model")))
+    assert err.value.field == "model"
+    assert store.list_runs().empty  # nothing stored for a run that cannot start
