@@ -46,13 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(run)
     run.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a crashed, cancelled or interrupted run")
     group = run.add_argument_group("run settings (ignored with --resume: a run keeps its stored settings)")
+    aliases = {"data_map": ["--map"]}  # the short spelling the docs use: --map question=q,answer=a
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         help_text = (f.metadata["help"] + f" (default: {f.default!r})").replace("%", "%%")  # argparse formats help with %
         if f.type == "bool":
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            group.add_argument(flag, dest=f.name, type={"int": int, "float": float, "str": str}[f.type],
+            group.add_argument(flag, *aliases.get(f.name, []), dest=f.name, type={"int": int, "float": float, "str": str}[f.type],
                                choices=f.metadata.get("choices"), default=None, help=help_text, metavar=f.name.upper())
     run.set_defaults(handler=_cmd_run)
 
@@ -95,8 +96,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.run_id = args.resume
         store.get_run(args.resume)
     else:
-        config = RunConfig(**given)
-        args.run_id = start_run(store, config)
+        from .tasks import chance_accuracy, suggested_settings
+
+        suggested = {k: v for k, v in suggested_settings(given.get("task", "arithmetic")).items() if k not in given}
+        config = RunConfig(**{**suggested, **given})
+        if suggested:
+            print(f"note: task {config.task} suggests " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items()), file=sys.stderr)
+        args.run_id = start_run(store, config, ConsoleReporter())
+        if chance_accuracy(config.task) is not None:
+            print(f"chance accuracy of {config.task}: {chance_accuracy(config.task):.0%}")
         print(f"run {args.run_id} in {args.db}: {config.task} on {config.model}, {config.iterations} iterations")
     try:
         execute_run(store, args.run_id, ConsoleReporter())

@@ -17,6 +17,8 @@ TASKS = ("arithmetic", "gsm8k", "commonsenseqa", "jsonl")
 FILTER_MODES = ("verified", "answer")
 DEVICES = ("auto", "cpu", "cuda")
 FINETUNE_METHODS = ("lora", "full")
+ANSWER_TYPES = ("number", "choice", "exact", "regex")
+MAP_ROLES = ("question", "answer", "choices", "id", "difficulty")
 
 
 def _f(default, help: str, **meta):
@@ -27,7 +29,24 @@ def _f(default, help: str, **meta):
 class RunConfig:
     name: str = _f("", "A label for the run (free text).")
     task: str = _f("arithmetic", "Which task's problems, prompt format and answer check to use.", choices=TASKS)
-    data: str = _f("", "Dataset file for tasks that read one (gsm8k, commonsenseqa, jsonl).")
+    data: str = _f(
+        "",
+        "Dataset file (.jsonl or .csv) for gsm8k, commonsenseqa and jsonl; empty = download from the Hugging Face hub "
+        "(needs the 'datasets' extra and a network).",
+    )
+    data_map: str = _f(
+        "",
+        "jsonl task: which field holds what, as ROLE=FIELD pairs separated by commas. Roles: question and answer "
+        "(default: the fields named so), choices, id, difficulty (optional). FIELD may be a dotted path into nested "
+        "JSON (question.stem). Example: question=q,answer=a,choices=options.",
+    )
+    answer_type: str = _f(
+        "number",
+        "jsonl task: how answers are compared: number (numerically, '1,000' = '1000.0'), choice (label or choice text), "
+        "exact (case- and space-insensitive text) or regex (the gold answer is a regular expression the whole answer must match).",
+        choices=ANSWER_TYPES,
+    )
+    skip_bad_lines: bool = _f(False, "Skip malformed or incomplete data rows (and report how many) instead of stopping at the first.")
     model: str = _f(
         "smollm2-135m",
         "Embedded model name (smollm2-135m, gemma3-270m), local folder, .gguf file, or hub id.",
@@ -44,6 +63,13 @@ class RunConfig:
     temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, as the paper nearly does.", min=0.0, max=2.0)
     top_p: float = _f(0.9, "Nucleus sampling mass (used when temperature > 0).", min=0.01, max=1.0)
     samples_per_question: int = _f(1, "Rationales sampled per training question (k).", min=1)
+    # RFT / ReST-EM keep every distinct correct sample; a cap stops easy questions from dominating the kept set.
+    max_kept_per_question: int = _f(
+        4, "Most rationales kept per question after de-duplication (identical up to case and whitespace count once).", min=1
+    )
+    keep_hint_leaks: bool = _f(
+        False, "Keep rationalized rationales flagged as restating the hint (quoting '(CORRECT)' or giving the answer before any reasoning)."
+    )
     max_new_tokens: int = _f(96, "Longest rationale the model may write, in tokens.", min=4)
     rationalize: bool = _f(True, "Retry wrong answers with the correct answer as a hint.")
     filter: str = _f(
@@ -86,6 +112,11 @@ class RunConfig:
             raise ConfigError("max_difficulty", f"must be at least min_difficulty ({self.min_difficulty}), got {self.max_difficulty}")
         if not self.model.strip():
             raise ConfigError("model", "must name a model")
+        parse_data_map(self.data_map)
+
+    def field_map(self) -> dict[str, str]:
+        """data_map as {role: field path}, with question and answer defaulting to fields of the same name."""
+        return {"question": "question", "answer": "answer", **parse_data_map(self.data_map)}
 
     def steps_for(self, iteration: int, kept: int) -> int:
         """Fine-tuning steps for an iteration (1-based) with `kept` training rationales."""
@@ -108,6 +139,23 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
         return cls.from_dict(json.loads(text))
+
+
+def parse_data_map(text: str) -> dict[str, str]:
+    """'question=q,answer=a' as {'question': 'q', 'answer': 'a'}; ConfigError naming the bad pair."""
+    out: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        role, sep, path = (x.strip() for x in pair.partition("="))
+        if not sep or not role or not path:
+            raise ConfigError("data_map", f"{pair!r} is not ROLE=FIELD (e.g. question=q,answer=a)")
+        if role not in MAP_ROLES:
+            raise ConfigError("data_map", f"unknown role {role!r} in {pair!r}; roles are {', '.join(MAP_ROLES)}")
+        if role in out:
+            raise ConfigError("data_map", f"role {role!r} is mapped twice")
+        out[role] = path
+    return out
 
 
 def field_help() -> dict[str, dict]:

@@ -20,7 +20,7 @@ def default_exemplar_path(task_name: str) -> Path:
 
 def load_exemplars(task: Task, path: Path | None = None) -> list[Exemplar]:
     """Read an exemplar file; every line must parse and pass the task's checks."""
-    path = path or default_exemplar_path(task.name)
+    path = path or default_exemplar_path(getattr(task, "exemplar_file", task.name))  # jsonl: one file per answer type
     if not path.exists():
         raise DatasetError(f"exemplar file {path} does not exist")
     exemplars = []

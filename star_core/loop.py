@@ -27,7 +27,7 @@ from .finetune import Example, TrainSettings, finetune, save_checkpoint
 from .generate import Decoding, PrefixGenerator
 from .model import LoadedModel, check_model_spec, load_model
 from .store import AttemptRow, KeptCandidate, Store
-from .tasks import Problem, Task, get_task
+from .tasks import Problem, Task, get_task, hint_leak
 from .tasks.base import STOP_TEXT, build_prefix, cut_at_stop, rationale_of
 
 
@@ -58,13 +58,17 @@ def run_folder(store: Store, run_id: int) -> Path:
     return store.path.parent / f"{store.path.stem}-runs" / f"run-{run_id}"
 
 
-def start_run(store: Store, config: RunConfig) -> int:
-    """Create a run (validating its task and exemplars first) and return its id."""
-    task = get_task(config.task)
+def start_run(store: Store, config: RunConfig, reporter: Reporter | None = None) -> int:
+    """Create a run (validating its task, exemplars and data first: a bad file stores nothing) and return its id."""
+    task = get_task(config.task, config)
     load_exemplars(task)
     check_model_spec(config.model)
+    problems = task.problems(config)
+    report = getattr(task, "report", None)
+    if report is not None and reporter is not None:
+        reporter.message(report.summary())
     run_id = store.create_run(config)
-    store.save_problems(run_id, task.problems(config))
+    store.save_problems(run_id, problems)
     return run_id
 
 
@@ -103,7 +107,7 @@ class _Runner:
         self.store, self.run_id, self.reporter = store, run_id, reporter
         run = store.get_run(run_id)
         self.config: RunConfig = run.config
-        self.task: Task = get_task(self.config.task)
+        self.task: Task = get_task(self.config.task, self.config)
         self.problems = store.load_problems(run_id) or self._save_problems()
         self.train = [p for p in self.problems if p.split == "train"]
         self.eval = [p for p in self.problems if p.split == "eval"]
@@ -192,23 +196,36 @@ class _Runner:
     def _judge(self, n, kind, problem: Problem, sample, prompt_id, question, hint, completion) -> AttemptRow:
         predicted = self.task.extract_answer(completion.text)
         verdict = self.task.verify_steps(completion.text, problem) if self.task.can_verify_steps else None
+        leak = None
+        if kind == "rationalized":
+            pattern = self.task.answer_pattern(problem) if hasattr(self.task, "answer_pattern") else None
+            leak = hint_leak(rationale_of(completion.text), pattern) is not None
         return AttemptRow(
             run_id=self.run_id, iteration=n, problem_id=problem.id, kind=kind, sample=sample, prompt_id=prompt_id,
             question_prompt=question, hint=hint, completion=completion.text, rationale=rationale_of(completion.text),
             predicted=predicted, correct=self.task.is_correct(predicted, problem),
             verified=verdict.ok if verdict else None, verify_reason=verdict.reason if verdict else "",
             prompt_tokens=completion.prompt_tokens, new_tokens=completion.new_tokens, seconds=completion.seconds,
+            hint_leak=leak,
         )
 
     def _keepers(self, candidates: list[KeptCandidate]) -> list[KeptCandidate]:
-        """Candidates that pass the filter, one per distinct rationale of a question."""
+        """Candidates that pass the filter, de-duplicated, at most max_kept_per_question per question.
+
+        Two rationales of a question are the same when they are equal after case-folding
+        and collapsing whitespace; the first stored (lowest sample) is kept. A hint leak
+        is kept only with keep_hint_leaks.
+        """
         seen: set[tuple[str, str]] = set()
+        per_question: dict[str, int] = {}
         out = []
         for c in candidates:
             passes = c.correct and (not self.filter_steps or c.verified is True)
-            key = (c.problem_id, " ".join(c.rationale.split()))
-            if passes and key not in seen:
+            passes = passes and (self.config.keep_hint_leaks or not c.hint_leak)
+            key = (c.problem_id, " ".join(c.rationale.casefold().split()))
+            if passes and key not in seen and per_question.get(c.problem_id, 0) < self.config.max_kept_per_question:
                 seen.add(key)
+                per_question[c.problem_id] = per_question.get(c.problem_id, 0) + 1
                 out.append(c)
         return out
 

@@ -27,6 +27,7 @@ class AttemptRow:
     prompt_tokens: int
     new_tokens: int
     seconds: float
+    hint_leak: bool | None = None  # rationalized only: the rationale restates the hint (tasks/leak.py)
 
 
 _COLUMNS = ", ".join(AttemptRow.__dataclass_fields__)
@@ -42,6 +43,7 @@ class KeptCandidate:
     completion: str
     correct: bool
     verified: bool | None
+    hint_leak: bool | None = None
 
 
 class AttemptQueries:
@@ -82,7 +84,7 @@ class AttemptQueries:
     def attempts_of(self, run_id: int, iteration: int, kind: str) -> list[KeptCandidate]:
         with self.db.read() as con:
             rows = con.execute(
-                "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified FROM attempts "
+                "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified, hint_leak FROM attempts "
                 "WHERE run_id = ? AND iteration = ? AND kind = ? ORDER BY id",
                 [run_id, iteration, kind],
             ).fetchall()

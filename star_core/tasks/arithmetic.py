@@ -83,6 +83,11 @@ class ArithmeticTask:
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
         return predicted is not None and predicted.lstrip("0") == problem.answer.lstrip("0")
 
+    def answer_pattern(self, problem: Problem) -> re.Pattern | None:
+        """How a rationale states the sum (for the hint-leak check): the number, not inside a longer one."""
+        pattern = re.compile(rf"(?<![0-9]){problem.answer}(?![0-9])")
+        return None if pattern.search(problem.question) else pattern  # '7 + 0': the question states it
+
     def verify_steps(self, completion: str, problem: Problem) -> Verdict:
         """Every step of the chain 'a + b = ... = total' must hold, and the answer must be its total.
 

@@ -1,0 +1,114 @@
+"""CommonsenseQA: five-way multiple choice (A-E); chance accuracy is 20%.
+
+Prompt (the choices on one line, as the paper's prompts show them):
+
+    Question: Where would you put a plate after washing it?
+    Choices: (A) oven (B) cupboard (C) table (D) sink (E) floor
+    Answer: <rationale> The answer is (B).
+
+Hint, as the paper does: ' (CORRECT)' after the right choice, '(B) cupboard (CORRECT)'.
+The answer is read as the label after the last 'The answer is' ('(B)', 'B', 'b)'),
+or, when no label is given, as the one choice whose text it names. Steps cannot
+be checked, so the `verified` filter falls back to the answer (the paper's filter).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..config import RunConfig
+from ..errors import DatasetError
+from .answers import choice_label, extract_choice
+from .base import Exemplar, Problem, Verdict
+from .datafile import RowError, field_value, gold_label, hub_unavailable, load_file, parse_choices, split, text_value
+
+HUB_ID = "tau/commonsense_qa"
+CHANCE = 0.2
+HINT = "(CORRECT)"
+SUGGESTED = {"max_new_tokens": 64}  # a commonsense rationale is one to three short sentences
+
+
+def format_choice_question(problem: Problem | Exemplar, hint: str | None) -> str:
+    """'Question: ...' and the lettered choices on one line, the hint after the right choice."""
+    marks = [f"({label}) {text}" + (f" {hint}" if hint and label == problem.answer else "") for label, text in problem.choices]
+    return f"Question: {problem.question}\nChoices: {' '.join(marks)}\nAnswer:"
+
+
+def choice_answer_pattern(problem: Problem) -> re.Pattern | None:
+    """The right label as '(B)' and, unless the question already says it, the right choice's text."""
+    forms = [rf"\(\s*{re.escape(problem.answer)}\s*\)"]
+    text = dict(problem.choices).get(problem.answer, "")
+    if text and not re.search(rf"(?<!\w){re.escape(text)}(?!\w)", problem.question, re.IGNORECASE):
+        forms.append(rf"(?<!\w){re.escape(text)}(?!\w)")
+    return re.compile("|".join(forms), re.IGNORECASE)
+
+
+class CommonsenseQATask:
+    name = "commonsenseqa"
+    can_verify_steps = False
+    chance = CHANCE
+    suggested = SUGGESTED
+
+    def __init__(self, config: RunConfig | None = None):
+        self.report = None
+
+    def problems(self, config: RunConfig) -> list[Problem]:
+        if config.data:
+            problems, self.report = load_file(config.data, parse_row, config.skip_bad_lines)
+        else:
+            problems = self._from_hub(config)
+        return split(problems, config)
+
+    def _from_hub(self, config: RunConfig) -> list[Problem]:
+        example = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"
+        try:
+            from datasets import load_dataset
+        except ImportError:
+            raise hub_unavailable(self.name, HUB_ID, None, example) from None
+        try:
+            rows = load_dataset(HUB_ID, split="train")
+        except Exception as exc:
+            raise hub_unavailable(self.name, HUB_ID, exc, example) from None
+        problems = []
+        for number, row in enumerate(rows, start=1):
+            try:
+                problems.append(parse_row(dict(row), number))
+            except RowError as exc:
+                if not config.skip_bad_lines:
+                    raise DatasetError(f"{HUB_ID} row {number}: {exc}") from None
+        return problems
+
+    def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
+        return format_choice_question(problem, hint)
+
+    def format_hint(self, problem: Problem) -> str:
+        return HINT
+
+    def format_completion(self, rationale: str, answer: str) -> str:
+        return f" {rationale} The answer is ({answer})."
+
+    def extract_answer(self, completion: str) -> str | None:
+        return extract_choice(completion)
+
+    def is_correct(self, predicted: str | None, problem: Problem) -> bool:
+        return choice_label(predicted, problem.choices) == problem.answer
+
+    def verify_steps(self, completion: str, problem: Problem) -> Verdict:
+        return Verdict(None, "commonsense rationales cannot be checked step by step")
+
+    def answer_pattern(self, problem: Problem) -> re.Pattern | None:
+        return choice_answer_pattern(problem)
+
+
+def parse_row(row: dict, line: int) -> Problem:
+    """A CommonsenseQA row, in the original layout (question.stem, question.choices) or the hub's (question, choices)."""
+    question = field_value(row, "question")
+    if isinstance(question, dict):
+        stem = text_value(question, "stem", "question stem")
+        choices = parse_choices(field_value(question, "choices"))
+    else:
+        stem = text_value(row, "question", "question")
+        choices = parse_choices(field_value(row, "choices"))
+    answer = gold_label(text_value(row, "answerKey", "answer key"), choices)
+    row_id = str(row.get("id") or f"L{line}")
+    return Problem(id=row_id, question=stem, answer=answer, split="", choices=choices)
