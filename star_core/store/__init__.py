@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .attempts import AttemptQueries, AttemptRow, KeptCandidate
+from .audits import AuditItem, AuditQueries, QueueFilter
 from .browse import AttemptFilter, BrowseQueries
 from .connection import Connection
+from .exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetQueries
 from .runs import Run, RunQueries
 
 
-class Store(RunQueries, AttemptQueries, BrowseQueries):
+class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSetQueries):
     def __init__(self, path: str | Path, lock_timeout: float = 60.0):
         self.db = Connection(path, lock_timeout=lock_timeout)
 

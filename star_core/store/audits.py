@@ -1,0 +1,322 @@
+"""Hand audits: the audit queue, labels with their history, the tag list, and what the audits say.
+
+`audits` is append-only: saving a changed label inserts a new row, and `v_audits`
+shows the latest one per attempt, so every earlier label stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..audit import QUEUE_ORDERS, RATINGS, cohen_kappa, wilson_interval
+from ..errors import StarError
+
+QUEUE_KINDS = ("generated", "rationalized", "eval")
+TRAINING_KINDS = ("generated", "rationalized")
+
+
+class AuditError(StarError):
+    """An audit label or queue filter is invalid."""
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the audit queue holds, and in which order.
+
+    kind None means the training kinds (generated and rationalized): eval
+    rationales are never trained on, but can be audited when asked for.
+    """
+
+    run_id: int | None = None
+    iteration: int | None = None
+    kind: str | None = None  # generated | rationalized | eval
+    kept: bool | None = None  # used_for_training: True kept, False rejected, None both
+    correct_unverified: bool = False  # right final answer, steps not verified
+    unaudited_only: bool = False
+    order: str = "random"  # random | oldest | disagreement
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in QUEUE_KINDS:
+            raise AuditError(f"kind must be one of {', '.join(QUEUE_KINDS)}, got {self.kind!r}")
+        if self.order not in QUEUE_ORDERS:
+            raise AuditError(f"order must be one of {', '.join(QUEUE_ORDERS)}, got {self.order!r}")
+
+
+@dataclass
+class AuditItem:
+    """One rationale as the auditor sees it, with its current label (if any)."""
+
+    attempt_id: int
+    run_id: int
+    iteration: int
+    kind: str
+    problem_id: str
+    question: str
+    choices: list | None
+    hint: str | None
+    rationale: str
+    predicted_answer: str | None
+    gold_answer: str
+    correct: bool
+    verified: bool | None
+    verify_reason: str
+    hint_leak: bool | None
+    used_for_training: bool
+    created_at: object
+    rating: str | None = None
+    tags: list[str] | None = None
+    note: str = ""
+    auditor: str | None = None
+    audited_at: object = None
+    revisions: int = 0
+
+
+# The disagreement between the answer check and the step verifier, highest first:
+# a right answer whose steps fail (a lucky guess or a copied hint) is the most
+# suspect; a hint leak adds to it.
+_DISAGREEMENT = (
+    "(CASE WHEN a.verified IS NOT NULL AND a.correct <> a.verified THEN 2 ELSE 0 END"
+    " + CASE WHEN coalesce(a.hint_leak, false) THEN 1 ELSE 0 END)"
+)
+_ORDER_SQL = {
+    "random": "hash(a.attempt_id, ?::BIGINT), a.attempt_id",
+    "oldest": "a.created_at, a.attempt_id",
+    "disagreement": f"{_DISAGREEMENT} DESC, a.created_at, a.attempt_id",
+}
+
+
+class AuditQueries:
+    # --- the queue ----------------------------------------------------------
+
+    def audit_queue(self, f: QueueFilter) -> list[int]:
+        """The attempt ids the filter selects, in the order asked for."""
+        where, params = ["1 = 1"], []
+        if f.run_id is not None:
+            where.append("a.run_id = ?")
+            params.append(f.run_id)
+        if f.iteration is not None:
+            where.append("a.iteration = ?")
+            params.append(f.iteration)
+        if f.kind is not None:
+            where.append("a.kind = ?")
+            params.append(f.kind)
+        else:
+            where.append("a.kind IN ('generated', 'rationalized')")
+        if f.kept is not None:
+            where.append("a.used_for_training = ?")
+            params.append(f.kept)
+        if f.correct_unverified:
+            where.append("a.correct AND a.verified IS DISTINCT FROM true")
+        if f.unaudited_only:
+            where.append("NOT EXISTS (SELECT 1 FROM audits au WHERE au.attempt_id = a.attempt_id)")
+        order = _ORDER_SQL[f.order]
+        if f.order == "random":
+            params.append(f.seed)
+        sql = f"SELECT a.attempt_id FROM v_attempts a WHERE {' AND '.join(where)} ORDER BY {order}"
+        with self.db.read() as con:
+            return [r[0] for r in con.execute(sql, params).fetchall()]
+
+    def audit_item(self, attempt_id: int) -> AuditItem | None:
+        with self.db.read() as con:
+            cur = con.execute(
+                """
+                SELECT a.attempt_id, a.run_id, a.iteration, a.kind, a.problem_id, a.question, a.choices, a.hint,
+                       a.rationale, a.predicted_answer, a.gold_answer, a.correct, a.verified,
+                       coalesce(a.verify_reason, ''), a.hint_leak, a.used_for_training, a.created_at,
+                       v.rating, v.tags, coalesce(v.note, ''), v.auditor, v.audited_at, coalesce(v.revisions, 0)
+                FROM v_attempts a LEFT JOIN v_audits v ON v.attempt_id = a.attempt_id
+                WHERE a.attempt_id = ?
+                """,
+                [attempt_id],
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        row = list(row)
+        row[6] = json.loads(row[6]) if row[6] else None
+        return AuditItem(*row)
+
+    def audited_among(self, attempt_ids: list[int]) -> set[int]:
+        """Which of these attempts have a label."""
+        if not attempt_ids:
+            return set()
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT DISTINCT attempt_id FROM audits WHERE attempt_id IN (SELECT unnest(?::BIGINT[]))", [attempt_ids]
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def audit_filter_options(self) -> pd.DataFrame:
+        """(run_id, iteration, kind, attempts) present in the store, for the queue's filter widgets."""
+        with self.db.read() as con:
+            return con.execute(
+                "SELECT run_id, iteration, kind, count(*) AS attempts FROM attempts "
+                "GROUP BY ALL ORDER BY run_id, iteration, kind"
+            ).df()
+
+    # --- labels -------------------------------------------------------------
+
+    def save_audit(self, attempt_id: int, rating: str, tags: list[str] | tuple = (), note: str = "",
+                   auditor: str = "") -> int | None:
+        """Record a label; a changed label is a new row (history). Returns its id, or None if nothing changed.
+
+        Tags not yet in the tag list are added to it.
+        """
+        if rating not in RATINGS:
+            raise AuditError(f"rating must be one of {', '.join(RATINGS)}, got {rating!r}")
+        auditor = (auditor or "").strip()
+        if not auditor:
+            raise AuditError("give the auditor's name: every label records who made it")
+        tags = sorted({t.strip() for t in tags if t and t.strip()})
+        note = note or ""
+        with self.db.write() as con:
+            if con.execute("SELECT count(*) FROM attempts WHERE id = ?", [attempt_id]).fetchone()[0] == 0:
+                raise AuditError(f"there is no attempt {attempt_id} in {self.db.path}")
+            current = con.execute(
+                "SELECT rating, tags, note, auditor FROM audits WHERE attempt_id = ? ORDER BY id DESC LIMIT 1", [attempt_id]
+            ).fetchone()
+            if current is not None and (current[0], sorted(current[1]), current[2], current[3]) == (rating, tags, note, auditor):
+                return None
+            for tag in tags:
+                con.execute("INSERT INTO audit_tags (name) VALUES (?) ON CONFLICT DO NOTHING", [tag])
+            return con.execute(
+                "INSERT INTO audits (attempt_id, rating, tags, note, auditor) VALUES (?, ?, ?::TEXT[], ?, ?) RETURNING id",
+                [attempt_id, rating, tags, note, auditor],
+            ).fetchone()[0]
+
+    def audit_history(self, attempt_id: int) -> pd.DataFrame:
+        """Every label an attempt was given, newest first."""
+        with self.db.read() as con:
+            return con.execute(
+                "SELECT id, rating, tags, note, auditor, created_at FROM audits WHERE attempt_id = ? ORDER BY id DESC",
+                [attempt_id],
+            ).df()
+
+    # --- the tag list -------------------------------------------------------
+
+    def audit_tags(self) -> list[str]:
+        with self.db.read() as con:
+            return [r[0] for r in con.execute("SELECT name FROM audit_tags ORDER BY created_at, name").fetchall()]
+
+    def add_audit_tag(self, name: str) -> None:
+        name = (name or "").strip()
+        if not name:
+            raise AuditError("a tag needs a name")
+        with self.db.write() as con:
+            con.execute("INSERT INTO audit_tags (name) VALUES (?) ON CONFLICT DO NOTHING", [name])
+
+    def remove_audit_tag(self, name: str) -> None:
+        """Take a tag off the list offered to auditors; labels that carry it keep it."""
+        with self.db.write() as con:
+            con.execute("DELETE FROM audit_tags WHERE name = ?", [name])
+
+    # --- what the audits say -------------------------------------------------
+
+    def sound_share(self, run_id: int | None = None, kept_only: bool = True) -> pd.DataFrame:
+        """Per run, iteration and kind: audited rationales, how many are rated sound, the share and its 95% Wilson interval.
+
+        `kept_only` counts only rationales that went into fine-tuning (the number
+        that says how good the training data was). `kept` is how many there were,
+        audited or not, so the audit's coverage shows.
+        """
+        kept_filter = "AND a.used_for_training" if kept_only else ""
+        with self.db.read() as con:
+            df = con.execute(
+                f"""
+                SELECT a.run_id, a.iteration, a.kind,
+                       count(*) AS kept,
+                       count(v.rating) AS audited,
+                       count(*) FILTER (WHERE v.rating = 'sound') AS sound,
+                       count(*) FILTER (WHERE v.rating = 'flawed') AS flawed,
+                       count(*) FILTER (WHERE v.rating = 'wrong') AS wrong
+                FROM v_attempts a LEFT JOIN v_audits v ON v.attempt_id = a.attempt_id
+                WHERE a.kind IN ('generated', 'rationalized') {kept_filter} AND (? IS NULL OR a.run_id = ?)
+                GROUP BY ALL ORDER BY a.run_id, a.iteration, a.kind
+                """,
+                [run_id, run_id],
+            ).df()
+        intervals = [wilson_interval(int(s), int(n)) for s, n in zip(df["sound"], df["audited"])]
+        df["sound_share"] = [s / n if n else float("nan") for s, n in zip(df["sound"], df["audited"])]
+        df["ci_low"] = [lo for lo, _ in intervals]
+        df["ci_high"] = [hi for _, hi in intervals]
+        return df
+
+    def verifier_agreement(self, run_id: int | None = None) -> tuple[pd.DataFrame, float, int]:
+        """How the automatic filter (right answer and steps verified) agrees with the human rating.
+
+        Returns the table (rows: the verifier's verdict; columns: the ratings), Cohen's
+        kappa of "verifier passes" vs "rated sound" over attempts the task can
+        verify, and how many attempts that kappa is over.
+        """
+        with self.db.read() as con:
+            rows = con.execute(
+                """
+                SELECT CASE WHEN verified IS NULL THEN 'cannot verify'
+                            WHEN correct AND verified THEN 'passes (right answer, steps hold)'
+                            WHEN correct THEN 'right answer, steps fail'
+                            ELSE 'wrong answer' END AS verifier,
+                       rating, count(*) AS n
+                FROM v_audits WHERE (? IS NULL OR run_id = ?) GROUP BY ALL
+                """,
+                [run_id, run_id],
+            ).fetchall()
+        order = ["passes (right answer, steps hold)", "right answer, steps fail", "wrong answer", "cannot verify"]
+        table = pd.DataFrame(0, index=order, columns=list(RATINGS), dtype=int)
+        for verifier, rating, n in rows:
+            table.loc[verifier, rating] = n
+        table = table.loc[(table.sum(axis=1) > 0) | (table.index != "cannot verify")]
+        table.index.name = "verifier"
+        passes = table.loc[order[0]]
+        fails = table.loc[order[1]] + table.loc[order[2]]
+        both_yes, pass_not_sound = int(passes["sound"]), int(passes.sum() - passes["sound"])
+        fail_sound, both_no = int(fails["sound"]), int(fails.sum() - fails["sound"])
+        n = both_yes + pass_not_sound + fail_sound + both_no
+        return table, cohen_kappa(both_yes, pass_not_sound, fail_sound, both_no), n
+
+    def flagged_by_tag(self, tag: str | None = None, run_id: int | None = None) -> pd.DataFrame:
+        """Audited rationales with each tag of their current label (one row per tag)."""
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT tag, attempt_id, run_id, iteration, kind, question, rationale,
+                       predicted_answer, gold_answer, rating, note, auditor, audited_at
+                FROM (SELECT *, unnest(tags) AS tag FROM v_audits)
+                WHERE (? IS NULL OR tag = ?) AND (? IS NULL OR run_id = ?)
+                ORDER BY tag, run_id, iteration, attempt_id
+                """,
+                [tag, tag, run_id, run_id],
+            ).df()
+
+    def audit_counts_by_tag(self, run_id: int | None = None) -> pd.DataFrame:
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT tag, count(*) AS rationales FROM (SELECT unnest(tags) AS tag, run_id FROM v_audits)
+                WHERE ? IS NULL OR run_id = ? GROUP BY tag ORDER BY rationales DESC, tag
+                """,
+                [run_id, run_id],
+            ).df()
+
+    def audits_table(self, run_id: int | None = None, history: bool = False) -> pd.DataFrame:
+        """Labels joined to their attempts, for export: the current label of each, or every label with `history`."""
+        source = (
+            "(SELECT au.*, au.id AS audit_id, au.created_at AS audited_at FROM audits au)" if history
+            else "(SELECT * FROM v_audits)"
+        )
+        with self.db.read() as con:
+            return con.execute(
+                f"""
+                SELECT l.audit_id, l.attempt_id, a.run_id, a.iteration, a.kind, a.problem_id, a.question, a.hint,
+                       a.rationale, a.predicted_answer, a.gold_answer, a.correct, a.verified, a.verify_reason,
+                       a.hint_leak, a.used_for_training, l.rating, array_to_string(l.tags, '; ') AS tags, l.note,
+                       l.auditor, l.audited_at
+                FROM {source} l JOIN v_attempts a ON a.attempt_id = l.attempt_id
+                WHERE ? IS NULL OR a.run_id = ?
+                ORDER BY a.run_id, a.iteration, a.attempt_id, l.audit_id
+                """,
+                [run_id, run_id],
+            ).df()
