@@ -1,0 +1,116 @@
+"""STaR Studio: start and watch STaR runs, browse every rationale, plot accuracy by iteration.
+
+    star app                      # or: streamlit run app.py
+    STAR_DB=my.duckdb star app    # or: star app --db my.duckdb
+
+The entry file: the page list, the database shown in the sidebar, and the overview.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages import _ui as ui
+from star_core.errors import StarError
+from star_core.present import duration, pct
+
+st.set_page_config(page_title="STaR Studio", page_icon="⭐", layout="wide")
+HERE = Path(__file__).resolve().parent
+
+
+def overview() -> None:
+    st.title("⭐ STaR Studio")
+    st.caption("Self-Taught Reasoner runs: start and watch them, browse every rationale, audit, curate exemplars.")
+    with ui.guard():
+        _database_box()
+        _runs_overview()
+
+
+def _database_box() -> None:
+    store = ui.get_store()
+    path = Path(store.path)
+    size = f"{path.stat().st_size / 1e6:,.1f} MB" if path.exists() else "new"
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown(f"**Database** — {size}, {store.attempt_count():,} attempts")
+        st.code(str(path), language=None, wrap_lines=True)
+    with right:
+        with st.form("open_db", border=False):
+            new = st.text_input("Open another database file", value=str(path), key="db_input",
+                                help="A .duckdb file; a new one is created if it does not exist. "
+                                     "Default: the STAR_DB environment variable (star app --db), else ./star.duckdb.")
+            if st.form_submit_button("Open"):
+                try:
+                    opened = ui.open_db(new)
+                except StarError as exc:
+                    st.error(f"Cannot open {new}: {exc}")
+                else:
+                    st.toast(f"Opened {opened}")
+                    st.rerun()
+
+
+def _runs_overview() -> None:
+    store = ui.get_store()
+    runs = store.list_runs()
+    st.subheader("Runs")
+    if runs.empty:
+        st.info("No runs in this database yet.")
+        st.page_link("pages/runs.py", label="Start a run", icon="▶️")
+        return
+    active = runs.status.isin(["running", "pending"]).any()
+
+    @st.fragment(run_every=3 if active else None)
+    def table() -> None:
+        runs = store.list_runs()
+        now = [
+            f"iter {int(i)} · {ph} {int(d)}/{int(t)}" if isinstance(ph, str) and pd.notna(t) else ""
+            for i, ph, d, t in zip(runs.cur_iteration, runs.cur_phase, runs.phase_done, runs.phase_total)
+        ]
+        shown = pd.DataFrame({
+            "run": runs.id,
+            "name": runs.name,
+            "status": runs.status.map(ui.status_label),
+            "task": runs.task,
+            "model": runs.model.map(lambda m: m.rstrip("/").rsplit("/", 1)[-1]),
+            "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
+            "now": now,
+            "ETA": [duration(e) if n else "" for e, n in zip(runs.eta_s, now)],
+            "baseline": runs.baseline_accuracy.map(pct),
+            "latest": runs.latest_accuracy.map(pct),
+            "best": runs.best_accuracy.map(pct),
+            "created": runs.created_at.dt.strftime("%Y-%m-%d %H:%M"),
+        }).iloc[::-1]
+        st.dataframe(shown, hide_index=True, width="stretch")
+        if active and not runs.status.isin(["running", "pending"]).any():
+            st.rerun()  # everything finished: redraw the page without polling
+
+    table()
+    ids = list(runs.id[::-1])
+    labels = store.run_labels()
+    left, right = st.columns([2, 3])
+    run_id = left.selectbox("Open a run", ids, format_func=lambda r: labels.get(r, f"#{r}"), key="overview_run")
+    with right:
+        st.write("")
+        cols = st.columns(3)
+        cols[0].page_link("pages/runs.py", label="Watch / resume", icon="▶️", query_params={"run": run_id})
+        cols[1].page_link("pages/browse.py", label="Browse rationales", icon="🔎", query_params={"run": run_id})
+        cols[2].page_link("pages/accuracy.py", label="Accuracy", icon="📈", query_params={"run": run_id})
+
+
+pages = [
+    st.Page(overview, title="Overview", icon="🏠", default=True),
+    st.Page("pages/runs.py", title="Runs", icon="▶️"),
+    st.Page("pages/browse.py", title="Browse rationales", icon="🔎"),
+    st.Page("pages/accuracy.py", title="Accuracy", icon="📈"),
+]
+# Pages built beside this one; listed when present.
+for file, title, icon in (("pages/audit.py", "Audit", "✅"), ("pages/exemplars.py", "Exemplars", "📚")):
+    if (HERE / file).exists():
+        pages.append(st.Page(file, title=title, icon=icon))
+
+navigation = st.navigation(pages)
+ui.sidebar_db()
+navigation.run()
