@@ -22,7 +22,7 @@ import torch
 
 from .config import RunConfig
 from .errors import RunStateError, StarError
-from .exemplars import load_exemplars
+from .exemplars import exemplars_for_run, resolve_run_set
 from .finetune import Example, TrainSettings, finetune, save_checkpoint
 from .generate import Decoding, PrefixGenerator
 from .model import LoadedModel, check_model_spec, load_model
@@ -61,13 +61,14 @@ def run_folder(store: Store, run_id: int) -> Path:
 def start_run(store: Store, config: RunConfig, reporter: Reporter | None = None) -> int:
     """Create a run (validating its task, exemplars and data first: a bad file stores nothing) and return its id."""
     task = get_task(config.task, config)
-    load_exemplars(task)
+    exemplar_set = resolve_run_set(store, task, config.exemplars)  # NAME, NAME@VERSION, or '' = the task's default
     check_model_spec(config.model)
     problems = task.problems(config)
     report = getattr(task, "report", None)
     if report is not None and reporter is not None:
         reporter.message(report.summary())
     run_id = store.create_run(config)
+    store.use_exemplar_set(run_id, exemplar_set.id)  # frozen: the run keeps pointing to this exact version
     store.save_problems(run_id, problems)
     return run_id
 
@@ -111,7 +112,7 @@ class _Runner:
         self.problems = store.load_problems(run_id) or self._save_problems()
         self.train = [p for p in self.problems if p.split == "train"]
         self.eval = [p for p in self.problems if p.split == "eval"]
-        exemplars = load_exemplars(self.task)
+        exemplars = exemplars_for_run(store, run_id, self.task)
         self.prefix = build_prefix(self.task, exemplars, with_hints=False)
         self.hint_prefix = build_prefix(self.task, exemplars, with_hints=True)
         self.folder = run_folder(store, run_id)
