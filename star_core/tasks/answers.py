@@ -130,16 +130,29 @@ def extract_choice(completion: str) -> str | None:
     return normalise_text(statement) or None
 
 
-def choice_label(predicted: str | None, choices: tuple[tuple[str, str], ...]) -> str | None:
-    """The label a predicted answer names: a label itself, or the text of exactly one choice."""
+def choice_labels(predicted: str | None, choices: tuple[tuple[str, str], ...]) -> list[str]:
+    """The labels a predicted answer names: a label itself, or every choice whose text it is.
+
+    A text names several labels only where a row repeats a choice (43 CommonsenseQA
+    training rows do, e.g. 'home' as both A and C); naming that text names either.
+    """
     if predicted is None:
-        return None
+        return []
     labels = {label.upper(): label for label, _ in choices}
     if predicted.upper() in labels:
-        return labels[predicted.upper()]
+        return [labels[predicted.upper()]]
     said = normalise_text(predicted)
-    hits = [label for label, text in choices if normalise_text(text) == said]
+    return [label for label, text in choices if normalise_text(text) == said]
+
+
+def choice_label(predicted: str | None, choices: tuple[tuple[str, str], ...]) -> str | None:
+    """The one label a predicted answer names, or None (no choice, or a text repeated across choices)."""
+    hits = choice_labels(predicted, choices)
     return hits[0] if len(hits) == 1 else None
+
+
+def choice_correct(predicted: str | None, problem_answer: str, choices: tuple[tuple[str, str], ...]) -> bool:
+    return problem_answer in choice_labels(predicted, choices)
 
 
 def normalise_text(text: str) -> str:

@@ -177,10 +177,13 @@ def decimals(text: str) -> int:
 
 
 def matches_shown(value: Fraction, shown: str) -> bool:
-    """Whether `shown` is `value` written to the precision it shows (rounded, or exact).
+    """Whether `shown` is `value`: exactly, or rounded to the decimal places it shows.
 
-    '0.67' shows 2/3 rounded to 2 places; '3' does not show 10/3.
+    '0.67' shows 2/3 rounded to 2 places; a whole number must be exact, so '3'
+    does not show 10/3 (every annotation of GSM8K's training split is exact).
     """
     target = parse_number(shown)
     places = decimals(shown.strip())
-    return abs(value - target) <= Fraction(1, 2 * 10**places)
+    if value == target:
+        return True
+    return places > 0 and abs(value - target) <= Fraction(1, 2 * 10**places)

@@ -18,7 +18,7 @@ import re
 
 from ..config import RunConfig
 from ..errors import DatasetError
-from .answers import choice_label, extract_choice
+from .answers import choice_correct, extract_choice
 from .base import Exemplar, Problem, Verdict
 from .datafile import RowError, field_value, gold_label, hub_unavailable, load_file, parse_choices, split, text_value
 
@@ -91,7 +91,7 @@ class CommonsenseQATask:
         return extract_choice(completion)
 
     def is_correct(self, predicted: str | None, problem: Problem) -> bool:
-        return choice_label(predicted, problem.choices) == problem.answer
+        return choice_correct(predicted, problem.answer, problem.choices)
 
     def verify_steps(self, completion: str, problem: Problem) -> Verdict:
         return Verdict(None, "commonsense rationales cannot be checked step by step")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from ..config import RunConfig
-from .answers import (canonical_number, choice_label, extract_choice, extract_number, extract_text, number_pattern,
+from .answers import (canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern,
                       numbers_equal, regex_matches, texts_equal)
 from .base import Exemplar, Problem, Verdict
 from .commonsenseqa import choice_answer_pattern, format_choice_question
@@ -111,7 +111,7 @@ class JsonlTask:
         if self.answer_type == "number":
             return numbers_equal(predicted, problem.answer)
         if self.answer_type == "choice":
-            return choice_label(predicted, problem.choices) == problem.answer
+            return choice_correct(predicted, problem.answer, problem.choices)
         if self.answer_type == "exact":
             return texts_equal(predicted, problem.answer)
         return regex_matches(predicted, problem.answer)

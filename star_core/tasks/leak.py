@@ -10,7 +10,9 @@ model to guess. A rationale is flagged when it
 3. states the answer before any reasoning: an earlier 'The answer is', or the
    answer itself (as the task writes it: '72', '$1,000', '(B)', the right choice's
    text) in the opening, i.e. before the first arithmetic step and before the end
-   of the first sentence. A number the question itself contains does not count.
+   of the first sentence, with more said after it (a one-sentence rationale that
+   ends in the answer concludes it). An answer the question itself contains does
+   not count.
 
 The rule is task-independent; the one task-specific piece is
 `task.answer_pattern(problem)`, how a rationale would state the gold answer.
@@ -52,7 +54,7 @@ def hint_leak(rationale: str, answer_pattern: re.Pattern | None) -> str | None:
     if FINAL_MARKER.search(opening):
         return "says 'the answer is' before any reasoning"
     if answer_pattern is not None:
-        m = answer_pattern.search(opening)
-        if m:
-            return f"states the answer ({m.group(0).strip()!r}) before any reasoning"
+        for m in answer_pattern.finditer(opening):
+            if re.search(r"\w", body[m.end() :]):  # more is said after it: it is not the conclusion
+                return f"states the answer ({m.group(0).strip()!r}) before any reasoning"
     return None
