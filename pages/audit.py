@@ -1,6 +1,360 @@
-"""Audit: hand-label rationale quality (sound / flawed / wrong), with tags and notes."""
+"""Audit: judge rationales one at a time with the keyboard, and see what the audits say.
 
+Keys: 1 sound, 2 flawed, 3 wrong (each saves the label at once and moves on),
+J next, K previous. A label is saved the moment it is given; the position, the
+filters, the auditor's name and a draft note live in the page's URL, so a
+reload or an app restart loses nothing. Model text is shown with st.code /
+st.text, never as markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
 import streamlit as st
 
+from pages import _ui as ui
+from star_core import exemplars as ex
+from star_core.audit import QUEUE_ORDERS, RATING_HELP, RATINGS
+from star_core.errors import StarError
+from star_core.store import QueueFilter
+
+VIEWS = ("Audit queue", "What the audits say")
+KINDS = {"generated + rationalized": None, "generated": "generated", "rationalized": "rationalized", "eval": "eval"}
+KEPT = {"any": None, "kept": True, "rejected": False}
+ORDER_HELP = {
+    "random": "a random order, the same for the same seed",
+    "oldest": "in the order the rationales were written",
+    "disagreement": "right answers whose steps fail (and hint leaks) first: the likeliest lucky guesses",
+}
+RATING_KEYS = {"sound": "1", "flawed": "2", "wrong": "3"}
+RATING_LABELS = {"sound": "Sound", "flawed": "Flawed", "wrong": "Wrong"}
+RATING_ICONS = {"sound": "✅", "flawed": "⚠️", "wrong": "❌"}
+SEEDED = "_audit_seeded"
+
+
+# --- state that survives a reload: the URL ------------------------------------------
+
+
+def _seed_state() -> None:
+    """Fill the widgets' state from the URL once per session (a reload starts a new session)."""
+    if st.session_state.get(SEEDED):
+        return
+    q = st.query_params
+    st.session_state[SEEDED] = True
+    st.session_state["a_view"] = q.get("view") if q.get("view") in VIEWS else VIEWS[0]
+    st.session_state["a_auditor"] = q.get("auditor", "")
+    st.session_state["a_kind"] = q.get("kind") if q.get("kind") in KINDS else "generated + rationalized"
+    st.session_state["a_kept"] = q.get("kept") if q.get("kept") in KEPT else "any"
+    st.session_state["a_cu"] = q.get("cu") == "1"
+    st.session_state["a_un"] = q.get("un") == "1"
+    st.session_state["a_order"] = q.get("order") if q.get("order") in QUEUE_ORDERS else "random"
+    st.session_state["a_seed"] = _int(q.get("seed")) or 0
+    st.session_state["a_item"] = _int(q.get("item"))
+    st.session_state["a_draft"] = (_int(q.get("draft_for")), q.get("draft", ""))
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _to_url(**values) -> None:
+    for key, value in values.items():
+        if value in (None, "", False):
+            st.query_params.pop(key, None)
+        else:
+            st.query_params[key] = "1" if value is True else str(value)
+
+
+# --- the queue ----------------------------------------------------------------------
+
+
+def queue_filters(store) -> QueueFilter:
+    labels = store.run_labels()
+    options = store.audit_filter_options()
+    with st.sidebar:
+        st.subheader("Audit queue")
+        runs = [None] + sorted(labels, reverse=True)
+        if "a_run" not in st.session_state:
+            wanted = ui.query_run()
+            st.session_state["a_run"] = wanted if wanted in labels else (runs[1] if len(runs) > 1 else None)
+        run_id = st.selectbox("Run", runs, key="a_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
+        iterations = sorted(set(options.iteration[options.run_id == run_id] if run_id is not None else options.iteration))
+        iterations = [None] + [int(i) for i in iterations if i > 0]
+        wanted_it = _int(st.query_params.get("it"))
+        if st.session_state.get("a_it") not in iterations:
+            st.session_state["a_it"] = wanted_it if wanted_it in iterations else None
+        iteration = st.selectbox("Iteration", iterations, key="a_it", format_func=lambda i: "all" if i is None else str(i))
+        kind = st.selectbox("Kind", list(KINDS), key="a_kind",
+                            help="generated: written by the model alone; rationalized: written with the answer as a hint")
+        kept = st.selectbox("Kept for fine-tuning", list(KEPT), key="a_kept")
+        cu = st.checkbox("Right answer, steps not verified", key="a_cu",
+                         help="Rationales whose final answer is right but whose steps the verifier did not confirm")
+        un = st.checkbox("Unaudited only", key="a_un")
+        order = st.radio("Order", QUEUE_ORDERS, key="a_order", captions=[ORDER_HELP[o] for o in QUEUE_ORDERS])
+        seed = st.number_input("Seed", min_value=0, step=1, key="a_seed", disabled=order != "random")
+    _to_url(run=run_id, it=iteration, kind=kind if kind != "generated + rationalized" else None,
+            kept=kept if kept != "any" else None, cu=cu, un=un, order=order if order != "random" else None,
+            seed=int(seed) or None)
+    return QueueFilter(run_id=run_id, iteration=iteration, kind=KINDS[kind], kept=KEPT[kept], correct_unverified=cu,
+                       unaudited_only=un, order=order, seed=int(seed))
+
+
+def queue_ids(store, flt: QueueFilter) -> list[int]:
+    """The queue, fixed while the filters stay the same (so a labelled item keeps its place)."""
+    cached = st.session_state.get("a_queue")
+    if cached is None or cached[0] != flt:
+        cached = (flt, store.audit_queue(flt))
+        st.session_state["a_queue"] = cached
+    return cached[1]
+
+
+def _position(ids: list[int]) -> int:
+    item = st.session_state.get("a_item")
+    return ids.index(item) if item in ids else 0
+
+
+def _go(ids: list[int], index: int) -> None:
+    index = min(max(index, 0), len(ids) - 1)
+    st.session_state["a_item"] = ids[index]
+    _to_url(item=ids[index])
+
+
+def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
+    """Button callback: save the label now, then move to the next item."""
+    auditor = st.session_state.get("a_auditor", "").strip()
+    if not auditor:
+        st.session_state["a_error"] = "Type your name in the Auditor box first: every label records who gave it."
+        return
+    try:
+        store.save_audit(attempt_id, rating, st.session_state.get(f"a_tags_{attempt_id}", []),
+                         st.session_state.get(f"a_note_{attempt_id}", ""), auditor)
+    except StarError as exc:
+        st.session_state["a_error"] = str(exc)
+        return
+    st.session_state["a_saved"] = f"Saved: #{attempt_id} {rating}"
+    st.session_state["a_draft"] = (None, "")
+    _to_url(draft=None, draft_for=None)
+    if st.session_state.get("a_advance", True):
+        _go(ids, ids.index(attempt_id) + 1)
+
+
+def _keep_draft(attempt_id: int) -> None:
+    note = st.session_state.get(f"a_note_{attempt_id}", "")
+    st.session_state["a_draft"] = (attempt_id, note)
+    _to_url(draft=note, draft_for=attempt_id if note else None)
+
+
+def _keep_auditor() -> None:
+    _to_url(auditor=st.session_state.get("a_auditor", "").strip())
+
+
+def audit_view(store) -> None:
+    flt = queue_filters(store)
+    ids = queue_ids(store, flt)
+    with st.sidebar:
+        if st.button("Refresh the queue", help="Include rationales written since the queue was built"):
+            st.session_state.pop("a_queue", None)
+            st.rerun()
+    top = st.columns([2, 2, 1])
+    top[0].text_input("Auditor", key="a_auditor", on_change=_keep_auditor, placeholder="your name",
+                      help="Recorded with every label (kept in the page's address)")
+    top[2].toggle("Next after rating", value=True, key="a_advance")
+    if not ids:
+        st.info("No rationale matches these filters." if store.audit_filter_options().shape[0]
+                else "No rationales to audit yet: start a run on the Runs page.")
+        return
+    audited = store.audited_among(ids)
+    index = _position(ids)
+    attempt_id = ids[index]
+    if st.session_state.get("a_item") != attempt_id:
+        _go(ids, index)
+    with top[1]:
+        st.caption(f"Audited {len(audited):,} of {len(ids):,} in this queue")
+        st.progress(len(audited) / len(ids))
+    for key, show in (("a_error", st.error), ("a_saved", st.toast)):
+        if st.session_state.get(key):
+            show(st.session_state.pop(key))
+    item = store.audit_item(attempt_id)
+    if item is None:
+        st.warning(f"Attempt {attempt_id} is no longer in the database.")
+        return
+    show_item(item, index, len(ids))
+    label_controls(store, ids, item)
+
+
+def show_item(item, index: int, total: int) -> None:
+    kept = "kept for fine-tuning" if item.used_for_training else "not kept"
+    st.markdown(f"**Item {index + 1} of {total}** · attempt #{item.attempt_id} · run {item.run_id} · "
+                f"iteration {item.iteration} · {item.kind} · {kept}")
+    left, right = st.columns([3, 2])
+    with left:
+        st.caption("Question")
+        st.code(item.question, language=None, wrap_lines=True)
+        if item.choices:
+            st.caption("Choices")
+            st.code("\n".join(f"({c[0]}) {c[1]}" for c in item.choices), language=None, wrap_lines=True)
+        if item.hint:
+            st.caption("Hint given in the prompt (rationalization)")
+            st.code(item.hint, language=None, wrap_lines=True)
+        st.caption("Rationale")
+        st.code(item.rationale, language=None, wrap_lines=True)
+    with right:
+        a, b = st.columns(2)
+        a.caption("Extracted answer")
+        a.code(item.predicted_answer if item.predicted_answer is not None else "(none)", language=None)
+        b.caption("Gold answer")
+        b.code(item.gold_answer, language=None)
+        st.text(f"Answer check: {'right' if item.correct else 'wrong'}")
+        if item.verified is None:
+            st.text("Step verifier: this task cannot check steps")
+        else:
+            st.text(f"Step verifier: {'steps hold' if item.verified else 'steps fail'} — {item.verify_reason}")
+        if item.kind == "rationalized":
+            st.text(f"Hint leak: {'yes, restates the hinted answer' if item.hint_leak else 'no' if item.hint_leak is False else 'not checked'}")
+        if item.rating:
+            st.text(f"Current label: {item.rating} by {item.auditor}, {item.audited_at:%Y-%m-%d %H:%M}"
+                    + (f" ({item.revisions} labels in its history)" if item.revisions > 1 else ""))
+
+
+def label_controls(store, ids: list[int], item) -> None:
+    attempt_id = item.attempt_id
+    tags_key, note_key = f"a_tags_{attempt_id}", f"a_note_{attempt_id}"
+    known = store.audit_tags()
+    if tags_key not in st.session_state:
+        st.session_state[tags_key] = list(item.tags or [])
+    if note_key not in st.session_state:
+        draft_for, draft = st.session_state.get("a_draft", (None, ""))
+        st.session_state[note_key] = draft if draft_for == attempt_id and draft else item.note
+    options = sorted(set(known) | set(st.session_state[tags_key]), key=lambda t: (t not in known, known.index(t) if t in known else 0, t))
+    c = st.columns([3, 3])
+    c[0].multiselect("Tags", options, key=tags_key, accept_new_options=True, placeholder="choose or type a new tag",
+                     help="Saved with the rating; a new tag joins the list")
+    c[1].text_area("Note", key=note_key, height=68, on_change=_keep_draft, args=(attempt_id,),
+                   help="Saved with the rating; a draft is kept in the page's address")
+    buttons = st.columns([1, 1, 1, 0.2, 1, 1])
+    for col, rating in zip(buttons[:3], RATINGS):
+        col.button(f"{RATING_ICONS[rating]} {RATING_LABELS[rating]}", key=f"a_rate_{rating}", shortcut=RATING_KEYS[rating],
+                   help=f"{RATING_LABELS[rating]}: {RATING_HELP[rating]}. Saves the label now.",
+                   type="primary" if item.rating == rating else "secondary", width="stretch",
+                   on_click=_rate, args=(store, ids, attempt_id, rating))
+    index = ids.index(attempt_id)
+    buttons[4].button("Previous", key="a_prev", icon="⬅️", shortcut="K", width="stretch", disabled=index == 0,
+                      on_click=_go, args=(ids, index - 1))
+    buttons[5].button("Next", key="a_next", icon="➡️", shortcut="J", width="stretch", disabled=index == len(ids) - 1,
+                      on_click=_go, args=(ids, index + 1))
+    c = st.columns([2, 2, 2])
+    with c[0].popover("Add to an exemplar set", icon="📚"):
+        st.caption("Appends this question, rationale and gold answer to the latest version of a set "
+                   "(a set a run used gets a new version). The exemplar must pass the task's checks.")
+        name = st.text_input("Set name", value=st.session_state.get("a_set_name", "curated"), key="a_set_name")
+        if st.button("Add", key="a_add_to_set"):
+            with ui.guard():
+                set_id = ex.add_attempts_to_set(store, name.strip(), [attempt_id])
+                st.success(f"Added to {store.exemplar_set(set_id).label}")
+    if item.revisions:
+        with c[1].expander(f"Label history ({item.revisions})"):
+            st.dataframe(store.audit_history(attempt_id), hide_index=True, width="stretch")
+    with c[2].expander("Edit the tag list"):
+        new = st.text_input("New tag", key="a_new_tag")
+        if st.button("Add tag", key="a_add_tag") and new.strip():
+            with ui.guard():
+                store.add_audit_tag(new)
+                st.rerun()
+        drop = st.multiselect("Remove from the list", known, key="a_drop_tags",
+                              help="Labels that carry a removed tag keep it")
+        if st.button("Remove", key="a_remove_tags", disabled=not drop):
+            for tag in drop:
+                store.remove_audit_tag(tag)
+            st.session_state.pop("a_drop_tags", None)
+            st.rerun()
+    st.caption("Keys: **1** sound · **2** flawed · **3** wrong (saves, then next) · **J** next · **K** previous")
+
+
+# --- what the audits say ------------------------------------------------------------
+
+
+def _pct(x) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
+
+
+def stats_view(store) -> None:
+    labels = store.run_labels()
+    runs = [None] + sorted(labels, reverse=True)
+    run_id = st.selectbox("Run", runs, key="s_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
+    kept_only = st.toggle("Kept rationales only", value=True, key="s_kept",
+                          help="The share among rationales that went into fine-tuning (the training data's quality)")
+    share = store.sound_share(run_id, kept_only=kept_only)
+    audited = share[share.audited > 0]
+    st.subheader("Share rated sound")
+    if audited.empty:
+        st.info("No audited rationales here yet.")
+    else:
+        fig = go.Figure()
+        for kind, rows in audited.groupby("kind"):
+            for rid, r in rows.groupby("run_id"):
+                name = f"{kind}" if run_id is not None else f"run {rid} · {kind}"
+                fig.add_trace(go.Scatter(
+                    x=r.iteration, y=r.sound_share, mode="lines+markers", name=name,
+                    error_y=dict(type="data", symmetric=False, array=r.ci_high - r.sound_share,
+                                 arrayminus=r.sound_share - r.ci_low),
+                    customdata=r[["sound", "audited", "kept", "ci_low", "ci_high"]].to_numpy(),
+                    hovertemplate="iteration %{x}: %{y:.0%} sound (%{customdata[0]} of %{customdata[1]} audited, "
+                                  "%{customdata[2]} in all)<br>95% CI %{customdata[3]:.0%}–%{customdata[4]:.0%}<extra>"
+                                  + name + "</extra>",
+                ))
+        fig.update_layout(yaxis=dict(title="rated sound", tickformat=".0%", range=[0, 1.05]),
+                          xaxis=dict(title="iteration", dtick=1), height=360, margin=dict(t=20, b=40),
+                          legend=dict(orientation="h", y=-0.25))
+        st.plotly_chart(fig, width="stretch")
+        st.caption("Error bars: 95% Wilson score intervals. Hover for counts.")
+    shown = share.assign(sound_share=share.sound_share.map(_pct), ci=[f"{_pct(lo)}–{_pct(hi)}" if h else "" for lo, hi, h in
+                                                                 zip(share.ci_low, share.ci_high, share.audited)])
+    st.dataframe(shown.drop(columns=["ci_low", "ci_high"]).rename(columns={"kept": "kept" if kept_only else "rationales"}),
+                 hide_index=True, width="stretch")
+    st.download_button("Download the sound-share table (CSV)", share.to_csv(index=False), "sound_share.csv", "text/csv")
+
+    st.subheader("Step verifier vs human ratings")
+    table, kappa, n = store.verifier_agreement(run_id)
+    left, right = st.columns([3, 1])
+    left.dataframe(table, width="stretch")
+    right.metric("Cohen's kappa", "—" if math.isnan(kappa) else f"{kappa:.2f}",
+                 help="Agreement between 'the filter keeps it' (right answer, steps hold) and 'rated sound', "
+                      "beyond chance: 1 perfect, 0 chance, below 0 worse than chance")
+    right.caption(f"over {n} audited rationales the verifier could check")
+
+    st.subheader("Rationales flagged by tag")
+    counts = store.audit_counts_by_tag(run_id)
+    if counts.empty:
+        st.info("No audited rationale has a tag yet.")
+    else:
+        tag = st.selectbox("Tag", list(counts.tag), key="s_tag",
+                           format_func=lambda t: f"{t} ({int(counts.rationales[counts.tag == t].iloc[0])})")
+        flagged = store.flagged_by_tag(tag, run_id)
+        st.dataframe(flagged, hide_index=True, width="stretch",
+                     column_config={"rationale": st.column_config.TextColumn(width="large")})
+        st.download_button("Download the flagged list (CSV)", store.flagged_by_tag(None, run_id).to_csv(index=False),
+                           "flagged_by_tag.csv", "text/csv")
+    st.subheader("Export")
+    c = st.columns(2)
+    c[0].download_button("Current labels (CSV)", store.audits_table(run_id).to_csv(index=False), "audits.csv", "text/csv")
+    c[1].download_button("Every label, with history (CSV)", store.audits_table(run_id, history=True).to_csv(index=False),
+                         "audits_history.csv", "text/csv")
+
+
+# --- the page -----------------------------------------------------------------------
+
 st.title("Audit rationales")
-st.info("The audit queue is being built.")
+_seed_state()
+with ui.guard():
+    store = ui.get_store()
+    view = st.segmented_control("View", VIEWS, key="a_view", label_visibility="collapsed") or VIEWS[0]
+    _to_url(view=view if view != VIEWS[0] else None)
+    if view == VIEWS[0]:
+        audit_view(store)
+    else:
+        stats_view(store)
