@@ -1,6 +1,235 @@
-"""Exemplars: named, versioned few-shot exemplar sets."""
+"""Exemplars: named, versioned few-shot exemplar sets.
+
+Build a set from rationales audited as sound, type one by hand, or import JSONL;
+edit, reorder and remove exemplars (a set a run used is frozen: an edit makes
+the next version, and the run keeps the exact text it used); see each
+exemplar's check result, the exact prompt the engine builds and its token count.
+"""
+
+from __future__ import annotations
 
 import streamlit as st
 
+from pages import _ui as ui
+from star_core import exemplars as ex
+from star_core.config import TASKS
+from star_core.errors import StarError
+from star_core.store import ExemplarItem
+
+MODELS = ("smollm2-135m", "gemma3-270m")
+
+
+def _select(set_id: int, message: str | None = None) -> None:
+    st.session_state["e_pending"] = set_id  # applied before the selectbox is drawn on the next run
+    if message:
+        st.session_state["e_message"] = message
+
+
+def _apply(store, old_id: int, new_id: int, what: str) -> None:
+    """After an edit: follow the set to the id now holding it, saying when that is a new version."""
+    new = store.exemplar_set(new_id)
+    if new_id != old_id:
+        old = store.exemplar_set(old_id)
+        _select(new_id, f"{what}: {old.label} is frozen (a run used it), so this is saved as {new.label}")
+    else:
+        _select(new_id, f"{what} in {new.label}")
+
+
+def sets_overview(store):
+    sets = store.list_exemplar_sets()
+    if sets.empty:
+        st.info("No exemplar sets yet. Each task's default set is added when a run first uses it; "
+                "build one below from audited rationales, by hand, or from a JSONL file.")
+        return sets
+    shown = sets.assign(frozen=sets.frozen.map({True: "🔒 frozen", False: "editable"}))
+    st.dataframe(shown[["label", "task", "exemplars", "frozen", "runs", "note", "created_at"]], hide_index=True,
+                 width="stretch", height=min(38 + 35 * len(sets), 250))
+    return sets
+
+
+def choose_set(store, sets):
+    if sets.empty:
+        return None
+    ids = list(sets.id)
+    if "e_selected" not in st.session_state:
+        wanted = st.query_params.get("set")
+        match = sets[sets.label == wanted] if wanted else sets.iloc[0:0]
+        st.session_state["e_selected"] = int(match.id.iloc[0]) if not match.empty else int(sets.id.iloc[0])
+    if st.session_state.get("e_pending") is not None:
+        st.session_state["e_selected"] = st.session_state.pop("e_pending")
+    if st.session_state["e_selected"] not in ids:
+        st.session_state["e_selected"] = int(sets.id.iloc[0])
+    labels = dict(zip(sets.id, sets.label + " · " + sets.task + sets.frozen.map({True: " · 🔒", False: ""})))
+    set_id = st.selectbox("Exemplar set", ids, key="e_selected", format_func=lambda i: labels[i])
+    st.query_params["set"] = sets.label[sets.id == set_id].iloc[0]
+    return store.exemplar_set(set_id)
+
+
+def new_set(store) -> None:
+    with st.expander("New exemplar set", expanded=st.session_state.get("e_new_open", False)):
+        tabs = st.tabs(["From audited rationales", "By hand", "Import JSONL"])
+        with tabs[0]:
+            from_audits(store)
+        with tabs[1]:
+            c = st.columns(3)
+            name = c[0].text_input("Name", key="e_hand_name", placeholder="e.g. my-arithmetic")
+            task = c[1].selectbox("Task", TASKS, key="e_hand_task")
+            if c[2].button("Create an empty set", key="e_hand_create"):
+                with ui.guard():
+                    if _named(name):
+                        set_id = store.create_exemplar_set(name.strip(), task, [])
+                        _select(set_id, f"Created {store.exemplar_set(set_id).label}: add exemplars below")
+                        st.rerun()
+        with tabs[2]:
+            c = st.columns(3)
+            name = c[0].text_input("Name", key="e_imp_name", placeholder="e.g. imported")
+            task = c[1].selectbox("Task", TASKS, key="e_imp_task")
+            upload = st.file_uploader("JSONL file: one {question, rationale, answer[, choices]} object per line",
+                                      type=["jsonl", "json", "txt"], key="e_imp_file")
+            if st.button("Import", key="e_imp_go", disabled=upload is None):
+                with ui.guard():
+                    if _named(name):
+                        set_id = ex.import_jsonl(store, name.strip(), task, upload.getvalue().decode("utf-8", "replace"))
+                        _select(set_id, f"Imported {store.exemplar_set(set_id).label}")
+                        st.rerun()
+
+
+def _named(name: str) -> bool:
+    if not name.strip():
+        st.error("Give the set a name.")
+        return False
+    return True
+
+
+def from_audits(store) -> None:
+    sound = store.sound_attempts()
+    if sound.empty:
+        st.info("No rationale is rated sound yet: audit some on the Audit page first.")
+        return
+    labels = store.run_labels()
+    runs = sorted(set(sound.run_id))
+    run = st.selectbox("Run", [None] + runs, key="e_aud_run",
+                       format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
+    if run is not None:
+        sound = sound[sound.run_id == run]
+    text = {int(r.attempt_id): f"#{r.attempt_id} · it {r.iteration} {r.kind} · {r.question} → {r.rationale}"
+            for r in sound.itertuples()}
+    chosen = st.multiselect("Rationales rated sound (in prompt order)", list(text), default=list(text)[:8],
+                            format_func=text.get, key=f"e_aud_pick_{run}")
+    c = st.columns([2, 3, 1])
+    name = c[0].text_input("Name", value="curated", key="e_aud_name")
+    note = c[1].text_input("Note", key="e_aud_note", placeholder="optional")
+    c[2].write("")
+    if c[2].button("Create set", key="e_aud_create", type="primary", disabled=not chosen):
+        with ui.guard():
+            if _named(name):
+                set_id = ex.create_set_from_attempts(store, name.strip(), chosen, note)
+                _select(set_id, f"Created {store.exemplar_set(set_id).label} from {len(chosen)} audited rationales")
+                st.rerun()
+
+
+def show_set(store, s) -> None:
+    task = ex.task_for(s.task)
+    reasons = ex.validate_items(task, s.items)
+    runs = store.list_exemplar_sets().set_index("id").runs.get(s.id, 0)
+    head = st.columns([3, 2])
+    head[0].subheader(s.label)
+    if s.frozen:
+        head[1].warning(f"Frozen: used by {runs} run(s). An edit saves a new version of {s.name}; the runs keep this one.", icon="🔒")
+    else:
+        head[1].info("Editable: not used by any run yet. Edits change it in place.")
+    if s.note:
+        st.caption(s.note)
+    bad = [(i, r) for i, r in enumerate(reasons, start=1) if r]
+    if not s.items:
+        st.warning("The set is empty: add exemplars below. A run cannot use an empty set.")
+    elif bad:
+        st.error("A run cannot use this set until these pass the " + s.task + " checks:\n\n"
+                 + "\n".join(f"- exemplar {i}: {r}" for i, r in bad))
+    else:
+        st.success(f"All {len(s.items)} exemplars pass the {s.task} answer check"
+                   + (" and step verifier." if getattr(task, "can_verify_steps", False) else "."))
+    st.caption(f"Use it: `star run --exemplars {s.label}` (or {s.name} for its latest version), "
+               "or the Exemplars field of the Runs page form.")
+    for i, (item, reason) in enumerate(zip(s.items, reasons)):
+        edit_item(store, s, i, item, reason)
+    add_item(store, s)
+    preview(s, task)
+    st.download_button("Export as JSONL", ex.to_jsonl(s.items), f"{s.name}-v{s.version}.jsonl", "application/json",
+                       key="e_export", disabled=not s.items)
+
+
+def edit_item(store, s, i: int, item: ExemplarItem, reason: str | None) -> None:
+    status = "✅" if reason is None else "❌"
+    source = f" · from attempt #{item.source_attempt_id}" if item.source_attempt_id else ""
+    with st.expander(f"{status} {i + 1}. {item.question[:80]}{source}", expanded=reason is not None):
+        if reason:
+            st.error(f"Fails the check: {reason}")
+        key = f"e_{s.id}_{i}"
+        q = st.text_area("Question", item.question, key=f"{key}_q", height=68)
+        r = st.text_area("Rationale (without the final 'The answer is …', which the prompt adds)", item.rationale,
+                         key=f"{key}_r", height=68)
+        a = st.text_input("Answer", item.answer, key=f"{key}_a")
+        if item.choices:
+            st.caption("Choices: " + "  ".join(f"({c[0]}) {c[1]}" for c in item.choices))
+        c = st.columns(4)
+        if c[0].button("Save", key=f"{key}_save", type="primary"):
+            with ui.guard():
+                new_id = ex.update_exemplar(store, s.id, i, ExemplarItem(q, r, a, item.choices, item.source_attempt_id))
+                _apply(store, s.id, new_id, f"Saved exemplar {i + 1}")
+                st.rerun()
+        if c[1].button("Move up", key=f"{key}_up", icon="⬆️", disabled=i == 0):
+            _apply(store, s.id, ex.move_exemplar(store, s.id, i, -1), f"Moved exemplar {i + 1} up")
+            st.rerun()
+        if c[2].button("Move down", key=f"{key}_down", icon="⬇️", disabled=i == len(s.items) - 1):
+            _apply(store, s.id, ex.move_exemplar(store, s.id, i, 1), f"Moved exemplar {i + 1} down")
+            st.rerun()
+        if c[3].button("Remove", key=f"{key}_rm", icon="🗑️"):
+            _apply(store, s.id, ex.remove_exemplar(store, s.id, i), f"Removed exemplar {i + 1}")
+            st.rerun()
+
+
+def add_item(store, s) -> None:
+    with st.expander("Add an exemplar by hand"):
+        with st.form(f"e_add_{s.id}", clear_on_submit=False):
+            q = st.text_area("Question", key=f"e_add_{s.id}_q", height=68, placeholder="e.g. 47 + 85")
+            r = st.text_area("Rationale (without the final 'The answer is …')", key=f"e_add_{s.id}_r", height=68,
+                             placeholder="e.g. 47 + 85 = 120 + 12 = 132.")
+            a = st.text_input("Answer", key=f"e_add_{s.id}_a", placeholder="e.g. 132")
+            if st.form_submit_button("Add exemplar"):
+                with ui.guard():
+                    new_id = ex.add_exemplar(store, s.id, ExemplarItem(q.strip(), r.strip(), a.strip()))
+                    for part in "qra":
+                        st.session_state.pop(f"e_add_{s.id}_{part}", None)
+                    _apply(store, s.id, new_id, "Added an exemplar")
+                    st.rerun()
+
+
+def preview(s, task) -> None:
+    st.subheader("The prompt the engine builds")
+    c = st.columns([2, 2, 2])
+    hints = c[0].toggle("With hints (the rationalization prompt)", key="e_hints")
+    model = c[1].selectbox("Tokenizer of", MODELS, key="e_model", accept_new_options=True,
+                           help="An embedded model name, a local model folder or .gguf file")
+    text = ex.prompt_preview(task, s.items, with_hints=hints)
+    with c[2]:
+        try:
+            with st.spinner("Loading the tokenizer…"):
+                tokens = ex.token_count(model, text)
+            st.metric("Prompt prefix", f"{tokens:,} tokens", help="Counted as the engine encodes the prefix (BOS included)")
+        except StarError as exc:
+            st.warning(f"No token count: {exc}")
+    st.code(text or "(empty)", language=None, wrap_lines=True)
+
+
 st.title("Exemplar sets")
-st.info("Exemplar sets are being built.")
+with ui.guard():
+    store = ui.get_store()
+    message = st.session_state.pop("e_message", None)
+    if message:
+        st.success(message)
+    sets = sets_overview(store)
+    new_set(store)
+    chosen = choose_set(store, sets)
+    if chosen is not None:
+        show_set(store, chosen)
