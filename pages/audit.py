@@ -30,7 +30,7 @@ ORDER_HELP = {
 }
 RATING_KEYS = {"sound": "1", "flawed": "2", "wrong": "3"}
 RATING_LABELS = {"sound": "Sound", "flawed": "Flawed", "wrong": "Wrong"}
-RATING_ICONS = {"sound": "✅", "flawed": "⚠️", "wrong": "❌"}
+RATING_ICONS = {"sound": ":material/check_circle:", "flawed": ":material/warning:", "wrong": ":material/cancel:"}
 SEEDED = "_audit_seeded"
 
 
@@ -238,17 +238,17 @@ def label_controls(store, ids: list[int], item) -> None:
                    help="Saved with the rating; a draft is kept in the page's address")
     buttons = st.columns([1, 1, 1, 0.2, 1, 1])
     for col, rating in zip(buttons[:3], RATINGS):
-        col.button(f"{RATING_ICONS[rating]} {RATING_LABELS[rating]}", key=f"a_rate_{rating}", shortcut=RATING_KEYS[rating],
+        col.button(RATING_LABELS[rating], key=f"a_rate_{rating}", icon=RATING_ICONS[rating], shortcut=RATING_KEYS[rating],
                    help=f"{RATING_LABELS[rating]}: {RATING_HELP[rating]}. Saves the label now.",
                    type="primary" if item.rating == rating else "secondary", width="stretch",
                    on_click=_rate, args=(store, ids, attempt_id, rating))
     index = ids.index(attempt_id)
-    buttons[4].button("Previous", key="a_prev", icon="⬅️", shortcut="K", width="stretch", disabled=index == 0,
+    buttons[4].button("Previous", key="a_prev", icon=":material/arrow_back:", shortcut="K", width="stretch", disabled=index == 0,
                       on_click=_go, args=(ids, index - 1))
-    buttons[5].button("Next", key="a_next", icon="➡️", shortcut="J", width="stretch", disabled=index == len(ids) - 1,
+    buttons[5].button("Next", key="a_next", icon=":material/arrow_forward:", shortcut="J", width="stretch", disabled=index == len(ids) - 1,
                       on_click=_go, args=(ids, index + 1))
     c = st.columns([2, 2, 2])
-    with c[0].popover("Add to an exemplar set", icon="📚"):
+    with c[0].popover("Add to an exemplar set", icon=":material/library_add:"):
         st.caption("Appends this question, rationale and gold answer to the latest version of a set "
                    "(a set a run used gets a new version). The exemplar must pass the task's checks.")
         name = st.text_input("Set name", value=st.session_state.get("a_set_name", "curated"), key="a_set_name")

@@ -41,7 +41,7 @@ def sets_overview(store):
         st.info("No exemplar sets yet. Each task's default set is added when a run first uses it; "
                 "build one below from audited rationales, by hand, or from a JSONL file.")
         return sets
-    shown = sets.assign(frozen=sets.frozen.map({True: "🔒 frozen", False: "editable"}))
+    shown = sets.assign(frozen=sets.frozen.map({True: "frozen", False: "editable"}))
     st.dataframe(shown[["label", "task", "exemplars", "frozen", "runs", "note", "created_at"]], hide_index=True,
                  width="stretch", height=min(38 + 35 * len(sets), 250))
     return sets
@@ -59,7 +59,7 @@ def choose_set(store, sets):
         st.session_state["e_selected"] = st.session_state.pop("e_pending")
     if st.session_state["e_selected"] not in ids:
         st.session_state["e_selected"] = int(sets.id.iloc[0])
-    labels = dict(zip(sets.id, sets.label + " · " + sets.task + sets.frozen.map({True: " · 🔒", False: ""})))
+    labels = dict(zip(sets.id, sets.label + " · " + sets.task + sets.frozen.map({True: " · frozen", False: ""})))
     set_id = st.selectbox("Exemplar set", ids, key="e_selected", format_func=lambda i: labels[i])
     st.query_params["set"] = sets.label[sets.id == set_id].iloc[0]
     return store.exemplar_set(set_id)
@@ -135,7 +135,7 @@ def show_set(store, s) -> None:
     head = st.columns([3, 2])
     head[0].subheader(s.label)
     if s.frozen:
-        head[1].warning(f"Frozen: used by {runs} run(s). An edit saves a new version of {s.name}; the runs keep this one.", icon="🔒")
+        head[1].warning(f"Frozen: used by {runs} run(s). An edit saves a new version of {s.name}; the runs keep this one.", icon=":material/lock:")
     else:
         head[1].info("Editable: not used by any run yet. Edits change it in place.")
     if s.note:
@@ -160,7 +160,7 @@ def show_set(store, s) -> None:
 
 
 def edit_item(store, s, i: int, item: ExemplarItem, reason: str | None) -> None:
-    status = "✅" if reason is None else "❌"
+    status = ":material/check:" if reason is None else ":material/close:"
     source = f" · from attempt #{item.source_attempt_id}" if item.source_attempt_id else ""
     with st.expander(f"{status} {i + 1}. {item.question[:80]}{source}", expanded=reason is not None):
         if reason:
@@ -178,13 +178,13 @@ def edit_item(store, s, i: int, item: ExemplarItem, reason: str | None) -> None:
                 new_id = ex.update_exemplar(store, s.id, i, ExemplarItem(q, r, a, item.choices, item.source_attempt_id))
                 _apply(store, s.id, new_id, f"Saved exemplar {i + 1}")
                 st.rerun()
-        if c[1].button("Move up", key=f"{key}_up", icon="⬆️", disabled=i == 0):
+        if c[1].button("Move up", key=f"{key}_up", icon=":material/arrow_upward:", disabled=i == 0):
             _apply(store, s.id, ex.move_exemplar(store, s.id, i, -1), f"Moved exemplar {i + 1} up")
             st.rerun()
-        if c[2].button("Move down", key=f"{key}_down", icon="⬇️", disabled=i == len(s.items) - 1):
+        if c[2].button("Move down", key=f"{key}_down", icon=":material/arrow_downward:", disabled=i == len(s.items) - 1):
             _apply(store, s.id, ex.move_exemplar(store, s.id, i, 1), f"Moved exemplar {i + 1} down")
             st.rerun()
-        if c[3].button("Remove", key=f"{key}_rm", icon="🗑️"):
+        if c[3].button("Remove", key=f"{key}_rm", icon=":material/delete:"):
             _apply(store, s.id, ex.remove_exemplar(store, s.id, i), f"Removed exemplar {i + 1}")
             st.rerun()
 
