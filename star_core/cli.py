@@ -96,15 +96,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.run_id = args.resume
         store.get_run(args.resume)
     else:
-        from .tasks import chance_accuracy, suggested_settings
+        from .tasks import suggested_settings
 
         suggested = {k: v for k, v in suggested_settings(given.get("task", "arithmetic")).items() if k not in given}
         config = RunConfig(**{**suggested, **given})
         if suggested:
-            print(f"note: task {config.task} suggests " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items()), file=sys.stderr)
+            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
+            print(f"note: using {shown}, the {config.task} task's default (give the option to change it)", file=sys.stderr)
         args.run_id = start_run(store, config, ConsoleReporter())
-        if chance_accuracy(config.task) is not None:
-            print(f"chance accuracy of {config.task}: {chance_accuracy(config.task):.0%}")
         print(f"run {args.run_id} in {args.db}: {config.task} on {config.model}, {config.iterations} iterations")
     try:
         execute_run(store, args.run_id, ConsoleReporter())
@@ -119,6 +118,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
     print()
     print(accuracy_table(store, args.run_id))
+    from .tasks import chance_accuracy
+
+    chance = chance_accuracy(store.get_run(args.run_id).config.task)
+    if chance is not None:
+        print(f"(chance accuracy of this task: {chance:.0%})")
     return 0
 
 
