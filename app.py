@@ -17,12 +17,12 @@ from pages import _ui as ui
 from star_core.errors import StarError
 from star_core.present import duration, pct
 
-st.set_page_config(page_title="STaR Studio", page_icon="⭐", layout="wide")
+st.set_page_config(page_title="STaR Studio", page_icon=":material/star:", layout="wide")
 HERE = Path(__file__).resolve().parent
 
 
 def overview() -> None:
-    st.title("⭐ STaR Studio")
+    st.title("STaR Studio")
     st.caption("Self-Taught Reasoner runs: start and watch them, browse every rationale, audit, curate exemplars.")
     with ui.guard():
         _database_box()
@@ -58,7 +58,7 @@ def _runs_overview() -> None:
     st.subheader("Runs")
     if runs.empty:
         st.info("No runs in this database yet.")
-        st.page_link("pages/runs.py", label="Start a run", icon="▶️")
+        st.page_link("pages/runs.py", label="Start a run", icon=":material/play_arrow:")
         return
     active = runs.status.isin(["running", "pending"]).any()
 
@@ -72,7 +72,7 @@ def _runs_overview() -> None:
         shown = pd.DataFrame({
             "run": runs.id,
             "name": runs.name,
-            "status": runs.status.map(ui.status_label),
+            "status": runs.status,
             "task": runs.task,
             "model": runs.model.map(lambda m: m.rstrip("/").rsplit("/", 1)[-1]),
             "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
@@ -95,19 +95,19 @@ def _runs_overview() -> None:
     with right:
         st.write("")
         cols = st.columns(3)
-        cols[0].page_link("pages/runs.py", label="Watch / resume", icon="▶️", query_params={"run": run_id})
-        cols[1].page_link("pages/browse.py", label="Browse rationales", icon="🔎", query_params={"run": run_id})
-        cols[2].page_link("pages/accuracy.py", label="Accuracy", icon="📈", query_params={"run": run_id})
+        cols[0].page_link("pages/runs.py", label="Watch / resume", icon=":material/play_arrow:", query_params={"run": run_id})
+        cols[1].page_link("pages/browse.py", label="Browse rationales", icon=":material/search:", query_params={"run": run_id})
+        cols[2].page_link("pages/accuracy.py", label="Accuracy", icon=":material/show_chart:", query_params={"run": run_id})
 
 
 pages = [
-    st.Page(overview, title="Overview", icon="🏠", default=True),
-    st.Page("pages/runs.py", title="Runs", icon="▶️"),
-    st.Page("pages/browse.py", title="Browse rationales", icon="🔎"),
-    st.Page("pages/accuracy.py", title="Accuracy", icon="📈"),
+    st.Page(overview, title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
+    st.Page("pages/browse.py", title="Browse rationales", icon=":material/search:"),
+    st.Page("pages/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
 ]
 # Pages built beside this one; listed when present.
-for file, title, icon in (("pages/audit.py", "Audit", "✅"), ("pages/exemplars.py", "Exemplars", "📚")):
+for file, title, icon in (("pages/audit.py", "Audit", ":material/fact_check:"), ("pages/exemplars.py", "Exemplars", ":material/library_books:")):
     if (HERE / file).exists():
         pages.append(st.Page(file, title=title, icon=icon))
 

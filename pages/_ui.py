@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from star_core.errors import StarError
-from star_core.present import STATUS_ICONS
+from star_core.present import STATUS_COLORS
 from star_core.store import Store
 
 DB_KEY = "db_path"
@@ -75,8 +75,9 @@ def guard():
         st.error(f"Something went wrong: {type(exc).__name__}: {first}. Reload the page to try again.")
 
 
-def status_label(status: str) -> str:
-    return f"{STATUS_ICONS.get(status, '•')} {status}"
+def status_badge(status: str) -> str:
+    """Markdown for a status badge."""
+    return f":{STATUS_COLORS.get(status, 'gray')}-badge[{status}]"
 
 
 def query_run() -> int | None:

@@ -14,7 +14,7 @@ from star_core.present import accuracy_figures_data
 
 def _download(df, name: str) -> None:
     st.download_button(f"Download CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
-                       key=f"csv_{name}", icon="⬇️")
+                       key=f"csv_{name}", icon=":material/download:")
 
 
 def _layout(fig, y_percent: bool = False):
@@ -50,6 +50,7 @@ def main() -> None:
     else:
         fig = px.line(acc, x="iteration", y="accuracy", color="run", markers=True,
                       hover_data={"n": True, "correct": True}, title="Held-out accuracy, overall")
+        fig.update_layout(height=380)
         st.plotly_chart(_layout(fig, y_percent=True), key="fig_accuracy")
         _download(acc, "accuracy")
 
@@ -59,6 +60,7 @@ def main() -> None:
         fig = px.line(by_diff, x="iteration", y="accuracy", color="run", facet_col="difficulty", markers=True,
                       hover_data={"n": True, "correct": True}, title="Held-out accuracy per difficulty")
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+        fig.update_layout(height=330)
         st.plotly_chart(_layout(fig, y_percent=True), key="fig_accuracy_by_difficulty")
         _download(data["accuracy_by_difficulty"], "accuracy_by_difficulty")
 

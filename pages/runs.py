@@ -21,8 +21,10 @@ POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
 # Form sections; a RunConfig field not listed here still gets a widget, under "Other".
 SECTIONS = {
-    "Run": ["name", "task", "model", "data", "exemplars", "train_size", "eval_size", "min_difficulty",
+    "Run": ["name", "task", "model", "exemplars", "train_size", "eval_size", "min_difficulty",
             "max_difficulty", "iterations", "rationalize", "filter"],
+    "Dataset file (gsm8k, commonsenseqa, jsonl)": ["data", "data_map", "answer_type", "skip_bad_lines"],
+    "Filtering": ["max_kept_per_question", "keep_hint_leaks"],
     "Decoding": ["temperature", "top_p", "samples_per_question", "max_new_tokens", "gen_batch_size"],
     "Fine-tuning": ["finetune", "lora_rank", "learning_rate", "batch_size", "epochs", "min_steps", "step_growth"],
     "Machine": ["device", "seed"],
@@ -80,7 +82,7 @@ def start_form(store) -> None:
     errors: dict[str, str] = st.session_state.get(ERRORS_KEY, {})
     values = {}
     with st.form("new_run"):
-        st.caption("Every setting of a run, with the defaults of `star run`. Hover a label's ⓘ for what it does.")
+        st.caption("Every setting of a run, with the defaults of `star run`. Hover a label's (?) for what it does.")
         for title, names in sections.items():
             if not names:
                 continue
@@ -91,7 +93,7 @@ def start_form(store) -> None:
                     with cols[i % 3]:
                         values[name] = _widget(name, meta[name])
                         if name in errors:
-                            st.error(errors[name], icon="⚠️")
+                            st.error(errors[name], icon=":material/error:")
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return
@@ -149,8 +151,8 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
     head, buttons = st.columns([4, 2])
     planned = int(row.iterations_planned) if pd.notna(row.iterations_planned) else run.config.iterations
     with head:
-        state = ui.status_label("starting" if starting else "crashed" if died_early else run.status)
-        st.markdown(f"**{state}** · {run.config.task} on `{run.config.model}` · "
+        state = ui.status_badge("starting" if starting else "crashed" if died_early else run.status)
+        st.markdown(f"{state} · {run.config.task} on `{run.config.model}` · "
                     f"{int(row.iterations_done)}/{planned} iterations done")
     with buttons:
         _buttons(store, run_id, run.status, active, died_early)
@@ -200,7 +202,7 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
 def _buttons(store, run_id: int, status: str, active: bool, died_early: bool) -> None:
     cols = st.columns(2)
     if active:
-        if cols[0].button("Cancel", key=f"cancel_{run_id}", icon="⏹️"):
+        if cols[0].button("Cancel", key=f"cancel_{run_id}", icon=":material/stop:"):
             try:
                 jobs.cancel(store, run_id)
                 st.toast(f"Cancelling run {run_id} after its current batch…")
@@ -208,7 +210,7 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool) ->
                 st.error(str(exc))
     elif status != "done":
         label = "Start" if status == "pending" and not died_early else "Resume"
-        if cols[0].button(label, key=f"resume_{run_id}", icon="▶️", type="primary"):
+        if cols[0].button(label, key=f"resume_{run_id}", icon=":material/play_arrow:", type="primary"):
             try:
                 jobs.resume(store, run_id)
             except StarError as exc:
@@ -216,7 +218,7 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool) ->
             else:
                 st.toast(f"Run {run_id} resumed")
                 st.rerun(scope="app")
-    cols[1].page_link("pages/browse.py", label="Browse", icon="🔎", query_params={"run": run_id})
+    cols[1].page_link("pages/browse.py", label="Browse", icon=":material/search:", query_params={"run": run_id})
 
 
 # --- page -------------------------------------------------------------------------
@@ -226,13 +228,13 @@ def main() -> None:
     st.title("Runs")
     store = ui.get_store()
     runs = store.list_runs()
-    with st.expander("Start a new run", expanded=runs.empty or bool(st.session_state.get(ERRORS_KEY)), icon="➕"):
+    with st.expander("Start a new run", expanded=runs.empty or bool(st.session_state.get(ERRORS_KEY)), icon=":material/add:"):
         start_form(store)
     if runs.empty:
         st.info("No runs yet. Start one above, or from a terminal: `star run --db " + str(store.path) + "`.")
         return
-    labels = {int(r.id): f"#{r.id} {r.name or r.task} · {ui.status_label(r.status)}" for r in runs.itertuples()}
-    ids = sorted(labels, reverse=True)
+    labels = store.run_labels()
+    ids = sorted(labels, reverse=True)  # newest first
     wanted = ui.query_run() or st.session_state.get("watch_run")
     if wanted in ids and st.session_state.get("run_picker") != wanted:
         st.session_state["run_picker"] = wanted

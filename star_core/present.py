@@ -132,7 +132,9 @@ def accuracy_figures_data(store, run_ids: list[int]) -> dict[str, pd.DataFrame]:
 
 # --- formats ----------------------------------------------------------------------
 
-STATUS_ICONS = {"running": "🟢", "pending": "⏳", "done": "✅", "cancelled": "⏹️", "failed": "❌", "crashed": "💥"}
+# Streamlit markdown colours for a run's status (no emoji: many Linux browsers lack the font).
+STATUS_COLORS = {"running": "green", "starting": "blue", "pending": "gray", "done": "blue", "cancelled": "orange",
+                 "failed": "red", "crashed": "red"}
 
 
 def pct(x) -> str:

@@ -1,0 +1,63 @@
+"""Helpers for the app's tests: a database holding one finished tiny run, built once per
+test session and copied for each test, and an AppTest opened on a page."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+_BUILT: dict[str, Path] = {}
+
+
+def finished_run_db(tmp_path_factory, tiny_model: str, dest: Path) -> Path:
+    """A copy (at `dest`) of a database with one finished 2-iteration tiny run (run id 1)."""
+    if "db" not in _BUILT:
+        from star_core.loop import execute_run, start_run
+        from star_core.store import Store
+
+        path = tmp_path_factory.mktemp("finished") / "finished.duckdb"
+        store = Store(path).init()
+        run_id = start_run(store, tiny_config(tiny_model, iterations=2, filter="answer", name="tiny finished"))
+        execute_run(store, run_id)
+        _BUILT["db"] = path
+    shutil.copy(_BUILT["db"], dest)
+    return dest
+
+
+def open_page(page: str | None, monkeypatch, db: Path, query: dict | None = None, timeout: float = 60) -> AppTest:
+    """Run app.py on `db` and switch to `page` (None = the overview)."""
+    monkeypatch.setenv("STAR_DB", str(db))
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every markdown, caption, code, text, info and error string on the page, joined."""
+    parts = []
+    for kind in ("markdown", "caption", "code", "text", "info", "error", "warning", "success", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
