@@ -32,6 +32,7 @@ RATING_KEYS = {"sound": "1", "flawed": "2", "wrong": "3"}
 RATING_LABELS = {"sound": "Sound", "flawed": "Flawed", "wrong": "Wrong"}
 RATING_ICONS = {"sound": ":material/check_circle:", "flawed": ":material/warning:", "wrong": ":material/cancel:"}
 SEEDED = "_audit_seeded"
+KIND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
 # --- state that survives a reload: the URL ------------------------------------------
@@ -285,8 +286,10 @@ def _pct(x) -> str:
 def stats_view(store) -> None:
     labels = store.run_labels()
     runs = [None] + sorted(labels, reverse=True)
-    run_id = st.selectbox("Run", runs, key="s_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
-    kept_only = st.toggle("Kept rationales only", value=True, key="s_kept",
+    c = st.columns([2, 2, 1])
+    run_id = c[0].selectbox("Run", runs, key="s_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
+    c[1].write("")
+    kept_only = c[1].toggle("Kept rationales only", value=True, key="s_kept",
                           help="The share among rationales that went into fine-tuning (the training data's quality)")
     share = store.sound_share(run_id, kept_only=kept_only)
     audited = share[share.audited > 0]
@@ -295,18 +298,21 @@ def stats_view(store) -> None:
         st.info("No audited rationales here yet.")
     else:
         fig = go.Figure()
-        for kind, rows in audited.groupby("kind"):
-            for rid, r in rows.groupby("run_id"):
-                name = f"{kind}" if run_id is not None else f"run {rid} · {kind}"
-                fig.add_trace(go.Scatter(
-                    x=r.iteration, y=r.sound_share, mode="lines+markers", name=name,
-                    error_y=dict(type="data", symmetric=False, array=r.ci_high - r.sound_share,
-                                 arrayminus=r.sound_share - r.ci_low),
-                    customdata=r[["sound", "audited", "kept", "ci_low", "ci_high"]].to_numpy(),
-                    hovertemplate="iteration %{x}: %{y:.0%} sound (%{customdata[0]} of %{customdata[1]} audited, "
-                                  "%{customdata[2]} in all)<br>95% CI %{customdata[3]:.0%}–%{customdata[4]:.0%}<extra>"
-                                  + name + "</extra>",
-                ))
+        series = list(audited.groupby(["run_id", "kind"]))
+        for number, ((rid, kind), r) in enumerate(series):
+            name = kind if run_id is not None else f"run {rid} · {kind}"
+            color = KIND_COLORS[number % len(KIND_COLORS)]
+            dodge = (number - (len(series) - 1) / 2) * 0.08  # side by side, so the intervals do not hide each other
+            fig.add_trace(go.Scatter(
+                x=r.iteration + dodge, y=r.sound_share, mode="lines+markers", name=name,
+                marker=dict(color=color, size=9), line=dict(color=color),
+                error_y=dict(type="data", symmetric=False, array=r.ci_high - r.sound_share,
+                             arrayminus=r.sound_share - r.ci_low, color=color),
+                customdata=r[["iteration", "sound", "audited", "kept", "ci_low", "ci_high"]].to_numpy(),
+                hovertemplate="iteration %{customdata[0]}: %{y:.0%} sound (%{customdata[1]} of %{customdata[2]} audited, "
+                              "%{customdata[3]} in all)<br>95% CI %{customdata[4]:.0%}–%{customdata[5]:.0%}<extra>"
+                              + name + "</extra>",
+            ))
         fig.update_layout(yaxis=dict(title="rated sound", tickformat=".0%", range=[0, 1.05]),
                           xaxis=dict(title="iteration", dtick=1), height=360, margin=dict(t=20, b=40),
                           legend=dict(orientation="h", y=-0.25))

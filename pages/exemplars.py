@@ -65,8 +65,8 @@ def choose_set(store, sets):
     return store.exemplar_set(set_id)
 
 
-def new_set(store) -> None:
-    with st.expander("New exemplar set", expanded=st.session_state.get("e_new_open", False)):
+def new_set(store, first: bool) -> None:
+    with st.expander("New exemplar set", expanded=first, icon=":material/add:"):
         tabs = st.tabs(["From audited rationales", "By hand", "Import JSONL"])
         with tabs[0]:
             from_audits(store)
@@ -212,14 +212,14 @@ def preview(s, task) -> None:
     model = c[1].selectbox("Tokenizer of", MODELS, key="e_model", accept_new_options=True,
                            help="An embedded model name, a local model folder or .gguf file")
     text = ex.prompt_preview(task, s.items, with_hints=hints)
-    with c[2]:
+    st.code(text or "(empty)", language=None, wrap_lines=True)
+    with c[2]:  # filled after the prompt is shown: the first tokenizer load takes a few seconds
         try:
             with st.spinner("Loading the tokenizer…"):
                 tokens = ex.token_count(model, text)
             st.metric("Prompt prefix", f"{tokens:,} tokens", help="Counted as the engine encodes the prefix (BOS included)")
         except StarError as exc:
             st.warning(f"No token count: {exc}")
-    st.code(text or "(empty)", language=None, wrap_lines=True)
 
 
 st.title("Exemplar sets")
@@ -229,7 +229,7 @@ with ui.guard():
     if message:
         st.success(message)
     sets = sets_overview(store)
-    new_set(store)
+    new_set(store, first=sets.empty)
     chosen = choose_set(store, sets)
     if chosen is not None:
         show_set(store, chosen)

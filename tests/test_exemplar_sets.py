@@ -92,7 +92,7 @@ def test_references_and_their_errors(tmp_path):
     with pytest.raises(ExemplarSetError, match="no exemplar set 'nope'"):
         store.find_exemplar_set("nope")
     ex.create_set(store, "hand", "arithmetic", GOOD)
-    with pytest.raises(ExemplarSetError, match="no version 7"):
+    with pytest.raises(ExemplarSetError, match=r"has no version 7 \(it has 1\)"):
         store.find_exemplar_set("hand@7")
     with pytest.raises(ExemplarSetError, match="is for task 'arithmetic'"):
         store.create_exemplar_set("hand", "gsm8k", [])
@@ -147,3 +147,14 @@ def test_prompt_preview_is_the_engines_prefix_and_counts_tokens():
     n = ex.token_count("smollm2-135m", preview)
     assert 30 < n < 80
     assert ex.load_tokenizer("smollm2-135m") is ex.load_tokenizer("smollm2-135m")  # cached
+
+
+def test_star_run_exemplars_flag(tmp_path, capsys):
+    from star_core.cli import build_parser, main
+
+    args = build_parser().parse_args(["run", "--exemplars", "hand@1"])
+    assert args.exemplars == "hand@1"
+    db = tmp_path / "cli.duckdb"
+    code = main(["run", "--db", str(db), "--exemplars", "hand@3", "--model", "smollm2-135m"])
+    assert code == 2 and "no exemplar set 'hand'" in capsys.readouterr().err
+    assert Store(db).list_runs().empty

@@ -110,10 +110,15 @@ class ExemplarSetQueries:
                 row = con.execute("SELECT id FROM exemplar_sets WHERE name = ? AND version = ?", [name, version]).fetchone()
             if row is None:
                 known = [r[0] for r in con.execute("SELECT DISTINCT name FROM exemplar_sets ORDER BY name").fetchall()]
+                versions = [r[0] for r in con.execute(
+                    "SELECT version FROM exemplar_sets WHERE name = ? ORDER BY version", [name]).fetchall()]
         if row is None:
-            what = f"version {version} of exemplar set {name!r}" if version else f"exemplar set {name!r}"
+            if versions:
+                raise ExemplarSetError(
+                    f"exemplar set {name!r} has no version {version} (it has {', '.join(map(str, versions))})"
+                )
             hint = f"known sets: {', '.join(known)}" if known else "the database has no exemplar sets yet"
-            raise ExemplarSetError(f"there is no {what} in {self.db.path} ({hint})")
+            raise ExemplarSetError(f"there is no exemplar set {name!r} in {self.db.path} ({hint})")
         return self.exemplar_set(row[0])
 
     def create_exemplar_set(self, name: str, task: str, items: list[ExemplarItem], note: str = "") -> int:
