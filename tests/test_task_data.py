@@ -283,3 +283,24 @@ def test_problem_ids_and_difficulty_from_gsm8k_rows():
     p = gsm_row(GOOD, 12)
     assert p == Problem(id="L12", question=GOOD["question"], answer="7", split="", difficulty=1)
     assert check_annotations(GOOD["answer"]).ok
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+def test_cli_runs_a_jsonl_file_with_a_map(tmp_path, tiny_model, capsys):
+    from star_core.cli import main
+
+    path = tmp_path / "qa.csv"
+    path.write_text("q,a\n" + "".join(f"What is {i} doubled?,{2 * i}\n" for i in range(4)))
+    db = str(tmp_path / "s.duckdb")
+    common = ["run", "--db", db, "--model", tiny_model, "--device", "cpu", "--train-size", "2", "--eval-size", "1",
+              "--iterations", "0", "--max-new-tokens", "4"]
+    assert main(common + ["--task", "jsonl", "--data", str(path), "--map", "question=q,answer=a", "--answer-type", "number"]) == 0
+    assert "qa.csv: 4 rows loaded" in capsys.readouterr().err
+    assert main(common + ["--task", "jsonl", "--data", str(path), "--map", "question=q,answer"]) == 2
+    assert "invalid --data-map: 'answer' is not ROLE=FIELD" in capsys.readouterr().err
+    path.write_text("q,a\nfine,1\nbad,two\n")
+    assert main(common + ["--task", "jsonl", "--data", str(path), "--map", "question=q,answer=a"]) == 2
+    assert "qa.csv:3: answer 'two' is not a number" in capsys.readouterr().err
+    assert len(Store(db).list_runs()) == 1  # the bad file created no run

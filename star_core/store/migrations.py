@@ -220,4 +220,21 @@ def m003_audits_and_exemplar_sets(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN exemplar_set_id INTEGER")
 
 
-MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets]
+def m004_accuracy_without_null_difficulty(con: duckdb.DuckDBPyConnection) -> None:
+    """v_accuracy: a task without difficulties (CommonsenseQA, most JSONL files) no longer gets a second
+    difficulty-NULL row per iteration beside the overall one; difficulty NULL means overall only."""
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW v_accuracy AS
+        SELECT run_id, iteration, split, difficulty,
+               count(*) AS n, count(*) FILTER (WHERE correct) AS correct,
+               count(*) FILTER (WHERE correct) / count(*) AS accuracy
+        FROM v_attempts
+        WHERE (kind = 'eval' AND split = 'eval') OR (kind = 'generated' AND sample = 0)
+        GROUP BY GROUPING SETS ((run_id, iteration, split, difficulty), (run_id, iteration, split))
+        HAVING GROUPING(difficulty) = 1 OR difficulty IS NOT NULL
+        """
+    )
+
+
+MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty]
