@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .errors import StarError
@@ -17,11 +18,14 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
     without the shared few-shot prefix; the completion is what the model wrote.
     """
     run = store.get_run(run_id)
-    task = get_task(run.config.task)
+    task = get_task(run.config.task, run.config)
     rows = store.training_examples(run_id)
     if rows.empty:
         raise StarError(f"run {run_id} has no kept rationales yet (they are chosen before each iteration's fine-tuning)")
-    rows["prompt"] = [task.format_question(Problem(pid, q, a, "train")) for pid, q, a in zip(rows.problem_id, rows.question, rows.gold_answer)]
+    rows["prompt"] = [
+        task.format_question(Problem(pid, q, a, "train", choices=tuple(tuple(c) for c in json.loads(ch)) if ch else ()))
+        for pid, q, a, ch in zip(rows.problem_id, rows.question, rows.gold_answer, rows.choices)
+    ]
     rows["completion"] = [cut_at_stop(c) for c in rows.completion]
     rows = rows[["prompt", "completion", "run_id", "iteration", "problem_id", "kind", "attempt_id", "gold_answer"]]
     out.parent.mkdir(parents=True, exist_ok=True)

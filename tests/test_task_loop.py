@@ -147,3 +147,19 @@ def test_the_cap_and_keep_hint_leaks(tmp_path, tiny_model, canned):
     assert used.groupby("problem_id").size().max() == 1 and len(used) == 4  # Alpha2 once, Alpha3, 4 (leaks) and 6
     leaks = df[(df.kind == "rationalized") & (df.hint_leak == True)]  # noqa: E712
     assert len(leaks) == 2 and leaks.used_for_training.all()
+
+
+def test_export_of_a_choice_run_shows_the_choices(tmp_path, tiny_model, monkeypatch):
+    from star_core.export import export_kept
+    from star_core.tasks.commonsenseqa import CommonsenseQATask
+
+    monkeypatch.setattr(CommonsenseQATask, "is_correct", lambda self, predicted, problem: True)
+    store = Store(tmp_path / "s.duckdb").init()
+    config = tiny_config(tiny_model, task="commonsenseqa", data=write_jsonl(tmp_path / "c.jsonl", CSQA_ROWS), train_size=2,
+                         eval_size=1, max_new_tokens=4)
+    run_id = start_run(store, config)
+    execute_run(store, run_id)
+    out = tmp_path / "kept.jsonl"
+    assert export_kept(store, run_id, out, "jsonl") == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all("\nChoices: (A) place a" in r["prompt"] and "CORRECT" not in r["prompt"] for r in rows)

@@ -109,7 +109,8 @@ class AttemptQueries:
             return con.execute(
                 """
                 SELECT a.run_id, a.iteration, a.problem_id, a.kind, a.sample, a.id AS attempt_id,
-                       a.prompt_id, p.question, p.answer AS gold_answer, a.rationale, a.completion, a.predicted AS predicted_answer
+                       a.prompt_id, p.question, p.answer AS gold_answer, a.rationale, a.completion, a.predicted AS predicted_answer,
+                       p.choices
                 FROM attempts a JOIN problems p USING (run_id, problem_id)
                 WHERE a.run_id = ? AND a.used_for_training AND (? IS NULL OR a.iteration = ?)
                 ORDER BY a.iteration, a.id
