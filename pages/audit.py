@@ -32,6 +32,9 @@ RATING_KEYS = {"sound": "1", "flawed": "2", "wrong": "3"}
 RATING_LABELS = {"sound": "Sound", "flawed": "Flawed", "wrong": "Wrong"}
 RATING_ICONS = {"sound": ":material/check_circle:", "flawed": ":material/warning:", "wrong": ":material/cancel:"}
 SEEDED = "_audit_seeded"
+KEEP = "_keep_"
+PERSISTED = ("a_view", "a_auditor", "a_kind", "a_kept", "a_cu", "a_un", "a_order", "a_seed", "a_run", "a_it", "a_advance",
+             "s_run", "s_kept")
 KIND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
@@ -39,21 +42,41 @@ KIND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
 def _seed_state() -> None:
-    """Fill the widgets' state from the URL once per session (a reload starts a new session)."""
-    if st.session_state.get(SEEDED):
-        return
+    """Give each widget its value back: from the URL after a reload, from the session after visiting another page.
+
+    Streamlit forgets a widget's state when a run does not draw it (another page),
+    so every run also keeps a copy under a key no widget owns (`_remember`).
+    """
     q = st.query_params
-    st.session_state[SEEDED] = True
-    st.session_state["a_view"] = q.get("view") if q.get("view") in VIEWS else VIEWS[0]
-    st.session_state["a_auditor"] = q.get("auditor", "")
-    st.session_state["a_kind"] = q.get("kind") if q.get("kind") in KINDS else "generated + rationalized"
-    st.session_state["a_kept"] = q.get("kept") if q.get("kept") in KEPT else "any"
-    st.session_state["a_cu"] = q.get("cu") == "1"
-    st.session_state["a_un"] = q.get("un") == "1"
-    st.session_state["a_order"] = q.get("order") if q.get("order") in QUEUE_ORDERS else "random"
-    st.session_state["a_seed"] = _int(q.get("seed")) or 0
-    st.session_state["a_item"] = _int(q.get("item"))
-    st.session_state["a_draft"] = (_int(q.get("draft_for")), q.get("draft", ""))
+    from_url = {
+        "a_view": q.get("view") if q.get("view") in VIEWS else None,
+        "a_auditor": q.get("auditor"),
+        "a_kind": q.get("kind") if q.get("kind") in KINDS else None,
+        "a_kept": q.get("kept") if q.get("kept") in KEPT else None,
+        "a_cu": q.get("cu") == "1" if "cu" in q else None,
+        "a_un": q.get("un") == "1" if "un" in q else None,
+        "a_order": q.get("order") if q.get("order") in QUEUE_ORDERS else None,
+        "a_seed": _int(q.get("seed")),
+        "a_run": _int(q.get("run")),
+        "a_it": _int(q.get("it")),
+    }
+    for key in PERSISTED:
+        if key in st.session_state:
+            continue
+        if from_url.get(key) is not None:
+            st.session_state[key] = from_url[key]
+        elif KEEP + key in st.session_state:
+            st.session_state[key] = st.session_state[KEEP + key]
+    if SEEDED not in st.session_state:  # once per session: where the URL says the auditor was
+        st.session_state[SEEDED] = True
+        st.session_state["a_item"] = _int(q.get("item"))
+        st.session_state["a_draft"] = (_int(q.get("draft_for")), q.get("draft", ""))
+
+
+def _remember() -> None:
+    for key in PERSISTED:
+        if key in st.session_state:
+            st.session_state[KEEP + key] = st.session_state[key]
 
 
 def _int(value) -> int | None:
@@ -80,15 +103,13 @@ def queue_filters(store) -> QueueFilter:
     with st.sidebar:
         st.subheader("Audit queue")
         runs = [None] + sorted(labels, reverse=True)
-        if "a_run" not in st.session_state:
-            wanted = ui.query_run()
-            st.session_state["a_run"] = wanted if wanted in labels else (runs[1] if len(runs) > 1 else None)
+        if "a_run" not in st.session_state or st.session_state["a_run"] not in runs:
+            st.session_state["a_run"] = runs[1] if len(runs) > 1 else None  # the latest run
         run_id = st.selectbox("Run", runs, key="a_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
         iterations = sorted(set(options.iteration[options.run_id == run_id] if run_id is not None else options.iteration))
         iterations = [None] + [int(i) for i in iterations if i > 0]
-        wanted_it = _int(st.query_params.get("it"))
         if st.session_state.get("a_it") not in iterations:
-            st.session_state["a_it"] = wanted_it if wanted_it in iterations else None
+            st.session_state["a_it"] = None
         iteration = st.selectbox("Iteration", iterations, key="a_it", format_func=lambda i: "all" if i is None else str(i))
         kind = st.selectbox("Kind", list(KINDS), key="a_kind",
                             help="generated: written by the model alone; rationalized: written with the answer as a hint")
@@ -164,7 +185,8 @@ def audit_view(store) -> None:
     top = st.columns([2, 2, 1])
     top[0].text_input("Auditor", key="a_auditor", on_change=_keep_auditor, placeholder="your name",
                       help="Recorded with every label (kept in the page's address)")
-    top[2].toggle("Next after rating", value=True, key="a_advance")
+    st.session_state.setdefault("a_advance", True)
+    top[2].toggle("Next after rating", key="a_advance")
     if not ids:
         st.info("No rationale matches these filters." if store.audit_filter_options().shape[0]
                 else "No rationales to audit yet: start a run on the Runs page.")
@@ -289,7 +311,8 @@ def stats_view(store) -> None:
     c = st.columns([2, 2, 1])
     run_id = c[0].selectbox("Run", runs, key="s_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
     c[1].write("")
-    kept_only = c[1].toggle("Kept rationales only", value=True, key="s_kept",
+    st.session_state.setdefault("s_kept", True)
+    kept_only = c[1].toggle("Kept rationales only", key="s_kept",
                           help="The share among rationales that went into fine-tuning (the training data's quality)")
     share = store.sound_share(run_id, kept_only=kept_only)
     audited = share[share.audited > 0]
@@ -364,3 +387,4 @@ with ui.guard():
         audit_view(store)
     else:
         stats_view(store)
+    _remember()

@@ -139,3 +139,15 @@ def test_malformed_jsonl_import_names_the_line_and_imports_nothing(seeded):
         ex.import_jsonl(store, "imported", "arithmetic", good + "{oops\n")
     assert store.list_exemplar_sets().empty
     assert not at.exception
+
+
+def test_the_auditor_and_filters_survive_a_visit_to_another_page(seeded):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/audit.py").run()
+    at.text_input(key="a_auditor").input("ada").run()
+    at.selectbox(key="a_kind").set_value("rationalized").run()
+    at.switch_page("pages/exemplars.py").run()
+    at.switch_page("pages/audit.py").run()
+    assert not at.exception
+    assert at.text_input(key="a_auditor").value == "ada"
+    assert at.selectbox(key="a_kind").value == "rationalized"
