@@ -27,7 +27,8 @@ from .calc import CalcError, evaluate, matches_shown, parse_number
 from .datafile import RowError, hub_unavailable, load_file, split, text_value
 
 HUB_ID = "openai/gsm8k"
-# A GSM8K rationale is 2-8 sentences with annotations: ~60-200 tokens.
+# GSM8K's gold solutions written as completions are 113 SmolLM2 tokens at the median;
+# 192 covers 89% of them (230: 95%). Longer outputs are mostly a small model repeating itself.
 SUGGESTED = {"max_new_tokens": 192}
 
 _AFTER = re.compile(r"\s?\$?\s?(-?[0-9][0-9,]*(?:\.[0-9]+)?|-?\.[0-9]+)")
