@@ -143,10 +143,10 @@ def detail(store, attempt_id: int) -> None:
             st.code(a["question_prompt"], language=None, wrap_lines=True)
             st.caption(f"{a.get('prompt_tokens') or '–'} prompt tokens · {a.get('new_tokens') or '–'} new tokens · "
                        f"{(a.get('seconds') or 0):.2f} s")
-    side_by_side(store, int(a["run_id"]), a["problem_id"], int(a["iteration"]))
+    side_by_side(store, int(a["run_id"]), a["problem_id"], int(a["iteration"]), attempt_id)
 
 
-def side_by_side(store, run_id: int, problem_id: str, iteration: int) -> None:
+def side_by_side(store, run_id: int, problem_id: str, iteration: int, attempt_id: int) -> None:
     attempts = store.question_attempts(run_id, problem_id)
     st.subheader("Side by side: this question's rationales")
     across, compare = st.tabs(["Across iterations", "Compare two"])
@@ -164,7 +164,7 @@ def side_by_side(store, run_id: int, problem_id: str, iteration: int) -> None:
                  + f" · {'correct' if r.correct else 'wrong'}" for r in attempts.itertuples()}
         ids = list(label)
         first, second = default_pair(attempts, iteration)
-        key = f"cmp_{run_id}_{problem_id}"
+        key = f"cmp_{attempt_id}"  # the pair starts from the opened attempt's iteration
         c = st.columns(2)
         left_id = c[0].selectbox("Left", ids, index=ids.index(first), format_func=label.get, key=key + "_l")
         right_id = c[1].selectbox("Right", ids, index=ids.index(second) if second in ids else 0,

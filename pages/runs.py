@@ -235,12 +235,17 @@ def main() -> None:
         return
     labels = store.run_labels()
     ids = sorted(labels, reverse=True)  # newest first
-    wanted = ui.query_run() or st.session_state.get("watch_run")
-    if wanted in ids and st.session_state.get("run_picker") != wanted:
+    # The URL's ?run= picks the run when it changes (a link from another page); the picker then
+    # rewrites the URL, so a reload stays on the run being watched.
+    wanted = ui.query_run()
+    if wanted in ids and st.session_state.get("runs_url_run") != wanted:
         st.session_state["run_picker"] = wanted
+    elif st.session_state.get("run_picker") not in ids and st.session_state.get("watch_run") in ids:
+        st.session_state["run_picker"] = st.session_state["watch_run"]
     run_id = st.selectbox("Run", ids, format_func=labels.get, key="run_picker")
     st.session_state["watch_run"] = run_id
-    if ui.query_run() != run_id:
+    st.session_state["runs_url_run"] = run_id
+    if wanted != run_id:
         st.query_params["run"] = str(run_id)
     watch(store, run_id)
 

@@ -1,0 +1,144 @@
+"""The browse page: filters narrow the table, search, paging, one attempt in full, and the
+side-by-side view, with model text never rendered as HTML."""
+
+from __future__ import annotations
+
+import pytest
+
+from app_helpers import finished_run_db, open_page, texts
+from star_core.present import diff_html, why_kept
+from star_core.store import AttemptFilter, AttemptRow, Store
+
+PAGE = "pages/browse.py"
+
+
+@pytest.fixture
+def db(tmp_path, tmp_path_factory, tiny_model):
+    return finished_run_db(tmp_path_factory, tiny_model, tmp_path / "b.duckdb")
+
+
+def table(at):
+    return at.dataframe[0].value
+
+
+def test_filters_narrow_the_table(db, monkeypatch):
+    store = Store(db)
+    total = store.attempt_count()
+    at = open_page(PAGE, monkeypatch, db)
+    assert len(table(at)) == min(total, 50)
+    assert f"**{total:,}** attempts match" in texts(at)
+
+    at.multiselect(key="f_kinds").set_value(["eval"]).run()
+    evals = table(at)
+    assert set(evals.kind) == {"eval"} and 0 < len(evals) < total
+    assert f"**{len(evals)}** attempts match" in texts(at)
+
+    at.multiselect(key="f_iterations").set_value([1]).run()
+    assert set(table(at).iteration) == {1} and set(table(at).kind) == {"eval"}
+
+    at.multiselect(key="f_kinds").set_value(["rationalized", "generated"]).run()
+    at.selectbox(key="f_correct").set_value("no").run()
+    narrowed = table(at)
+    assert set(narrowed.kind) <= {"rationalized", "generated"} and not narrowed.correct.any()
+
+    # A search for a question's text finds exactly that question's attempts.
+    question = narrowed.question.iloc[0]
+    at.multiselect(key="f_kinds").set_value([]).run()
+    at.multiselect(key="f_iterations").set_value([]).run()
+    at.selectbox(key="f_correct").set_value("any").run()
+    at.text_input(key="f_search").set_value(question).run()
+    found = table(at)
+    assert set(found.question) == {question}
+    expected = store.browse_attempts(AttemptFilter(search=question)).total
+    assert len(found) == expected
+
+    at.text_input(key="f_search").set_value("no attempt says this").run()
+    assert not at.dataframe and any("No attempt matches" in i.value for i in at.info)
+
+
+def test_sorting_and_pages(db, monkeypatch):
+    at = open_page(PAGE, monkeypatch, db)
+    at.selectbox(key="f_size").set_value(25).run()
+    first = table(at)
+    assert list(first.attempt_id) == sorted(first.attempt_id, reverse=True)
+    at.number_input(key="f_page").set_value(2).run()
+    second = table(at)
+    assert second.attempt_id.max() < first.attempt_id.min()
+    at.toggle(key="f_desc").set_value(False).run()  # a new sort goes back to page 1
+    assert at.number_input(key="f_page").value == 1
+    assert table(at).attempt_id.iloc[0] == 1
+
+
+def test_an_attempt_in_full_and_side_by_side(db, monkeypatch):
+    store = Store(db)
+    rationalized = store.browse_attempts(AttemptFilter(kinds=["rationalized"], iterations=[1])).rows
+    assert not rationalized.empty
+    target = rationalized.iloc[0]
+    problem_id = store.attempt_detail(int(target.attempt_id))["problem_id"]
+    # A rationale that is HTML must show as text.
+    evil = '<script>alert("x")</script><b>bold</b> & 2 + 2'
+    with store.db.write() as con:
+        con.execute("UPDATE attempts SET rationale = ? WHERE id = ?", [evil, int(target.attempt_id)])
+
+    at = open_page(PAGE, monkeypatch, db)
+    at.multiselect(key="f_kinds").set_value(["rationalized"]).run()
+    at.selectbox(key="browse_attempt").set_value(int(target.attempt_id)).run()
+    assert not at.exception
+    page = texts(at)
+    assert f"Attempt #{target.attempt_id}" in page
+    assert evil in [c.value for c in at.code]  # the full rationale, verbatim, as code
+    assert target.question in [c.value for c in at.code]
+    assert "(The answer is" in page  # the hint shown to the model
+    assert any(m.label == "Gold answer" and m.value == target.gold_answer for m in at.metric)
+    assert any("Rejected" in x.value or "Kept" in x.value or "Not kept" in x.value for x in list(at.info) + list(at.success))
+
+    # Side by side: by default the self-generated vs the rationalized rationale of the same iteration.
+    across = [d.value for d in at.dataframe if "sample" in d.value.columns][0]
+    assert set(across.iteration) == {0, 1, 2} or set(across.iteration) >= {1, 2}
+    assert {"generated", "rationalized"} <= set(across.kind)
+    left = at.selectbox(key=f"cmp_{target.attempt_id}_l")
+    right = at.selectbox(key=f"cmp_{target.attempt_id}_r")
+    assert "iteration 1 · generated" in left.format_func(left.value)
+    assert "iteration 1 · rationalized" in right.format_func(right.value)
+    bodies = [h.proto.body for h in at.get("html")]
+    assert len(bodies) == 2
+    assert "&lt;script&gt;" in bodies[1] and "<script>" not in "".join(bodies)
+
+
+def test_diff_highlights_and_escapes():
+    left, right = diff_html("1 + 2 = 3. The answer is 3.", "1 + 2 = <b>4</b>. The answer is 4.")
+    assert "<b>" not in right and "&lt;b&gt;4&lt;/b&gt;" in right
+    assert "line-through" in left and "3." in left  # removed words struck out on the left
+    assert 'rgba(60, 200, 90' in right  # added words highlighted on the right
+
+
+def test_why_kept_explains_each_case():
+    assert why_kept({"kind": "eval"}).startswith("Evaluation")
+    assert why_kept({"kind": "generated", "correct": True, "verified": True, "used_for_training": True}).startswith("Kept")
+    assert why_kept({"kind": "generated", "correct": False}).startswith("Rejected: the extracted answer")
+    assert "step" in why_kept({"kind": "rationalized", "correct": True, "verified": False, "verify_reason": "2+2=5"})
+    assert "hint" in why_kept({"kind": "rationalized", "correct": True, "verified": None, "hint_leak": True})
+
+
+def test_store_browse_queries_page_and_count(tmp_path):
+    """The SQL behind the page on a hand-made store: filters, search escaping, paging, count."""
+    from star_core.config import RunConfig
+    from star_core.tasks.base import Problem
+
+    store = Store(tmp_path / "q.duckdb").init()
+    run_id = store.create_run(RunConfig(name="q"))
+    store.save_problems(run_id, [Problem(f"p{i}", f"{i} + 1 = ?", str(i + 1), "train", 1 + i % 2) for i in range(10)])
+    prompt = store.prompt_id("prefix")
+    rows = [AttemptRow(run_id, it, f"p{i}", "generated", 0, prompt, "q", None, "c", f"{i} + 1 = {i + 1}. 100%_sure",
+                       str(i + 1), i % 2 == 0, None, "", 1, 1, 0.1) for it in (1, 2) for i in range(10)]
+    store.add_attempts(rows)
+    page = store.browse_attempts(AttemptFilter(correct=True), limit=3, offset=0)
+    assert page.total == 10 and len(page.rows) == 3 and page.rows.correct.all()
+    assert list(page.rows.attempt_id) == sorted(page.rows.attempt_id, reverse=True)
+    assert store.browse_attempts(AttemptFilter(difficulties=[2], iterations=[2])).total == 5
+    assert store.browse_attempts(AttemptFilter(search="100%_SURE")).total == 20  # % and _ are literal
+    assert store.browse_attempts(AttemptFilter(search="100%xsure")).total == 0
+    assert store.browse_attempts(AttemptFilter(search="3 + 1 = ?")).total == 2  # in the question
+    assert store.browse_attempts(AttemptFilter(verified="unchecked")).total == 20
+    last = store.browse_attempts(limit=3, offset=18, sort="iteration", descending=False)
+    assert len(last.rows) == 2 and set(last.rows.iteration) == {2}

@@ -1,0 +1,109 @@
+"""The runs page: a form generated from RunConfig, messages beside invalid fields, a run
+started in a background worker and watched live, crashed runs offered a resume."""
+
+from __future__ import annotations
+
+import socket
+
+from app_helpers import open_page, texts, wait_for
+from star_core.config import RunConfig, field_help
+from star_core.store import Store
+
+PAGE = "pages/runs.py"
+
+
+def test_form_has_every_field_prefilled_with_the_defaults(tmp_path, monkeypatch):
+    at = open_page(PAGE, monkeypatch, tmp_path / "r.duckdb")
+    defaults = RunConfig()
+    for name in field_help():
+        found = [w for kind in ("text_input", "number_input", "selectbox", "checkbox")
+                 for w in getattr(at, kind) if w.key == f"cfg_{name}"]
+        assert len(found) == 1, f"no widget for {name}"
+        assert found[0].value == getattr(defaults, name), name
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_invalid_values_get_a_message_beside_the_field(tmp_path, monkeypatch):
+    at = open_page(PAGE, monkeypatch, tmp_path / "r.duckdb")
+    at.number_input(key="cfg_min_difficulty").set_value(3)
+    at.number_input(key="cfg_max_difficulty").set_value(2)
+    at.text_input(key="cfg_model").set_value("   ")
+    at.button[0].click().run()  # Start
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("must name a model" in e for e in errors), errors
+    at.text_input(key="cfg_model").set_value(str(tmp_path / "no-such-model"))
+    at.button[0].click().run()
+    errors = [e.value for e in at.error]
+    assert any("min_difficulty" in e for e in errors), errors
+    assert Store(tmp_path / "r.duckdb").list_runs().empty  # nothing was started
+
+    at.number_input(key="cfg_max_difficulty").set_value(3)
+    at.button[0].click().run()
+    errors = [e.value for e in at.error]
+    assert any("no-such-model" in e for e in errors), errors  # a model that cannot be found names the field
+    assert Store(tmp_path / "r.duckdb").list_runs().empty
+
+
+def test_start_a_run_and_watch_it_to_the_end(tmp_path, monkeypatch, tiny_model):
+    db = tmp_path / "r.duckdb"
+    at = open_page(PAGE, monkeypatch, db)
+    for key, value in dict(cfg_model=tiny_model).items():
+        at.text_input(key=key).set_value(value)
+    for key, value in dict(cfg_train_size=6, cfg_eval_size=4, cfg_iterations=1, cfg_max_new_tokens=8,
+                           cfg_gen_batch_size=2, cfg_min_steps=2, cfg_batch_size=2).items():
+        at.number_input(key=key).set_value(value)
+    at.selectbox(key="cfg_device").set_value("cpu")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    store = Store(db)
+    runs = store.list_runs()
+    assert list(runs.id) == [1]
+    assert at.query_params["run"] == ["1"] or at.query_params["run"] == "1"
+
+    # Poll the page as its fragment would, until the run is done: progress shows on the way.
+    seen = set()
+
+    def finished():
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        page = texts(at)
+        for word in ("starting", "running", "evaluate", "generate", "rationalize"):
+            if word in page:
+                seen.add(word)
+        if at.get("progress"):
+            seen.add("progress bar")
+        return store.get_run(1).status in ("done", "failed", "crashed")
+
+    wait_for(finished, what="the run to finish")
+    at.run()
+    assert store.get_run(1).status == "done", texts(at)
+    assert seen & {"progress bar", "running", "starting"}, seen
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Iteration"] == "1/1" and metrics["Latest accuracy"].endswith("%")
+    newest = at.dataframe[0].value
+    assert len(newest) > 0 and {"rationale", "kind", "correct"} <= set(newest.columns)
+    assert "done" in texts(at)
+
+
+def test_a_crashed_run_shows_its_state_and_offers_resume(tmp_path, monkeypatch, tiny_model):
+    db = tmp_path / "r.duckdb"
+    store = Store(db).init()
+    from conftest import tiny_config
+
+    run_id = store.create_run(tiny_config(tiny_model, name="crashy"))
+    # As if a worker claimed it and was then killed: running, with a pid that no longer exists.
+    with store.db.write() as con:
+        con.execute("UPDATE runs SET status = 'running', pid = 999999999, host = ? WHERE id = ?",
+                    [socket.gethostname(), run_id])
+    failed = store.create_run(tiny_config(tiny_model, name="broken"))
+    store.finish_run(failed, "failed", "ModelLoadError: the weights are corrupt")
+
+    at = open_page(PAGE, monkeypatch, db, query={"run": str(run_id)})
+    assert "crashed" in texts(at) and "died without recording why" in texts(at)
+    assert [b.label for b in at.button if b.label == "Resume"], [b.label for b in at.button]
+
+    at.selectbox(key="run_picker").set_value(failed).run()
+    assert not at.exception
+    assert "the weights are corrupt" in texts(at)
+    assert [b.label for b in at.button if b.label == "Resume"]
