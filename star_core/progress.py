@@ -53,12 +53,14 @@ def accuracy_table(store: Store, run_id: int) -> str:
     evals["cell"] = [f"{a:.1%} ({c}/{n})" for a, c, n in zip(evals.accuracy, evals.correct, evals.n)]
     table = evals.pivot(index="iteration", columns="column", values="cell")
     table = table[["overall"] + sorted(c for c in table.columns if c != "overall")]
+    table.columns.name = None
     iters = store.iterations(run_id).set_index("iteration")
     train = acc[(acc.split == "train") & acc.difficulty.isna()].set_index("iteration")
     table["train self-solved"] = [f"{train.accuracy[i]:.1%}" if i in train.index else "-" for i in table.index]
     table["kept"] = [_int(iters.kept.get(i)) for i in table.index]
     table["steps"] = [_int(iters.steps.get(i)) for i in table.index]
     table["train loss"] = [f"{iters.train_loss[i]:.3f}" if i in iters.index and pd.notna(iters.train_loss[i]) else "-" for i in table.index]
+    table.index.name = "iteration"
     return f"Run {run_id}: eval accuracy by iteration (0 = few-shot baseline)\n" + table.to_string()
 
 
