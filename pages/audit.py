@@ -67,6 +67,8 @@ def _seed_state() -> None:
             st.session_state[key] = from_url[key]
         elif KEEP + key in st.session_state:
             st.session_state[key] = st.session_state[KEEP + key]
+    if st.session_state.get("a_view") not in VIEWS:
+        st.session_state["a_view"] = VIEWS[0]
     if SEEDED not in st.session_state:  # once per session: where the URL says the auditor was
         st.session_state[SEEDED] = True
         st.session_state["a_item"] = _int(q.get("item"))
