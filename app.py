@@ -111,6 +111,10 @@ for file, title, icon in (("pages/audit.py", "Audit", ":material/fact_check:"), 
     if (HERE / file).exists():
         pages.append(st.Page(file, title=title, icon=icon))
 
+st.session_state[ui.NAV_KEY] = True
 navigation = st.navigation(pages)
+redirect = st.session_state.pop(ui.REDIRECT_KEY, None)
+if redirect:  # a page first opened outside this navigation (see ui.require_app)
+    st.switch_page(redirect[0], query_params=redirect[1] or None)
 ui.sidebar_db()
 navigation.run()

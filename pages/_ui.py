@@ -20,8 +20,22 @@ from star_core.present import STATUS_COLORS
 from star_core.store import Store
 
 DB_KEY = "db_path"
+NAV_KEY = "_star_navigation"  # set by app.py in every run of the app
+REDIRECT_KEY = "_star_redirect"
 # A read waits this long for a writing run to let go of the file before the page says so.
 LOCK_TIMEOUT_S = 20.0
+
+
+def require_app(page_file: str) -> None:
+    """Make sure a page runs inside app.py's navigation.
+
+    Right after the server starts, a first visit straight to /runs can run the page file
+    alone (Streamlit's older pages/ folder mode): no sidebar navigation, no wide layout.
+    Such a visit goes through app.py instead, which then opens the page asked for.
+    """
+    if not st.session_state.get(NAV_KEY):
+        st.session_state[REDIRECT_KEY] = (page_file, {k: st.query_params[k] for k in st.query_params})
+        st.switch_page("app.py")
 
 
 def default_db() -> str:

@@ -90,5 +90,6 @@ def main() -> None:
             _download(data["train_loss"], "train_loss")
 
 
+ui.require_app("pages/accuracy.py")
 with ui.guard():
     main()

@@ -182,7 +182,7 @@ def side_by_side(store, run_id: int, problem_id: str, iteration: int, attempt_id
                 st.text(f"answer {row.predicted_answer} · verified {flag(row.verified)} · "
                         f"trained on {flag(row.used_for_training)}")
                 st.html(body)  # model text escaped in diff_html
-                if row.hint:
+                if isinstance(row.hint, str) and row.hint:
                     st.caption("Hint shown to the model:")
                     st.code(row.hint, language=None, wrap_lines=True)
 
@@ -197,5 +197,6 @@ def main() -> None:
         detail(store, attempt_id)
 
 
+ui.require_app("pages/browse.py")
 with ui.guard():
     main()

@@ -145,17 +145,19 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
     starting = run.status == "pending" and jobs.worker_starting(store, run_id)
     died_early = run.status == "pending" and jobs.worker_died_early(store, run_id)
     active = run.status == "running" or starting
+    cancelling = run.status == "running" and store.cancel_requested(run_id)
     if was_active and not active:
         st.rerun(scope="app")  # it ended: redraw the page, polling off
 
     head, buttons = st.columns([4, 2])
     planned = int(row.iterations_planned) if pd.notna(row.iterations_planned) else run.config.iterations
     with head:
-        state = ui.status_badge("starting" if starting else "crashed" if died_early else run.status)
+        shown = "starting" if starting else "crashed" if died_early else "cancelling" if cancelling else run.status
+        state = ui.status_badge(shown)
         st.markdown(f"{state} · {run.config.task} on `{run.config.model}` · "
                     f"{int(row.iterations_done)}/{planned} iterations done")
     with buttons:
-        _buttons(store, run_id, run.status, active, died_early)
+        _buttons(store, run_id, run.status, active, died_early, cancelling)
 
     phase, done, total = row.cur_phase, row.phase_done, row.phase_total
     if active and isinstance(phase, str) and pd.notna(total) and total:
@@ -199,10 +201,11 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
             st.code(log, language=None)
 
 
-def _buttons(store, run_id: int, status: str, active: bool, died_early: bool) -> None:
+def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, cancelling: bool) -> None:
     cols = st.columns(2)
     if active:
-        if cols[0].button("Cancel", key=f"cancel_{run_id}", icon=":material/stop:"):
+        if cols[0].button("Cancel", key=f"cancel_{run_id}", icon=":material/stop:", disabled=cancelling,
+                          help="Stops after the current batch or fine-tuning step; resume continues from there."):
             try:
                 jobs.cancel(store, run_id)
                 st.toast(f"Cancelling run {run_id} after its current batch…")
@@ -250,5 +253,6 @@ def main() -> None:
     watch(store, run_id)
 
 
+ui.require_app("pages/runs.py")
 with ui.guard():
     main()

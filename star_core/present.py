@@ -133,7 +133,7 @@ def accuracy_figures_data(store, run_ids: list[int]) -> dict[str, pd.DataFrame]:
 # --- formats ----------------------------------------------------------------------
 
 # Streamlit markdown colours for a run's status (no emoji: many Linux browsers lack the font).
-STATUS_COLORS = {"running": "green", "starting": "blue", "pending": "gray", "done": "blue", "cancelled": "orange",
+STATUS_COLORS = {"running": "green", "cancelling": "orange", "starting": "blue", "pending": "gray", "done": "blue", "cancelled": "orange",
                  "failed": "red", "crashed": "red"}
 
 
@@ -148,8 +148,8 @@ def duration(seconds) -> str:
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
 def flag(value) -> str:
