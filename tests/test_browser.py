@@ -1,0 +1,110 @@
+"""End to end in a real browser: `streamlit run app.py` on a loopback port, driven by Playwright
+in Debian's Chromium. Start a tiny run, wait for it to finish, open a rationale, see the chart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    port = _free_port()
+    env = dict(os.environ, STAR_DB=str(tmp_path / "browser.duckdb"))
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
+            time.sleep(0.3)
+    yield url
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def test_start_watch_browse_and_plot_in_chromium(server, tmp_path, tiny_model):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=120_000)  # the first Start imports torch in the server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(server + "/runs")
+            page.get_by_label("Model", exact=True).fill(tiny_model)
+            for label, value in (("Train size", "6"), ("Eval size", "4"), ("Iterations", "1")):
+                page.get_by_label(label, exact=True).fill(value)
+            page.get_by_text("Decoding", exact=True).click()
+            page.get_by_label("Max new tokens", exact=True).fill("8")
+            page.get_by_label("Max new tokens", exact=True).press("Tab")
+            page.get_by_role("button", name="Start", exact=True).click()
+
+            # Live progress, then done, without reloading the page.
+            expect(page.get_by_text("Newest rationales")).to_be_visible()
+            expect(page.get_by_text("finished", exact=True)).to_be_visible(timeout=240_000)
+            expect(page.get_by_text("1/1 iterations done")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "runs.png"))
+
+            page.get_by_role("link", name="Browse", exact=True).click()
+            expect(page.get_by_text("attempts match")).to_be_visible()
+            page.get_by_label("Open attempt (or select a row above)").click()
+            option = page.get_by_role("option").nth(1)
+            attempt = option.inner_text().split(" ")[0]  # "#19"
+            option.click()
+            expect(page.get_by_role("heading", name=f"Attempt {attempt}")).to_be_visible()
+            expect(page.get_by_text("Rationale", exact=True)).to_be_visible()
+            expect(page.get_by_text("Side by side: this question's rationales")).to_be_visible()
+            page.screenshot(path=str(tmp_path / "browse.png"))
+
+            page.get_by_role("link", name="Accuracy").first.click()
+            expect(page.get_by_text("Held-out accuracy, overall")).to_be_visible()
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            page.screenshot(path=str(tmp_path / "accuracy.png"))
+            assert page.get_by_text("Traceback").count() == 0
+        finally:
+            browser.close()
+    shots = os.environ.get("STAR_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        for name in ("runs.png", "browse.png", "accuracy.png"):
+            shutil.copy(tmp_path / name, Path(shots) / f"e2e_{name}")
