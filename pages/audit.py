@@ -148,8 +148,20 @@ def _go(ids: list[int], index: int) -> None:
     _to_url(item=ids[index])
 
 
+def _stale(attempt_id: int) -> bool:
+    """A key pressed again before the page showed the next item acts on what the auditor saw: nothing."""
+    return st.session_state.get("a_item") != attempt_id
+
+
+def _step(ids: list[int], offset: int) -> None:
+    """Button callback: move on from the current item (a held J or K moves once per press)."""
+    _go(ids, _position(ids) + offset)
+
+
 def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
     """Button callback: save the label now, then move to the next item."""
+    if _stale(attempt_id):
+        return
     auditor = st.session_state.get("a_auditor", "").strip()
     if not auditor:
         st.session_state["a_error"] = "Type your name in the Auditor box first: every label records who gave it."
@@ -269,9 +281,9 @@ def label_controls(store, ids: list[int], item) -> None:
                    on_click=_rate, args=(store, ids, attempt_id, rating))
     index = ids.index(attempt_id)
     buttons[4].button("Previous", key="a_prev", icon=":material/arrow_back:", shortcut="K", width="stretch", disabled=index == 0,
-                      on_click=_go, args=(ids, index - 1))
+                      on_click=_step, args=(ids, -1))
     buttons[5].button("Next", key="a_next", icon=":material/arrow_forward:", shortcut="J", width="stretch", disabled=index == len(ids) - 1,
-                      on_click=_go, args=(ids, index + 1))
+                      on_click=_step, args=(ids, 1))
     c = st.columns([2, 2, 2])
     with c[0].popover("Add to an exemplar set", icon=":material/library_add:"):
         st.caption("Appends this question, rationale and gold answer to the latest version of a set "
