@@ -246,13 +246,24 @@ def show_item(item, index: int, total: int) -> None:
         a.code(item.predicted_answer if item.predicted_answer is not None else "(none)", language=None)
         b.caption("Gold answer")
         b.code(item.gold_answer, language=None)
-        st.text(f"Answer check: {'right' if item.correct else 'wrong'}")
-        if item.verified is None:
-            st.text("Step verifier: this task cannot check steps")
-        else:
-            st.text(f"Step verifier: {'steps hold' if item.verified else 'steps fail'} — {item.verify_reason}")
-        if item.kind == "rationalized":
-            st.text(f"Hint leak: {'yes, restates the hinted answer' if item.hint_leak else 'no' if item.hint_leak is False else 'not checked'}")
+        badges = st.container(horizontal=True)
+        with badges:
+            if item.correct:
+                st.badge("right answer", icon=":material/check:", color="green")
+            else:
+                st.badge("wrong answer", icon=":material/close:", color="red")
+            if item.verified is None:
+                st.badge("steps not checkable", color="gray")
+            elif item.verified:
+                st.badge("steps hold", icon=":material/check:", color="green")
+            else:
+                st.badge("steps fail", icon=":material/close:", color="red")
+            if item.hint_leak:
+                st.badge("hint leak", icon=":material/warning:", color="orange")
+        if item.verify_reason:
+            st.text(f"Step verifier: {item.verify_reason}")  # may quote model text: plain text only
+        if item.kind == "rationalized" and item.hint_leak is not None:
+            st.text("Hint leak: yes, restates the hinted answer" if item.hint_leak else "Hint leak: no")
         if item.rating:
             st.text(f"Current label: {item.rating} by {item.auditor}, {item.audited_at:%Y-%m-%d %H:%M}"
                     + (f" ({item.revisions} labels in its history)" if item.revisions > 1 else ""))
