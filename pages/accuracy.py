@@ -17,10 +17,10 @@ def _download(df, name: str) -> None:
                        key=f"csv_{name}", icon=":material/download:")
 
 
-def _layout(fig, y_percent: bool = False):
+def _layout(fig, y_percent: bool = False, baseline: bool = True):
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="", hovermode="x unified",
                       legend=dict(orientation="h", yanchor="bottom", y=-0.35))
-    fig.update_xaxes(dtick=1, title="iteration (0 = few-shot baseline)")
+    fig.update_xaxes(dtick=1, title="iteration (0 = few-shot baseline)" if baseline else "iteration")
     if y_percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     return fig
@@ -76,7 +76,7 @@ def main() -> None:
                          color_discrete_map={"self-generated": "#2e7d32", "rationalized": "#f9a825"},
                          title="Questions solved and kept: self-generated vs rationalized")
             fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-            st.plotly_chart(_layout(fig, y_percent=True), key="fig_coverage")
+            st.plotly_chart(_layout(fig, y_percent=True, baseline=False), key="fig_coverage")
             _download(cov, "coverage")
     with right:
         st.subheader("Fine-tuning loss")
@@ -86,7 +86,7 @@ def main() -> None:
         else:
             fig = px.line(loss, x="iteration", y="train_loss", color="run", markers=True,
                           hover_data={"kept": True, "steps": True}, title="Final training loss per iteration")
-            st.plotly_chart(_layout(fig), key="fig_train_loss")
+            st.plotly_chart(_layout(fig, baseline=False), key="fig_train_loss")
             _download(data["train_loss"], "train_loss")
 
 

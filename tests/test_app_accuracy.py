@@ -3,13 +3,23 @@ runs overlaid, and the figures' data."""
 
 from __future__ import annotations
 
+import base64
 import json
+
+import numpy as np
 
 from app_helpers import finished_run_db, open_page
 from star_core.present import accuracy_figures_data
 from star_core.store import Store
 
 PAGE = "pages/accuracy.py"
+
+
+def values(array) -> list:
+    """A plotly trace's x or y: a list, or plotly's typed-array encoding {dtype, bdata}."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
 
 
 def test_no_runs_says_so(tmp_path, monkeypatch):
@@ -44,10 +54,8 @@ def test_charts_show_each_runs_accuracy_by_iteration(tmp_path, tmp_path_factory,
     expected = accuracy_figures_data(store, [1, 2])["accuracy"]
     for trace in overall:
         run = expected[expected.run == trace["name"]]
-        assert list(trace["x"]) == list(run.iteration)
-        ys = trace["y"] if isinstance(trace["y"], list) else None
-        if ys is not None:
-            assert [round(y, 6) for y in ys] == [round(y, 6) for y in run.accuracy]
+        assert values(trace["x"]) == list(run.iteration)
+        assert [round(y, 6) for y in values(trace["y"])] == [round(y, 6) for y in run.accuracy]
     copy = expected[expected.run_id == 2]
     assert (copy.accuracy == 1.0).all()  # the copy answered everything right
     assert len(at.get("download_button")) == 4  # one CSV per figure
