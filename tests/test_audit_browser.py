@@ -68,6 +68,14 @@ def app_server(tmp_path):
             proc.kill()
 
 
+def settle(page) -> None:
+    """Wait until the app is not running a script (a key pressed mid-run may be dropped by the browser side)."""
+    from playwright.sync_api import expect
+
+    time.sleep(0.3)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=30000)
+
+
 def test_audit_with_the_keyboard(app_server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -85,8 +93,10 @@ def test_audit_with_the_keyboard(app_server):
             title = page.get_by_role("heading", name="Audit rationales")
             title.click()  # focus leaves the text box: keys are shortcuts again
             for n, key in enumerate(["1", "2", "3"], start=2):
+                settle(page)
                 page.keyboard.press(key)
                 expect(page.get_by_text(f"Item {n} of")).to_be_visible(timeout=15000)
+            settle(page)
             page.keyboard.press("k")
             expect(page.get_by_text("Item 3 of")).to_be_visible(timeout=15000)
             assert [store.audit_item(a).rating for a in queue[:4]] == ["sound", "flawed", "wrong", None]
@@ -104,6 +114,7 @@ def test_audit_with_the_keyboard(app_server):
             expect(page.get_by_role("textbox", name="Note")).to_have_value("1 step is skipped")
             expect(page.get_by_role("textbox", name="Auditor")).to_have_value("ada")
             page.get_by_role("heading", name="Audit rationales").click()
+            settle(page)
             page.keyboard.press("2")
             expect(page.get_by_text("Item 4 of")).to_be_visible(timeout=15000)
             item = store.audit_item(queue[2])
