@@ -142,3 +142,11 @@ def test_store_browse_queries_page_and_count(tmp_path):
     assert store.browse_attempts(AttemptFilter(verified="unchecked")).total == 20
     last = store.browse_attempts(limit=3, offset=18, sort="iteration", descending=False)
     assert len(last.rows) == 2 and set(last.rows.iteration) == {2}
+
+
+def test_choices_of_reads_problem_choices_json():
+    from star_core.present import choices_of
+
+    assert choices_of('[["A", "a dog"], ["B", "<b>a cat</b>"]]') == [("A", "a dog"), ("B", "<b>a cat</b>")]
+    assert choices_of(None) == [] and choices_of("") == [] and choices_of(float("nan")) == []
+    assert choices_of("not json") == [("?", "not json")]
