@@ -94,6 +94,8 @@ def start_form(store) -> None:
                         values[name] = _widget(name, meta[name])
                         if name in errors:
                             st.error(errors[name], icon=":material/error:")
+        if "" in errors:
+            st.error(errors[""], icon=":material/error:")
         submitted = st.form_submit_button("Start", type="primary")
     if not submitted:
         return
@@ -109,6 +111,8 @@ def start_form(store) -> None:
                 jobs.launch(store, run_id)
         except ConfigError as exc:
             errors = {exc.field: exc.message}
+        except StarError as exc:  # e.g. an exemplar set that does not exist: not one field's fault
+            errors = {"": str(exc)}
         else:
             st.session_state[ERRORS_KEY] = {}
             st.session_state["watch_run"] = run_id
