@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -124,3 +125,33 @@ def test_tag_list_editing(seeded):
     assert "irrelevant" not in store.audit_tags()
     with pytest.raises(AuditError):
         store.add_audit_tag("  ")
+
+
+def _busy_writer(path: str, run_id: int, seconds: float) -> None:
+    import time as _time
+
+    from star_core.store import Store
+
+    store, end, n = Store(path), _time.monotonic() + seconds, 0
+    while _time.monotonic() < end:
+        store.set_progress(run_id, iteration=1, phase="generate", done=n, total=10**6)
+        n += 1
+
+
+def test_labels_are_saved_while_a_run_writes(seeded):
+    import multiprocessing
+
+    store, run_id = seeded
+    writer = multiprocessing.get_context("spawn").Process(target=_busy_writer, args=(str(store.path), run_id, 4.0))
+    writer.start()
+    try:
+        for _ in range(300):  # until the writer is writing
+            if (store.list_runs().phase_done.fillna(0) > 0).any():
+                break
+            time.sleep(0.05)
+        ids = store.audit_queue(QueueFilter(order="oldest"))[:10]
+        for a in ids:
+            store.save_audit(a, "sound", [], "", "ada")
+    finally:
+        writer.join(30)
+    assert writer.exitcode == 0 and store.audited_among(ids) == set(ids)
