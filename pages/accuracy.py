@@ -56,8 +56,10 @@ def main() -> None:
 
     by_diff = data["accuracy_by_difficulty"]
     if not by_diff.empty:
+        order = [f"difficulty {d}" for d in sorted(by_diff.difficulty.unique())]
         by_diff = by_diff.assign(difficulty=by_diff.difficulty.map(lambda d: f"difficulty {d}"))
         fig = px.line(by_diff, x="iteration", y="accuracy", color="run", facet_col="difficulty", markers=True,
+                      category_orders={"difficulty": order},
                       hover_data={"n": True, "correct": True}, title="Held-out accuracy per difficulty")
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
         fig.update_layout(height=330)
@@ -71,13 +73,14 @@ def main() -> None:
         if cov.empty:
             st.caption("No training iteration yet.")
         else:
-            fig = px.bar(cov, x="iteration", y="fraction", color="source", facet_col="run", barmode="stack",
+            cov = cov.assign(panel=cov.run_id.map(lambda r: f"run #{r}"))  # short facet titles
+            fig = px.bar(cov, x="iteration", y="fraction", color="source", facet_col="panel", barmode="stack",
                          hover_data={"questions": True, "train_questions": True},
                          color_discrete_map={"self-generated": "#2e7d32", "rationalized": "#f9a825"},
                          title="Questions solved and kept: self-generated vs rationalized")
             fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
             st.plotly_chart(_layout(fig, y_percent=True, baseline=False), key="fig_coverage")
-            _download(cov, "coverage")
+            _download(data["coverage"], "coverage")
     with right:
         st.subheader("Fine-tuning loss")
         loss = data["train_loss"].dropna(subset=["train_loss"])
