@@ -402,6 +402,7 @@ def stats_view(store) -> None:
 
 # --- the page -----------------------------------------------------------------------
 
+ui.require_app("pages/audit.py")  # a first visit straight to this page goes through app.py
 st.title("Audit rationales")
 _seed_state()
 with ui.guard():

@@ -222,6 +222,7 @@ def preview(s, task) -> None:
             st.warning(f"No token count: {exc}")
 
 
+ui.require_app("pages/exemplars.py")  # a first visit straight to this page goes through app.py
 st.title("Exemplar sets")
 with ui.guard():
     store = ui.get_store()

@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from audit_seed import seed
+from pages._ui import NAV_KEY
 from star_core import exemplars as ex
 from star_core.config import RunConfig
 from star_core.store import ExemplarItem, QueueFilter
@@ -26,6 +27,7 @@ def seeded(tmp_path, monkeypatch):
 
 def page(name: str, **query) -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    at.session_state[NAV_KEY] = True  # as if app.py's navigation ran (the page alone, for speed)
     for key, value in query.items():
         at.query_params[key] = str(value)
     return at.run()
