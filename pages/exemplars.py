@@ -131,11 +131,12 @@ def from_audits(store) -> None:
 def show_set(store, s) -> None:
     task = ex.task_for(s.task)
     reasons = ex.validate_items(task, s.items)
-    runs = store.list_exemplar_sets().set_index("id").runs.get(s.id, 0)
+    users = store.runs_with_exemplar_sets()
+    users = ", ".join(f"#{r}" for r in users.run_id[users.exemplar_set_id == s.id])
     head = st.columns([3, 2])
     head[0].subheader(s.label)
     if s.frozen:
-        head[1].warning(f"Frozen: used by {runs} run(s). An edit saves a new version of {s.name}; the runs keep this one.", icon=":material/lock:")
+        head[1].warning(f"Frozen: used by run {users}. An edit saves a new version of {s.name}; the runs keep this one.", icon=":material/lock:")
     else:
         head[1].info("Editable: not used by any run yet. Edits change it in place.")
     if s.note:
