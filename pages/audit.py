@@ -10,6 +10,7 @@ st.text, never as markdown or HTML.
 from __future__ import annotations
 
 import math
+import time
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -100,8 +101,7 @@ def _to_url(**values) -> None:
 
 
 def queue_filters(store) -> QueueFilter:
-    labels = store.run_labels()
-    options = store.audit_filter_options()
+    labels, options = _cached("a_c_runs", lambda: (store.run_labels(), store.audit_filter_options()))
     with st.sidebar:
         st.subheader("Audit queue")
         runs = [None] + sorted(labels, reverse=True)
@@ -135,6 +135,16 @@ def queue_ids(store, flt: QueueFilter) -> list[int]:
         cached = (flt, store.audit_queue(flt))
         st.session_state["a_queue"] = cached
     return cached[1]
+
+
+def _cached(key: str, fetch, ttl_s: float = 10.0):
+    """A small per-session cache for what every keypress redraws but rarely changes (run list, tag list)."""
+    hit = st.session_state.get(key)
+    if hit is not None and time.monotonic() - hit[0] < ttl_s:
+        return hit[1]
+    value = fetch()
+    st.session_state[key] = (time.monotonic(), value)
+    return value
 
 
 def _position(ids: list[int]) -> int:
@@ -172,6 +182,9 @@ def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
     except StarError as exc:
         st.session_state["a_error"] = str(exc)
         return
+    known = st.session_state.get("a_c_tags", (0, []))[1]
+    if set(st.session_state.get(f"a_tags_{attempt_id}", [])) - set(known):
+        st.session_state.pop("a_c_tags", None)  # a new tag joined the list
     st.session_state["a_saved"] = f"Saved: #{attempt_id} {rating}"
     st.session_state["a_draft"] = (None, "")
     _to_url(draft=None, draft_for=None)
@@ -272,7 +285,7 @@ def show_item(item, index: int, total: int) -> None:
 def label_controls(store, ids: list[int], item) -> None:
     attempt_id = item.attempt_id
     tags_key, note_key = f"a_tags_{attempt_id}", f"a_note_{attempt_id}"
-    known = store.audit_tags()
+    known = _cached("a_c_tags", store.audit_tags)
     if tags_key not in st.session_state:
         st.session_state[tags_key] = list(item.tags or [])
     if note_key not in st.session_state:
@@ -312,12 +325,14 @@ def label_controls(store, ids: list[int], item) -> None:
         if st.button("Add tag", key="a_add_tag") and new.strip():
             with ui.guard():
                 store.add_audit_tag(new)
+                st.session_state.pop("a_c_tags", None)
                 st.rerun()
         drop = st.multiselect("Remove from the list", known, key="a_drop_tags",
                               help="Labels that carry a removed tag keep it")
         if st.button("Remove", key="a_remove_tags", disabled=not drop):
             for tag in drop:
                 store.remove_audit_tag(tag)
+            st.session_state.pop("a_c_tags", None)
             st.session_state.pop("a_drop_tags", None)
             st.rerun()
     st.caption("Keys: **1** sound · **2** flawed · **3** wrong (saves, then next) · **J** next · **K** previous")
