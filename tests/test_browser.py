@@ -71,6 +71,9 @@ def test_start_watch_browse_and_plot_in_chromium(server, tmp_path, tiny_model):
         page.set_default_timeout(60_000)
         try:
             page.goto(server + "/runs")
+            expect(page.get_by_label("Model", exact=True)).to_be_visible()
+            time.sleep(0.3)
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)  # the page's script has finished
             page.get_by_label("Model", exact=True).fill(tiny_model)
             for label, value in (("Train size", "6"), ("Eval size", "4"), ("Iterations", "1")):
                 page.get_by_label(label, exact=True).fill(value)
