@@ -35,9 +35,13 @@ ACTIVE = ("running", "pending")
 # --- the form ---------------------------------------------------------------------
 
 
-def _widget(name: str, meta: dict):
+def _widget(name: str, meta: dict, exemplar_sets: list[str]):
     label = name.replace("_", " ").capitalize()
     default, help_text, key = meta["default"], meta["help"], f"cfg_{name}"
+    if name == "exemplars" and exemplar_sets:  # the sets stored in this database (Exemplars page)
+        options = [""] + exemplar_sets
+        return st.selectbox(label, options, help=help_text, key=key,
+                            format_func=lambda ref: ref or "the task's default exemplars")
     if "choices" in meta:
         choices = list(meta["choices"])
         return st.selectbox(label, choices, index=choices.index(default), help=help_text, key=key)
@@ -81,6 +85,9 @@ def start_form(store) -> None:
     sections["Other"] = [n for n in meta if n not in listed]
     errors: dict[str, str] = st.session_state.get(ERRORS_KEY, {})
     values = {}
+    sets = store.list_exemplar_sets()
+    # NAME = its latest version; NAME@VERSION = that version (a run freezes the version it uses).
+    exemplar_sets = list(dict.fromkeys(list(sets.name) + list(sets.label))) if not sets.empty else []
     with st.form("new_run"):
         st.caption("Every setting of a run, with the defaults of `star run`. Hover a label's (?) for what it does.")
         for title, names in sections.items():
@@ -91,7 +98,7 @@ def start_form(store) -> None:
                 cols = st.columns(3)
                 for i, name in enumerate(names):
                     with cols[i % 3]:
-                        values[name] = _widget(name, meta[name])
+                        values[name] = _widget(name, meta[name], exemplar_sets)
                         if name in errors:
                             st.error(errors[name], icon=":material/error:")
         if "" in errors:

@@ -49,6 +49,7 @@ def create_run(store: Store, config: RunConfig) -> int:
     """
     from .errors import DatasetError, ModelLoadError
     from .loop import start_run  # imports torch: only when a run is created
+    from .store.exemplar_sets import ExemplarSetError
 
     try:
         return start_run(store, config)
@@ -56,6 +57,8 @@ def create_run(store: Store, config: RunConfig) -> int:
         raise ConfigError("model", str(exc)) from exc
     except DatasetError as exc:
         raise ConfigError("data", str(exc)) from exc
+    except ExemplarSetError as exc:
+        raise ConfigError("exemplars", str(exc)) from exc
 
 
 def launch(store: Store, run_id: int) -> int:

@@ -107,3 +107,14 @@ def test_a_crashed_run_shows_its_state_and_offers_resume(tmp_path, monkeypatch, 
     assert not at.exception
     assert "the weights are corrupt" in texts(at)
     assert [b.label for b in at.button if b.label == "Resume"]
+
+
+def test_exemplar_sets_of_the_database_are_offered(tmp_path, monkeypatch):
+    from star_core.store import ExemplarItem
+
+    db = tmp_path / "r.duckdb"
+    store = Store(db).init()
+    store.create_exemplar_set("mine", "arithmetic", [ExemplarItem("1 + 2", "1 + 2 = 3.", "3")])
+    at = open_page(PAGE, monkeypatch, db)
+    picker = at.selectbox(key="cfg_exemplars")
+    assert picker.value == "" and {"mine", "mine@1"} <= set(picker.options)
