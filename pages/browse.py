@@ -46,7 +46,7 @@ def filters(store):
     flt = AttemptFilter(run_ids=runs, iterations=iterations, kinds=kinds, difficulties=difficulties,
                         correct=YES_NO[correct], verified=VERIFIED[verified], used_for_training=YES_NO[used],
                         hint_leak=YES_NO[leak], search=search)
-    c = st.columns([2, 1, 1, 1, 3])
+    c = st.columns([2, 1.3, 1, 1, 3])
     sort = c[0].selectbox("Sort by", list(SORTABLE), key="f_sort", format_func=lambda s: s.replace("_", " "))
     descending = c[1].toggle("Descending", value=True, key="f_desc")
     size = c[2].selectbox("Rows per page", PAGE_SIZES, index=1, key="f_size")
@@ -65,7 +65,10 @@ def table(store, flt, sort, descending, page, size, info_slot) -> int | None:
     info_slot.write("")
     info_slot.markdown(f"**{result.total:,}** attempts match · page {page:,} of {pages:,}")
     if result.rows.empty:
-        st.info("No attempt matches these filters." if result.total == 0 else f"Past the last page ({pages:,}).")
+        if result.total == 0 and flt == AttemptFilter():
+            st.info("No attempts in this database yet: start a run on the Runs page.")
+        else:
+            st.info("No attempt matches these filters." if result.total == 0 else f"Past the last page ({pages:,}).")
         return None
     rows = result.rows
     event = st.dataframe(
