@@ -70,7 +70,7 @@ class RunConfig:
     keep_hint_leaks: bool = _f(
         False, "Keep rationalized rationales flagged as restating the hint (quoting '(CORRECT)' or giving the answer before any reasoning)."
     )
-    max_new_tokens: int = _f(96, "Longest rationale the model may write, in tokens.", min=4)
+    max_new_tokens: int = _f(96, "Longest rationale the model may write, in tokens (star run uses 192 for gsm8k and 64 for commonsenseqa unless given).", min=4)
     rationalize: bool = _f(True, "Retry wrong answers with the correct answer as a hint.")
     filter: str = _f(
         "verified",
