@@ -62,7 +62,7 @@ def run_one_iteration(config: RunConfig, folder: Path) -> tuple[Store, int, Phas
 
 def naive_vs_prefix(config: RunConfig, n: int) -> tuple[float, float, int]:
     """New tokens/s of one-prompt-at-a-time `generate` and of PrefixGenerator, on the same questions."""
-    task = get_task(config.task)
+    task = get_task(config.task, config)
     problems = [p for p in task.problems(config) if p.split == "eval"][:n]
     prefix = build_prefix(task, load_exemplars(task), with_hints=False)
     lm = load_model(config.model, config.device)

@@ -16,6 +16,7 @@ from star_core import jobs
 from star_core.config import RunConfig, field_help
 from star_core.errors import ConfigError, StarError
 from star_core.present import duration, pct
+from star_core.tasks import suggested_settings
 
 POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
@@ -89,7 +90,8 @@ def start_form(store) -> None:
     # NAME = its latest version; NAME@VERSION = that version (a run freezes the version it uses).
     exemplar_sets = list(dict.fromkeys(list(sets.name) + list(sets.label))) if not sets.empty else []
     with st.form("new_run"):
-        st.caption("Every setting of a run, with the defaults of `star run`. Hover a label's (?) for what it does.")
+        st.caption("Every setting of a run, with the defaults of `star run`; a setting left at its default takes the "
+                   "task's suggestion where it has one (gsm8k: longer rationales). Hover a label's (?) for what it does.")
         for title, names in sections.items():
             if not names:
                 continue
@@ -110,6 +112,9 @@ def start_form(store) -> None:
     for name, value in values.items():  # number_input gives floats for float fields, ints for int fields
         if isinstance(meta[name]["default"], float) and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
+    # As `star run` does: a setting the task suggests (gsm8k's longer rationales) applies unless it was changed.
+    suggested = {k: v for k, v in suggested_settings(values.get("task", "")).items() if values.get(k) == meta[k]["default"]}
+    values.update(suggested)
     errors = _field_errors(values)
     if not errors:
         try:
@@ -124,7 +129,8 @@ def start_form(store) -> None:
             st.session_state[ERRORS_KEY] = {}
             st.session_state["watch_run"] = run_id
             st.query_params["run"] = str(run_id)
-            st.toast(f"Run {run_id} started")
+            applied = ", ".join(f"{k} = {v}" for k, v in suggested.items())
+            st.toast(f"Run {run_id} started" + (f" (the task's suggestion: {applied})" if applied else ""))
             st.rerun()
     st.session_state[ERRORS_KEY] = errors
     st.rerun()

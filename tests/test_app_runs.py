@@ -118,3 +118,31 @@ def test_exemplar_sets_of_the_database_are_offered(tmp_path, monkeypatch):
     at = open_page(PAGE, monkeypatch, db)
     picker = at.selectbox(key="cfg_exemplars")
     assert picker.value == "" and {"mine", "mine@1"} <= set(picker.options)
+
+
+def test_the_tasks_suggested_settings_apply_unless_changed(tmp_path, monkeypatch):
+    from star_core import jobs
+    from star_core.tasks import suggested_settings
+
+    data = tmp_path / "gsm.jsonl"
+    data.write_text("".join(
+        f'{{"question": "Tom has {n} apples and buys 2 more. How many now?", "answer": "{n} + 2 = <<{n}+2={n + 2}>>{n + 2}\\n#### {n + 2}"}}\n'
+        for n in range(1, 9)
+    ))
+    monkeypatch.setattr(jobs, "launch", lambda store, run_id: 0)  # store the run only; no worker
+    db = tmp_path / "r.duckdb"
+    at = open_page(PAGE, monkeypatch, db)
+    at.selectbox(key="cfg_task").set_value("gsm8k")
+    at.text_input(key="cfg_data").set_value(str(data))
+    for key, value in dict(cfg_train_size=4, cfg_eval_size=4).items():
+        at.number_input(key=key).set_value(value)
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    suggested = suggested_settings("gsm8k")["max_new_tokens"]
+    assert suggested != RunConfig().max_new_tokens
+    assert Store(db).get_run(1).config.max_new_tokens == suggested
+
+    at.number_input(key="cfg_max_new_tokens").set_value(50)  # a value the user chose is kept
+    at.button[0].click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert Store(db).get_run(2).config.max_new_tokens == 50
