@@ -15,9 +15,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from star_core import exemplars as ex
 from star_core.errors import StarError
-from star_core.present import STATUS_COLORS
+from star_core.present import STATUS_COLORS, added_to_set_message
 from star_core.store import Store
+from star_core.store.exemplar_sets import ExemplarSetError
 
 DB_KEY = "db_path"
 NAV_KEY = "_star_navigation"  # set by app.py in every run of the app
@@ -107,3 +109,45 @@ def sidebar_db() -> None:
     with st.sidebar:
         st.caption("Database")
         st.code(db_path(), language=None, wrap_lines=True)
+
+
+def exemplar_set_names(store, task: str) -> list[str]:
+    """The task's set names, the most recently written first and the shipped '-default' sets last."""
+    sets = store.list_exemplar_sets(task=task)
+    if sets.empty:
+        return []
+    latest = sets.groupby("name").created_at.max()
+    return sorted(latest.index, key=lambda n: (n.endswith("-default"), -latest[n].timestamp()))
+
+
+def add_to_exemplar_set(store, attempt_id: int, task: str, key: str, default_name: str = "curated") -> None:
+    """Pick an exemplar set of `task` (or type a new name) and add one attempt to it with a button.
+
+    Says which set and version it landed in (a set a run used gets a new version), or why the
+    exemplar was refused (the task's answer and step checks). `key` prefixes the widget keys.
+    """
+    names = exemplar_set_names(store, task) or [default_name]
+    name_key = f"{key}_set_name"
+    typed = st.session_state.get(name_key)
+    if typed and typed not in names:
+        names.append(typed)  # a new name typed earlier in this session
+    if name_key not in st.session_state:
+        st.session_state[name_key] = names[0]
+    c = st.columns([3, 2, 3], vertical_alignment="bottom")
+    c[0].selectbox("Exemplar set", names, key=name_key, accept_new_options=True,
+                   help=f"An existing {task} set, or type a new name. The question, rationale and gold answer "
+                        "are appended to the set's latest version; a set a run used gets a new version.")
+    if not c[1].button("Add to exemplar set", key=f"{key}_add_to_set", icon=":material/library_add:"):
+        return
+    name = (st.session_state.get(name_key) or "").strip()
+    with guard():
+        try:
+            before = store.find_exemplar_set(name)
+        except ExemplarSetError:
+            before = None
+        try:
+            set_id = ex.add_attempts_to_set(store, name, [attempt_id])
+        except StarError as exc:
+            st.error(f"Not added: {exc}")
+            return
+        st.success(added_to_set_message(name, before, store.exemplar_set(set_id), attempt_id))

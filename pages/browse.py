@@ -123,6 +123,7 @@ def detail(store, attempt_id: int) -> None:
         st.code(a["verify_reason"], language=None, wrap_lines=True)
     if a.get("hint_leak"):
         st.warning("Hint leak: this rationale restates the hinted answer instead of reasoning.")
+    ui.add_to_exemplar_set(store, attempt_id, a["task"], key="b")
     left, right = st.columns(2)
     with left:
         st.markdown("**Question**")

@@ -103,18 +103,30 @@ def default_pair(attempts: pd.DataFrame, iteration: int | None = None) -> tuple[
 # --- accuracy page data -----------------------------------------------------------
 
 
+# What the accuracy page can colour its lines by: a run each, or the exemplar set a run was
+# prompted with (so runs with the same set share a colour, and curated vs default sets compare).
+GROUP_BY = {"run": "run", "exemplar set": "exemplar_set"}
+
+
 def accuracy_figures_data(store, run_ids: list[int]) -> dict[str, pd.DataFrame]:
-    """The accuracy page's four figures' data, one tidy frame each (also what CSV downloads give)."""
+    """The accuracy page's four figures' data, one tidy frame each (also what CSV downloads give).
+
+    Every frame names the run ("run") and the exemplar set it was prompted with ("exemplar_set",
+    'name@version'), so a chart can colour by either and the CSV keeps both.
+    """
     labels = store.run_labels()
+    sets = run_exemplar_sets(store)
     acc = store.eval_accuracy(run_ids)
     acc["run"] = acc.run_id.map(labels)
+    acc["exemplar_set"] = acc.run_id.map(sets)
     overall = acc[acc.difficulty.isna()].drop(columns=["difficulty"]).reset_index(drop=True)
     by_difficulty = acc[acc.difficulty.notna()].copy()
     by_difficulty["difficulty"] = by_difficulty.difficulty.astype(int)
     cov = store.coverage(run_ids)
     cov["run"] = cov.run_id.map(labels)
+    cov["exemplar_set"] = cov.run_id.map(sets)
     coverage = cov.melt(
-        id_vars=["run_id", "run", "iteration", "train_questions"],
+        id_vars=["run_id", "run", "exemplar_set", "iteration", "train_questions"],
         value_vars=["kept_self", "kept_rationalized"], var_name="source", value_name="questions",
     )
     coverage["source"] = coverage.source.map({"kept_self": "self-generated", "kept_rationalized": "rationalized"})
@@ -122,12 +134,38 @@ def accuracy_figures_data(store, run_ids: list[int]) -> dict[str, pd.DataFrame]:
     coverage = coverage.sort_values(["run_id", "iteration", "source"], ascending=[True, True, False]).reset_index(drop=True)
     loss = store.training_stats(run_ids)
     loss["run"] = loss.run_id.map(labels)
+    loss["exemplar_set"] = loss.run_id.map(sets)
     return {
         "accuracy": overall,
         "accuracy_by_difficulty": by_difficulty.reset_index(drop=True),
         "coverage": coverage,
         "train_loss": loss,
     }
+
+
+def run_exemplar_sets(store) -> dict[int, str]:
+    """run id -> the exemplar set it was prompted with, as 'name@version'."""
+    runs = store.runs_with_exemplar_sets()
+    return {int(r): str(s) for r, s in zip(runs.run_id, runs.exemplar_set)}
+
+
+# --- adding an attempt to an exemplar set -------------------------------------------
+
+
+def added_to_set_message(name: str, before, after, attempt_id: int) -> str:
+    """What happened when attempt `attempt_id` was added to set `name`.
+
+    `before` is the set's latest version before the add (None if the name was new), `after`
+    the version now holding the exemplars (both ExemplarSet).
+    """
+    if before is None:
+        return f"Added to a new set, {after.label}."
+    if after.id == before.id:
+        if any(it.source_attempt_id == attempt_id for it in before.items):
+            return f"Already in {after.label}: nothing changed."
+        return f"Added to {after.label} (now {len(after.items)} exemplars)."
+    return (f"Added to {after.label}, a new version: {before.label} is used by a run, so it stays as it was "
+            f"({len(after.items)} exemplars in {after.label}).")
 
 
 # --- formats ----------------------------------------------------------------------

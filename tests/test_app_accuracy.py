@@ -9,8 +9,9 @@ import json
 import numpy as np
 
 from app_helpers import finished_run_db, open_page
+from star_core import exemplars as ex
 from star_core.present import accuracy_figures_data
-from star_core.store import Store
+from star_core.store import ExemplarItem, Store
 
 PAGE = "pages/accuracy.py"
 
@@ -27,18 +28,24 @@ def test_no_runs_says_so(tmp_path, monkeypatch):
     assert any("No runs yet" in i.value for i in at.info)
 
 
+def copy_run(store: Store) -> int:
+    """A new run with run 1's problems, iterations and attempts, every answer marked right (other numbers to overlay)."""
+    with store.db.write() as con:
+        new = con.execute("INSERT INTO runs (name, task, model, config, status) "
+                          "SELECT 'copy', task, model, config, 'done' FROM runs WHERE id = 1 RETURNING id").fetchone()[0]
+        con.execute("INSERT INTO problems SELECT ?, problem_id, split, difficulty, question, answer, choices FROM problems WHERE run_id = 1", [new])
+        con.execute("INSERT INTO iterations (run_id, iteration, phase, kept, steps, train_loss) "
+                    "SELECT ?, iteration, phase, kept, steps, 0.5 FROM iterations WHERE run_id = 1", [new])
+        con.execute("INSERT INTO attempts (run_id, iteration, problem_id, kind, sample, prompt_id, question_prompt, completion, "
+                    "rationale, predicted, correct, used_for_training) SELECT ?, iteration, problem_id, kind, sample, prompt_id, "
+                    "question_prompt, completion, rationale, predicted, true, kind <> 'eval' FROM attempts WHERE run_id = 1", [new])
+    return new
+
+
 def test_charts_show_each_runs_accuracy_by_iteration(tmp_path, tmp_path_factory, monkeypatch, tiny_model):
     db = finished_run_db(tmp_path_factory, tiny_model, tmp_path / "a.duckdb")
     store = Store(db)
-    # A second run with the same eval accuracy rows but other numbers, to overlay.
-    with store.db.write() as con:
-        con.execute("INSERT INTO runs (name, task, model, config, status) SELECT 'copy', task, model, config, 'done' FROM runs WHERE id = 1")
-        con.execute("INSERT INTO problems SELECT 2, problem_id, split, difficulty, question, answer, choices FROM problems WHERE run_id = 1")
-        con.execute("INSERT INTO iterations (run_id, iteration, phase, kept, steps, train_loss) "
-                    "SELECT 2, iteration, phase, kept, steps, 0.5 FROM iterations WHERE run_id = 1")
-        con.execute("INSERT INTO attempts (run_id, iteration, problem_id, kind, sample, prompt_id, question_prompt, completion, "
-                    "rationale, predicted, correct, used_for_training) SELECT 2, iteration, problem_id, kind, sample, prompt_id, "
-                    "question_prompt, completion, rationale, predicted, true, kind <> 'eval' FROM attempts WHERE run_id = 1")
+    copy_run(store)
 
     at = open_page(PAGE, monkeypatch, db)
     assert at.multiselect(key="acc_runs").value == [1, 2]
@@ -63,6 +70,41 @@ def test_charts_show_each_runs_accuracy_by_iteration(tmp_path, tmp_path_factory,
     at.multiselect(key="acc_runs").set_value([1]).run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(specs[0]["data"]) == 1
+
+
+def test_runs_grouped_by_exemplar_set(tmp_path, tmp_path_factory, monkeypatch, tiny_model):
+    db = finished_run_db(tmp_path_factory, tiny_model, tmp_path / "a.duckdb")
+    store = Store(db)
+    assert (copy_run(store), copy_run(store)) == (2, 3)  # two more runs, both to be prompted with the curated set
+    curated = ex.create_set(store, "curated", "arithmetic", [ExemplarItem("2 + 5", "2 + 5 = 7.", "7")])
+    store.use_exemplar_set(2, curated)
+    store.use_exemplar_set(3, curated)
+    sets = {1: "arithmetic-default@1", 2: "curated@1", 3: "curated@1"}  # run 1 got the task's default from start_run
+
+    data = accuracy_figures_data(store, [1, 2, 3])
+    for frame in data.values():
+        assert dict(zip(frame.run_id, frame.exemplar_set)) == {r: sets[r] for r in set(frame.run_id)}
+    assert "exemplar_set" in data["accuracy"].to_csv(index=False).splitlines()[0].split(",")  # the CSV has the set
+
+    at = open_page(PAGE, monkeypatch, db)
+    at.multiselect(key="acc_runs").set_value([1, 2, 3]).run()
+    assert at.radio(key="acc_group").value == "run"
+    overall = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert len(overall) == 3 and len({t["name"] for t in overall}) == 3  # a colour per run
+
+    at.radio(key="acc_group").set_value("exemplar set").run()
+    assert not at.exception and not at.error
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["title"]["text"] == "Held-out accuracy, overall by exemplar set"
+    overall = spec["data"]
+    assert len(overall) == 3  # still a line per run ...
+    assert sorted(t["name"] for t in overall) == ["arithmetic-default@1", "curated@1", "curated@1"]  # ... coloured by set
+    assert sorted(t["name"] for t in overall if t.get("showlegend", True)) == ["arithmetic-default@1", "curated@1"]
+    acc = data["accuracy"]
+    for trace in overall:
+        assert [round(y, 6) for y in values(trace["y"])] in [
+            [round(y, 6) for y in acc[acc.run_id == r].accuracy] for r, s in sets.items() if s == trace["name"]]
+    assert len(at.get("download_button")) == 4
 
 
 def test_figure_data_counts_coverage_and_loss(tmp_path, tmp_path_factory, tiny_model):

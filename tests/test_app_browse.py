@@ -105,6 +105,52 @@ def test_an_attempt_in_full_and_side_by_side(db, monkeypatch):
     assert "&lt;script&gt;" in bodies[1] and "<script>" not in "".join(bodies)
 
 
+def test_add_the_opened_attempt_to_an_exemplar_set(db, monkeypatch):
+    store = Store(db)
+    generated = store.browse_attempts(AttemptFilter(kinds=["generated"]), sort="attempt_id", descending=False).rows
+    first, second, bad = (int(i) for i in generated.attempt_id[:3])
+    # Rationales a tiny random model would not write: two sound ones and one whose step is wrong.
+    with store.db.write() as con:
+        for attempt_id, result in ((first, "gold"), (second, "gold"), (bad, "gold + 1")):
+            con.execute(f"UPDATE attempts a SET rationale = p.question || ' = ' || ({result.replace('gold', 'p.answer::BIGINT')}) || '.' "
+                        "FROM problems p WHERE p.run_id = a.run_id AND p.problem_id = a.problem_id AND a.id = ?", [attempt_id])
+
+    at = open_page(PAGE, monkeypatch, db)
+    at.multiselect(key="f_kinds").set_value(["generated"]).run()
+    at.selectbox(key="browse_attempt").set_value(first).run()
+    names = at.selectbox(key="b_set_name")
+    assert names.options == ["arithmetic-default"] and names.value == "arithmetic-default"  # the run's set; none curated yet
+    # A new name, typed: the browser sends the typed text as the value (AppTest only picks listed options).
+    names.options.append("curated")
+    names.set_value("curated").run()
+    assert at.selectbox(key="b_set_name").options == ["arithmetic-default", "curated"]
+    at.button(key="b_add_to_set").click().run()
+    assert not at.exception and not at.error
+    assert at.success[-1].value == "Added to a new set, curated@1."
+    curated = store.find_exemplar_set("curated")
+    assert [it.source_attempt_id for it in curated.items] == [first]
+    assert curated.items[0].answer == store.attempt_detail(first)["gold_answer"]
+
+    at.button(key="b_add_to_set").click().run()  # twice: no duplicate
+    assert at.success[-1].value == "Already in curated@1: nothing changed."
+
+    # A run uses curated@1: adding another attempt makes curated@2, and says so.
+    store.use_exemplar_set(1, curated.id)
+    at.selectbox(key="browse_attempt").set_value(second).run()
+    assert at.selectbox(key="b_set_name").value == "curated"  # the name picked before is kept
+    at.button(key="b_add_to_set").click().run()
+    assert "Added to curated@2, a new version: curated@1 is used by a run" in at.success[-1].value
+    assert [it.source_attempt_id for it in store.find_exemplar_set("curated").items] == [first, second]
+    assert [it.source_attempt_id for it in store.exemplar_set(curated.id).items] == [first]  # the run's version is untouched
+
+    # An exemplar that fails the task's step check is refused with the reason, and nothing changes.
+    at.selectbox(key="browse_attempt").set_value(bad).run()
+    at.button(key="b_add_to_set").click().run()
+    assert not at.exception and not at.success
+    assert at.error[0].value.startswith("Not added: ") and "step" in at.error[0].value
+    assert store.find_exemplar_set("curated").label == "curated@2" and len(store.find_exemplar_set("curated").items) == 2
+
+
 def test_diff_highlights_and_escapes():
     left, right = diff_html("1 + 2 = 3. The answer is 3.", "1 + 2 = <b>4</b>. The answer is 4.")
     assert "<b>" not in right and "&lt;b&gt;4&lt;/b&gt;" in right
