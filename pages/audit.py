@@ -16,7 +16,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core import exemplars as ex
 from star_core.audit import QUEUE_ORDERS, RATING_HELP, RATINGS
 from star_core.errors import StarError
 from star_core.store import QueueFilter
@@ -310,13 +309,7 @@ def label_controls(store, ids: list[int], item) -> None:
                       on_click=_step, args=(ids, 1))
     c = st.columns([2, 2, 2])
     with c[0].popover("Add to an exemplar set", icon=":material/library_add:"):
-        st.caption("Appends this question, rationale and gold answer to the latest version of a set "
-                   "(a set a run used gets a new version). The exemplar must pass the task's checks.")
-        name = st.text_input("Set name", value=st.session_state.get("a_set_name", "curated"), key="a_set_name")
-        if st.button("Add", key="a_add_to_set"):
-            with ui.guard():
-                set_id = ex.add_attempts_to_set(store, name.strip(), [attempt_id])
-                st.success(f"Added to {store.exemplar_set(set_id).label}")
+        ui.add_to_exemplar_set(store, attempt_id, store.get_run(item.run_id).config.task, key="a")
     if item.revisions:
         with c[1].expander(f"Label history ({item.revisions})"):
             st.dataframe(store.audit_history(attempt_id), hide_index=True, width="stretch")
