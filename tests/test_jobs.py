@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
+from app_helpers import wait_for
 from conftest import tiny_config
 from star_core import jobs
 from star_core.errors import ConfigError, RunStateError
 from star_core.store import Store
-
-
-def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_worker_is_cancelled_killed_and_resumed_to_the_end(tmp_path, tiny_model):

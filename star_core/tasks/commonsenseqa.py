@@ -17,10 +17,9 @@ from __future__ import annotations
 import re
 
 from ..config import RunConfig
-from ..errors import DatasetError
 from .answers import choice_correct, extract_choice
 from .base import Exemplar, Problem, Verdict
-from .datafile import RowError, field_value, gold_label, hub_unavailable, load_file, parse_choices, split, text_value
+from .datafile import RowError, field_value, gold_label, load_file, load_from_hub, parse_choices, split, text_value
 
 HUB_ID = "tau/commonsense_qa"
 CHANCE = 0.2
@@ -61,22 +60,7 @@ class CommonsenseQATask:
 
     def _from_hub(self, config: RunConfig) -> list[Problem]:
         example = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"
-        try:
-            from datasets import load_dataset
-        except ImportError:
-            raise hub_unavailable(self.name, HUB_ID, None, example) from None
-        try:
-            rows = load_dataset(HUB_ID, split="train")
-        except Exception as exc:
-            raise hub_unavailable(self.name, HUB_ID, exc, example) from None
-        problems = []
-        for number, row in enumerate(rows, start=1):
-            try:
-                problems.append(parse_row(dict(row), number))
-            except RowError as exc:
-                if not config.skip_bad_lines:
-                    raise DatasetError(f"{HUB_ID} row {number}: {exc}") from None
-        return problems
+        return load_from_hub(self.name, HUB_ID, None, parse_row, config.skip_bad_lines, example)
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
         return format_choice_question(problem, hint)

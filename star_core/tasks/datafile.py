@@ -214,7 +214,30 @@ def gold_label(answer: str, choices: tuple[tuple[str, str], ...]) -> str:
     raise RowError(f"answer {answer!r} is not one of the choice labels {', '.join(l for l, _ in choices)} nor one choice's text")
 
 
-def hub_unavailable(task: str, hub_id: str, exc: Exception | None, example: str) -> DatasetError:
+def load_from_hub(task: str, hub_id: str, subset: str | None, parse_row, skip_bad: bool, example: str) -> list[Problem]:
+    """A task's training split from the Hugging Face hub (needs the `datasets` extra and a network).
+
+    Offline, or without `datasets`, the message says which local file to pass with --data instead.
+    """
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise _hub_unavailable(task, hub_id, None, example) from None
+    try:
+        rows = load_dataset(hub_id, subset, split="train")
+    except Exception as exc:  # offline, or the hub refused
+        raise _hub_unavailable(task, hub_id, exc, example) from None
+    problems = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            problems.append(parse_row(dict(row), number))
+        except RowError as exc:
+            if not skip_bad:
+                raise DatasetError(f"{hub_id} row {number}: {exc}") from None
+    return problems
+
+
+def _hub_unavailable(task: str, hub_id: str, exc: Exception | None, example: str) -> DatasetError:
     why = "the 'datasets' package is not installed (pip install 'star-studio[datasets]')" if exc is None else f"{type(exc).__name__}: {exc}"
     return DatasetError(
         f"task {task} needs its data: pass a local file with --data (e.g. --data {example}); "

@@ -24,7 +24,7 @@ from ..config import RunConfig
 from .answers import canonical_number, extract_number, number_pattern, numbers_equal
 from .base import Exemplar, Problem, Verdict, rationale_of
 from .calc import CalcError, evaluate, matches_shown, parse_number
-from .datafile import RowError, hub_unavailable, load_file, split, text_value
+from .datafile import RowError, load_file, load_from_hub, split, text_value
 
 HUB_ID = "openai/gsm8k"
 # GSM8K's gold solutions written as completions are 113 SmolLM2 tokens at the median;
@@ -51,24 +51,7 @@ class GSM8KTask:
 
     def _from_hub(self, config: RunConfig) -> list[Problem]:
         example = "train.jsonl from github.com/openai/grade-school-math (grade_school_math/data/train.jsonl)"
-        try:
-            from datasets import load_dataset
-        except ImportError:
-            raise hub_unavailable(self.name, HUB_ID, None, example) from None
-        try:
-            rows = load_dataset(HUB_ID, "main", split="train")
-        except Exception as exc:  # offline, or the hub refused: say which file to pass instead
-            raise hub_unavailable(self.name, HUB_ID, exc, example) from None
-        problems = []
-        for number, row in enumerate(rows, start=1):
-            try:
-                problems.append(parse_row(dict(row), number))
-            except RowError as exc:
-                if not config.skip_bad_lines:
-                    from ..errors import DatasetError
-
-                    raise DatasetError(f"{HUB_ID} row {number}: {exc}") from None
-        return problems
+        return load_from_hub(self.name, HUB_ID, "main", parse_row, config.skip_bad_lines, example)
 
     # --- prompt format -------------------------------------------------------
 
