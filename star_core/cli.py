@@ -155,7 +155,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
     from streamlit.web import cli as stcli
 
     sys.argv = ["streamlit", "run", str(app), "--server.address", args.address, "--server.port", str(args.port),
-                "--browser.gatherUsageStats", "false"]
+                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     return stcli.main()
 
 
