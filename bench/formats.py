@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from star_core.config import RunConfig
 from star_core.generate import Decoding, PrefixGenerator
 from star_core.model import load_model

@@ -13,7 +13,7 @@ from star_core.present import GROUP_BY, accuracy_figures_data
 
 
 def _download(df, name: str) -> None:
-    st.download_button(f"Download CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
+    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
                        key=f"csv_{name}", icon=":material/download:")
 
 

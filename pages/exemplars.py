@@ -15,6 +15,7 @@ from star_core import exemplars as ex
 from star_core.config import TASKS
 from star_core.errors import StarError
 from star_core.store import ExemplarItem
+from star_core.tasks import get_task
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 
@@ -129,7 +130,7 @@ def from_audits(store) -> None:
 
 
 def show_set(store, s) -> None:
-    task = ex.task_for(s.task)
+    task = get_task(s.task)
     reasons = ex.validate_items(task, s.items)
     users = store.runs_with_exemplar_sets()
     users = ", ".join(f"#{r}" for r in users.run_id[users.exemplar_set_id == s.id])

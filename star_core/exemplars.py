@@ -14,18 +14,20 @@ from pathlib import Path
 
 from .errors import DatasetError
 from .store.exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetError, check_set_name
-from .tasks.base import ANSWER_MARKER, Exemplar, Problem, Task, build_prefix
+from .tasks import get_task
+from .tasks.base import ANSWER_MARKER, Exemplar, Problem, Task, build_prefix, choices_from_json
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
-def default_exemplar_path(task_name: str) -> Path:
-    return DATA_DIR / "exemplars" / f"{task_name}.jsonl"
+def default_exemplar_path(task: Task) -> Path:
+    """The task's shipped exemplars (the jsonl task has one file per answer type)."""
+    return DATA_DIR / "exemplars" / f"{getattr(task, 'exemplar_file', task.name)}.jsonl"
 
 
 def load_exemplars(task: Task, path: Path | None = None) -> list[Exemplar]:
     """Read an exemplar file; every line must parse and pass the task's checks."""
-    path = path or default_exemplar_path(getattr(task, "exemplar_file", task.name))  # jsonl: one file per answer type
+    path = path or default_exemplar_path(task)
     if not path.exists():
         raise DatasetError(f"exemplar file {path} does not exist")
     exemplars = []
@@ -71,16 +73,8 @@ def check_exemplar(task: Task, ex: Exemplar) -> str | None:
 # exact prompt the engine builds, its token count, and JSONL import/export.
 
 
-def task_for(task_name: str) -> Task:
-    """The task object for checking exemplars (tasks that depend on a run's settings get the defaults)."""
-    from .config import RunConfig
-    from .tasks import get_task
-
-    return get_task(task_name, RunConfig(task=task_name))
-
-
 def default_set_name(task: Task) -> str:
-    return f"{getattr(task, 'exemplar_file', task.name)}-default"
+    return f"{default_exemplar_path(task).stem}-default"
 
 
 def validate_items(task: Task, items: list[ExemplarItem]) -> list[str | None]:
@@ -119,7 +113,7 @@ def items_from_attempts(store, attempt_ids: list[int]) -> tuple[str, list[Exempl
     items = [
         ExemplarItem(
             question=r.question, rationale=strip_final_answer(r.rationale), answer=r.gold_answer,
-            choices=tuple(tuple(c) for c in json.loads(r.choices)) if isinstance(r.choices, str) and r.choices else (),
+            choices=choices_from_json(r.choices if isinstance(r.choices, str) else None),
             source_attempt_id=int(r.attempt_id),
         )
         for r in rows.itertuples()
@@ -130,7 +124,7 @@ def items_from_attempts(store, attempt_ids: list[int]) -> tuple[str, list[Exempl
 def create_set(store, name: str, task_name: str, items: list[ExemplarItem], note: str = "") -> int:
     """A new set (or the next version of `name`); every exemplar must pass the task's checks."""
     check_set_name(name)
-    check_items(task_for(task_name), items, f"exemplar set {name!r}")
+    check_items(get_task(task_name), items, f"exemplar set {name!r}")
     return store.create_exemplar_set(name, task_name, items, note)
 
 
@@ -161,14 +155,14 @@ def add_attempts_to_set(store, name: str, attempt_ids: list[int]) -> int:
 def edit_set(store, set_id: int, items: list[ExemplarItem], note: str | None = None) -> int:
     """Replace a set's exemplars; returns the id holding them (a new version when the set is frozen)."""
     current = store.exemplar_set(set_id)
-    check_items(task_for(current.task), items, f"exemplar set {current.label}")
+    check_items(get_task(current.task), items, f"exemplar set {current.label}")
     return store.write_exemplars(set_id, items, note)
 
 
 def update_exemplar(store, set_id: int, position: int, item: ExemplarItem) -> int:
     items = list(store.exemplar_set(set_id).items)
     _check_position(items, position)
-    why = validate_items(task_for(store.exemplar_set(set_id).task), [item])[0]
+    why = validate_items(get_task(store.exemplar_set(set_id).task), [item])[0]
     if why:
         raise DatasetError(f"exemplar {position + 1} is not saved: {why}")
     items[position] = item
@@ -177,7 +171,7 @@ def update_exemplar(store, set_id: int, position: int, item: ExemplarItem) -> in
 
 def add_exemplar(store, set_id: int, item: ExemplarItem) -> int:
     current = store.exemplar_set(set_id)
-    why = validate_items(task_for(current.task), [item])[0]
+    why = validate_items(get_task(current.task), [item])[0]
     if why:
         raise DatasetError(f"the new exemplar is not added: {why}")
     return edit_set(store, set_id, current.items + [item])
@@ -217,7 +211,7 @@ def default_set_id(store, task: Task) -> int:
         latest = None
     if latest is not None and [_content(i) for i in latest.items] == [_content(i) for i in items]:
         return latest.id
-    note = f"shipped with STaR Studio: {default_exemplar_path(getattr(task, 'exemplar_file', task.name)).name}"
+    note = f"shipped with STaR Studio: {default_exemplar_path(task).name}"
     return store.create_exemplar_set(name, task.name, items, note)
 
 
@@ -257,28 +251,10 @@ def prompt_preview(task: Task, items: list[ExemplarItem], with_hints: bool = Fal
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(model_spec: str):
-    """The tokenizer of a model spec, without loading its weights (cached per process).
+    """The tokenizer of a model spec (model.load_tokenizer), cached per process for the page's token counts."""
+    from .model import load_tokenizer as load
 
-    An embedded model's tokenizer comes from its dequantized cache when that exists
-    (instant), else straight from its GGUF file.
-    """
-    from transformers import AutoTokenizer
-
-    from . import model as model_module
-
-    folder, gguf_file = model_module._locate(model_spec)
-    try:
-        if gguf_file:
-            source = Path(folder) / gguf_file
-            cached = model_module.cache_dir() / "dequantized" / f"{source.stem}-{source.stat().st_size}"
-            if (cached / "tokenizer_config.json").exists():
-                return AutoTokenizer.from_pretrained(cached)
-            return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        return AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        from .errors import ModelLoadError
-
-        raise ModelLoadError(f"could not load the tokenizer of {model_spec!r}: {exc}") from exc
+    return load(model_spec)
 
 
 def token_count(model_spec: str, text: str) -> int:
@@ -341,6 +317,6 @@ def parse_jsonl(text: str, task: Task | None = None) -> list[ExemplarItem]:
 def import_jsonl(store, name: str, task_name: str, text: str, note: str = "") -> int:
     """A new set (or the next version of `name`) from JSONL text; all lines or none."""
     check_set_name(name)
-    items = parse_jsonl(text, task_for(task_name))
+    items = parse_jsonl(text, get_task(task_name))
     return store.create_exemplar_set(name, task_name, items, note)
 

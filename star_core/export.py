@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .errors import StarError
 from .store import Store
 from .tasks import get_task
-from .tasks.base import Problem, cut_at_stop
+from .tasks.base import Problem, choices_from_json, cut_at_stop
 
 
 def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
@@ -23,7 +22,7 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
     if rows.empty:
         raise StarError(f"run {run_id} has no kept rationales yet (they are chosen before each iteration's fine-tuning)")
     rows["prompt"] = [
-        task.format_question(Problem(pid, q, a, "train", choices=tuple(tuple(c) for c in json.loads(ch)) if ch else ()))
+        task.format_question(Problem(pid, q, a, "train", choices=choices_from_json(ch)))
         for pid, q, a, ch in zip(rows.problem_id, rows.question, rows.gold_answer, rows.choices)
     ]
     rows["completion"] = [cut_at_stop(c) for c in rows.completion]

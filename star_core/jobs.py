@@ -33,13 +33,8 @@ PID_NAME = "worker.pid"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_dir(store: Store, run_id: int) -> Path:
-    # The same folder as loop.run_folder, without importing the loop (and torch) into the app.
-    return store.path.parent / f"{store.path.stem}-runs" / f"run-{run_id}"
-
-
 def log_path(store: Store, run_id: int) -> Path:
-    return run_dir(store, run_id) / LOG_NAME
+    return store.run_folder(run_id) / LOG_NAME
 
 
 def create_run(store: Store, config: RunConfig) -> int:
@@ -68,7 +63,7 @@ def launch(store: Store, run_id: int) -> int:
         raise RunStateError(f"run {run_id} is already running (pid {run.pid} on {run.host})")
     if worker_starting(store, run_id):
         raise RunStateError(f"run {run_id} is already starting in another worker")
-    folder = run_dir(store, run_id)
+    folder = store.run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -142,7 +137,7 @@ def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
 # --- process bookkeeping ----------------------------------------------------------
 
 def _launched_pid(store: Store, run_id: int) -> int | None:
-    path = run_dir(store, run_id) / PID_NAME
+    path = store.run_folder(run_id) / PID_NAME
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):

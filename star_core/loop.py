@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import torch
-
 from .config import RunConfig
 from .errors import RunStateError, StarError
 from .exemplars import exemplars_for_run, resolve_run_set
@@ -51,11 +49,6 @@ class _Silent:
 
 class Cancelled(Exception):
     """The user asked the run to stop; it can be resumed."""
-
-
-def run_folder(store: Store, run_id: int) -> Path:
-    """Checkpoints live beside the database: <db stem>-runs/run-<id>/."""
-    return store.path.parent / f"{store.path.stem}-runs" / f"run-{run_id}"
 
 
 def start_run(store: Store, config: RunConfig, reporter: Reporter | None = None) -> int:
@@ -115,7 +108,7 @@ class _Runner:
         exemplars = exemplars_for_run(store, run_id, self.task)
         self.prefix = build_prefix(self.task, exemplars, with_hints=False)
         self.hint_prefix = build_prefix(self.task, exemplars, with_hints=True)
-        self.folder = run_folder(store, run_id)
+        self.folder = store.run_folder(run_id)
         self.filter_steps = self.config.filter == "verified" and self.task.can_verify_steps
         self._model: LoadedModel | None = None
         self._model_key: str | None = None
@@ -199,8 +192,7 @@ class _Runner:
         verdict = self.task.verify_steps(completion.text, problem) if self.task.can_verify_steps else None
         leak = None
         if kind == "rationalized":
-            pattern = self.task.answer_pattern(problem) if hasattr(self.task, "answer_pattern") else None
-            leak = hint_leak(rationale_of(completion.text), pattern) is not None
+            leak = hint_leak(rationale_of(completion.text), self.task.answer_pattern(problem)) is not None
         return AttemptRow(
             run_id=self.run_id, iteration=n, problem_id=problem.id, kind=kind, sample=sample, prompt_id=prompt_id,
             question_prompt=question, hint=hint, completion=completion.text, rationale=rationale_of(completion.text),

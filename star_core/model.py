@@ -162,10 +162,32 @@ def _locate(spec: str) -> tuple[str, str | None]:
     return spec, None  # a hub id
 
 
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model spec, without loading its weights.
+
+    A GGUF model's tokenizer comes from its dequantized copy when that exists
+    (instant), else straight from the GGUF file.
+    """
+    folder, gguf_file = _locate(spec)
+    try:
+        if gguf_file:
+            cached = _dequantized_folder(Path(folder) / gguf_file)
+            if (cached / "tokenizer_config.json").exists():
+                return AutoTokenizer.from_pretrained(cached)
+            return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the tokenizer of {spec!r}: {exc}") from exc
+
+
+def _dequantized_folder(source: Path) -> Path:
+    return cache_dir() / "dequantized" / f"{source.stem}-{source.stat().st_size}"
+
+
 def _dequantized_cache(folder: str, gguf_file: str) -> str:
     """A safetensors copy of a GGUF model, written the first time it is loaded."""
     source = Path(folder) / gguf_file
-    target = cache_dir() / "dequantized" / f"{source.stem}-{source.stat().st_size}"
+    target = _dequantized_folder(source)
     if not (target / "config.json").exists():
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)

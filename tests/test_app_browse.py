@@ -74,7 +74,6 @@ def test_an_attempt_in_full_and_side_by_side(db, monkeypatch):
     rationalized = store.browse_attempts(AttemptFilter(kinds=["rationalized"], iterations=[1])).rows
     assert not rationalized.empty
     target = rationalized.iloc[0]
-    problem_id = store.attempt_detail(int(target.attempt_id))["problem_id"]
     # A rationale that is HTML must show as text.
     evil = '<script>alert("x")</script><b>bold</b> & 2 + 2'
     with store.db.write() as con:

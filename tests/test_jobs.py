@@ -52,7 +52,7 @@ def test_worker_is_cancelled_killed_and_resumed_to_the_end(tmp_path, tiny_model)
 def test_a_worker_that_dies_before_claiming_its_run_is_seen(tmp_path, tiny_model):
     store = Store(tmp_path / "j.duckdb").init()
     run_id = jobs.create_run(store, tiny_config(tiny_model))
-    folder = jobs.run_dir(store, run_id)
+    folder = store.run_folder(run_id)
     folder.mkdir(parents=True)
     (folder / jobs.PID_NAME).write_text("999999999")  # no such process
     (folder / jobs.LOG_NAME).write_text("Traceback ...\nImportError: no module named torch\n")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from star_core.loop import execute_run, run_folder, start_run
+from star_core.loop import execute_run, start_run
 from star_core.store import Store
 from conftest import tiny_config
 
@@ -70,5 +68,5 @@ def test_fine_tunes_on_kept_rationales_and_keeps_only_the_latest_checkpoint(tmp_
     with store.db.read() as con:
         used = con.execute("SELECT count(*) FROM attempts WHERE run_id = ? AND used_for_training", [run_id]).fetchone()[0]
     assert used == 16
-    folder = run_folder(store, run_id)
+    folder = store.run_folder(run_id)
     assert sorted(p.name for p in folder.iterdir()) == ["iteration-2"]  # iteration 1's was removed after iteration 2

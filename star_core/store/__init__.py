@@ -26,6 +26,10 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
     def path(self) -> Path:
         return self.db.path
 
+    def run_folder(self, run_id: int) -> Path:
+        """Where a run keeps its checkpoints and worker log: beside the database, <db stem>-runs/run-<id>/."""
+        return self.path.parent / f"{self.path.stem}-runs" / f"run-{run_id}"
+
     def init(self) -> "Store":
         """Create or migrate the file now (and fail now if it is not usable)."""
         with self.db.write():
@@ -33,4 +37,4 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
         return self
 
 
-__all__ = ["AttemptRow", "KeptCandidate", "Run", "Store"]
+__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ExemplarItem", "ExemplarSet", "KeptCandidate", "QueueFilter", "Run", "Store"]

@@ -8,14 +8,13 @@ Checking exemplars against a task is star_core/exemplars.py's job, not the store
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..errors import StarError
-from ..tasks.base import Exemplar
+from ..tasks.base import Exemplar, choices_from_json, choices_to_json
 
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}")
 
@@ -168,20 +167,6 @@ class ExemplarSetQueries:
                 """
             ).df()
 
-    def accuracy_by_exemplar_set(self, split: str = "eval") -> pd.DataFrame:
-        """Overall accuracy per run and iteration, labelled with the run's exemplar set."""
-        with self.db.read() as con:
-            return con.execute(
-                """
-                SELECT a.run_id, r.name AS run_name, a.iteration, a.n, a.correct, a.accuracy, r.exemplar_set_id,
-                       coalesce(s.name || '@' || s.version, r.task || ' file (before exemplar sets)') AS exemplar_set
-                FROM v_accuracy a JOIN runs r ON r.id = a.run_id LEFT JOIN exemplar_sets s ON s.id = r.exemplar_set_id
-                WHERE a.split = ? AND a.difficulty IS NULL
-                ORDER BY a.run_id, a.iteration
-                """,
-                [split],
-            ).df()
-
     def attempts_for_exemplars(self, attempt_ids: list[int]) -> pd.DataFrame:
         """The question, rationale, gold answer, choices and task of attempts, in the order given."""
         with self.db.read() as con:
@@ -229,7 +214,7 @@ def _insert_items(con, set_id: int, items: list[ExemplarItem]) -> None:
     con.executemany(
         "INSERT INTO exemplars (set_id, position, question, rationale, answer, choices, source_attempt_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (set_id, i, it.question, it.rationale, it.answer, json.dumps([list(c) for c in it.choices]) if it.choices else None,
+            (set_id, i, it.question, it.rationale, it.answer, choices_to_json(it.choices),
              it.source_attempt_id)
             for i, it in enumerate(items)
         ],
@@ -237,5 +222,4 @@ def _insert_items(con, set_id: int, items: list[ExemplarItem]) -> None:
 
 
 def _item(question, rationale, answer, choices, source_attempt_id) -> ExemplarItem:
-    parsed = tuple(tuple(c) for c in json.loads(choices)) if choices else ()
-    return ExemplarItem(question, rationale, answer, parsed, source_attempt_id)
+    return ExemplarItem(question, rationale, answer, choices_from_json(choices), source_attempt_id)

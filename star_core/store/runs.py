@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..errors import RunStateError
-from ..tasks.base import Problem
+from ..tasks.base import Problem, choices_from_json, choices_to_json
 
 
 
@@ -113,7 +112,7 @@ class RunQueries:
 
     def save_problems(self, run_id: int, problems: list[Problem]) -> None:
         rows = [
-            (run_id, p.id, p.split, p.difficulty, p.question, p.answer, json.dumps(p.choices) if p.choices else None)
+            (run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices))
             for p in problems
         ]
         with self.db.write() as con:
@@ -127,7 +126,7 @@ class RunQueries:
                 [run_id],
             ).fetchall()
         return [
-            Problem(r[0], r[1], r[2], r[3], r[4], tuple(tuple(c) for c in json.loads(r[5])) if r[5] else ())
+            Problem(r[0], r[1], r[2], r[3], r[4], choices_from_json(r[5]))
             for r in rows
         ]
 

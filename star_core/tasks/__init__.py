@@ -20,7 +20,7 @@ def get_task(name: str, config: RunConfig | None = None) -> Task:
         cls = _TASKS[name]
     except KeyError:
         raise ConfigError("task", f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}") from None
-    return cls(config) if name != "arithmetic" else cls()
+    return cls(config)
 
 
 def suggested_settings(name: str) -> dict:

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
-from .base import rationale_of
+from .base import after_last, rationale_of
 
 FINAL_MARKER = re.compile(r"the answer is\s*:?|####", re.IGNORECASE)
 MAX_NUMBER_DIGITS = 60  # a longer digit run is not an answer (and never parsed)
@@ -32,12 +32,7 @@ _NUMBER = re.compile(
 
 def final_statement(completion: str) -> str | None:
     """The rest of the line after the last final-answer marker of a completion, or None without one."""
-    text = rationale_of(completion)
-    markers = list(FINAL_MARKER.finditer(text))
-    if not markers:
-        return None
-    line = text[markers[-1].end() :].split("\n", 1)[0].strip()
-    return line or None
+    return after_last(FINAL_MARKER, rationale_of(completion))
 
 
 def ascii_digits(text: str) -> str:

@@ -28,6 +28,9 @@ class ArithmeticTask:
     name = "arithmetic"
     can_verify_steps = True
 
+    def __init__(self, config: RunConfig | None = None):
+        pass  # problems come from the seed and sizes, read in problems(); nothing depends on the run here
+
     def problems(self, config: RunConfig) -> list[Problem]:
         """Train and eval problems drawn from the seed, spread evenly over the digit counts.
 

@@ -6,6 +6,7 @@ problems, builds prompts with it, and judges completions with it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,15 @@ class Problem:
     split: str  # "train" or "eval"
     difficulty: int | None = None
     choices: tuple[tuple[str, str], ...] = ()  # (label, text) for multiple-choice tasks
+
+
+def choices_to_json(choices: tuple[tuple[str, str], ...]) -> str | None:
+    """Choices as the store keeps them: JSON [[label, text], ...], or NULL without choices."""
+    return json.dumps([list(c) for c in choices]) if choices else None
+
+
+def choices_from_json(text: str | None) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(c) for c in json.loads(text)) if text else ()
 
 
 @dataclass(frozen=True)
@@ -71,19 +81,28 @@ class Task(Protocol):
 
     def verify_steps(self, completion: str, problem: Problem) -> Verdict: ...
 
+    def answer_pattern(self, problem: Problem) -> re.Pattern | None:
+        """How a rationale would state the gold answer (for the hint-leak check); None if the question states it."""
+        ...
+
 
 # ---------------------------------------------------------------------------
 
 ANSWER_MARKER = re.compile(r"The answer is\s*:?", re.IGNORECASE)
 
 
-def last_answer(completion: str) -> str | None:
-    """The rest of the line after the last 'The answer is' marker: models correct themselves."""
-    markers = list(ANSWER_MARKER.finditer(completion))
+def after_last(marker: re.Pattern, text: str) -> str | None:
+    """The rest of the line after the last match of `marker` (models correct themselves), or None."""
+    markers = list(marker.finditer(text))
     if not markers:
         return None
-    line = completion[markers[-1].end() :].split("\n", 1)[0]
-    return line.strip().rstrip(".").strip() or None
+    return text[markers[-1].end() :].split("\n", 1)[0].strip() or None
+
+
+def last_answer(completion: str) -> str | None:
+    """What follows the last 'The answer is', without the closing full stop."""
+    line = after_last(ANSWER_MARKER, completion)
+    return line and (line.rstrip(".").strip() or None)
 
 
 def cut_at_stop(text: str) -> str:

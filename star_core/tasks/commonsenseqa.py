@@ -19,8 +19,10 @@ import re
 from ..config import RunConfig
 from .answers import choice_correct, extract_choice
 from .base import Exemplar, Problem, Verdict
-from .datafile import RowError, field_value, gold_label, load_file, load_from_hub, parse_choices, split, text_value
+from .datafile import field_value, gold_label, load_problems, parse_choices, text_value
 
+# Offline, the message names the file to pass with --data instead.
+HUB_EXAMPLE = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"
 HUB_ID = "tau/commonsense_qa"
 CHANCE = 0.2
 HINT = "(CORRECT)"
@@ -52,15 +54,8 @@ class CommonsenseQATask:
         self.report = None
 
     def problems(self, config: RunConfig) -> list[Problem]:
-        if config.data:
-            problems, self.report = load_file(config.data, parse_row, config.skip_bad_lines)
-        else:
-            problems = self._from_hub(config)
-        return split(problems, config)
-
-    def _from_hub(self, config: RunConfig) -> list[Problem]:
-        example = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"
-        return load_from_hub(self.name, HUB_ID, None, parse_row, config.skip_bad_lines, example)
+        problems, self.report = load_problems(self.name, config, parse_row, HUB_ID, None, HUB_EXAMPLE)
+        return problems
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
         return format_choice_question(problem, hint)

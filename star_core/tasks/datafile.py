@@ -214,6 +214,16 @@ def gold_label(answer: str, choices: tuple[tuple[str, str], ...]) -> str:
     raise RowError(f"answer {answer!r} is not one of the choice labels {', '.join(l for l, _ in choices)} nor one choice's text")
 
 
+def load_problems(task: str, config: RunConfig, parse_row, hub_id: str, hub_subset: str | None,
+                  example: str) -> tuple[list[Problem], LoadReport | None]:
+    """A dataset task's problems, split by the seed: from --data, else from the hub; and the file's load report."""
+    if config.data:
+        problems, report = load_file(config.data, parse_row, config.skip_bad_lines)
+    else:
+        problems, report = load_from_hub(task, hub_id, hub_subset, parse_row, config.skip_bad_lines, example), None
+    return split(problems, config), report
+
+
 def load_from_hub(task: str, hub_id: str, subset: str | None, parse_row, skip_bad: bool, example: str) -> list[Problem]:
     """A task's training split from the Hugging Face hub (needs the `datasets` extra and a network).
 

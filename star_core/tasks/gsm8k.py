@@ -24,8 +24,10 @@ from ..config import RunConfig
 from .answers import canonical_number, extract_number, number_pattern, numbers_equal
 from .base import Exemplar, Problem, Verdict, rationale_of
 from .calc import CalcError, evaluate, matches_shown, parse_number
-from .datafile import RowError, load_file, load_from_hub, split, text_value
+from .datafile import RowError, load_problems, text_value
 
+# Offline, the message names the file to pass with --data instead.
+HUB_EXAMPLE = "train.jsonl from github.com/openai/grade-school-math (grade_school_math/data/train.jsonl)"
 HUB_ID = "openai/gsm8k"
 # GSM8K's gold solutions written as completions are 113 SmolLM2 tokens at the median;
 # 192 covers 89% of them (230: 95%). Longer outputs are mostly a small model repeating itself.
@@ -43,15 +45,8 @@ class GSM8KTask:
         self.report = None
 
     def problems(self, config: RunConfig) -> list[Problem]:
-        if config.data:
-            problems, self.report = load_file(config.data, parse_row, config.skip_bad_lines)
-        else:
-            problems = self._from_hub(config)
-        return split(problems, config)
-
-    def _from_hub(self, config: RunConfig) -> list[Problem]:
-        example = "train.jsonl from github.com/openai/grade-school-math (grade_school_math/data/train.jsonl)"
-        return load_from_hub(self.name, HUB_ID, "main", parse_row, config.skip_bad_lines, example)
+        problems, self.report = load_problems(self.name, config, parse_row, HUB_ID, "main", HUB_EXAMPLE)
+        return problems
 
     # --- prompt format -------------------------------------------------------
 
