@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from .stats import Z_95, wilson_interval  # noqa: F401 - the audit figures' interval, shared with run comparisons
+
 RATINGS = ("sound", "flawed", "wrong")
 RATING_HELP = {
     "sound": "the reasoning is right and supports the answer",
@@ -17,18 +19,6 @@ RATING_HELP = {
     "wrong": "the rationale and its answer are wrong",
 }
 QUEUE_ORDERS = ("random", "oldest", "disagreement")
-Z_95 = 1.959963984540054
-
-
-def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a binomial share; (nan, nan) when n is 0."""
-    if n <= 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def cohen_kappa(both_yes: int, a_yes_b_no: int, a_no_b_yes: int, both_no: int) -> float:
