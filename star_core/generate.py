@@ -42,6 +42,7 @@ class Completion:
     prompt_tokens: int  # this question's own prompt tokens (the shared prefix is counted once per phase)
     new_tokens: int
     seconds: float  # this row's share of its batch's wall time
+    token_ids: tuple[int, ...] = ()  # the new tokens themselves (the stop text's included, EOS not)
 
 
 @dataclass
@@ -104,7 +105,7 @@ class PrefixGenerator:
         total_new = sum(len(r[1]) for r in rows) or 1
         for suffix_ids, new_ids in rows:
             text = self.lm.tokenizer.decode(new_ids, skip_special_tokens=True)
-            out.append(Completion(text, len(suffix_ids), len(new_ids), elapsed * len(new_ids) / total_new))
+            out.append(Completion(text, len(suffix_ids), len(new_ids), elapsed * len(new_ids) / total_new, tuple(new_ids)))
         self.stats.add(GenerationStats(0, sum(len(r[0]) for r in rows), sum(len(r[1]) for r in rows), elapsed))
         return out
 

@@ -44,8 +44,9 @@ def shared_prefix_attention(
     batch, heads, q_len, dim = query.shape
     kv_heads, row_len, prefix_len = key.shape[1], key.shape[2], prefix_k.shape[2]
     group = heads // kv_heads
-    # Query heads h = kv * group + j share kv head `kv`: fold the group into the query axis.
-    q = query.reshape(batch, kv_heads, group * q_len, dim)  # (B, Hkv, g*q, D)
+    # Query heads h = kv * group + j share kv head `kv`: fold the group into the query axis. The scaling goes on
+    # the queries, so the additive mask is added to scaled scores, as in sdpa and eager attention.
+    q = (query * scaling).reshape(batch, kv_heads, group * q_len, dim)  # (B, Hkv, g*q, D)
 
     q_flat = q.transpose(0, 1).reshape(kv_heads, batch * group * q_len, dim)  # (Hkv, B*g*q, D)
     prefix_scores = torch.bmm(q_flat, prefix_k[0].transpose(1, 2))  # (Hkv, B*g*q, P)
@@ -55,7 +56,7 @@ def shared_prefix_attention(
         mask = attention_mask[:, :, :, -row_len:].to(row_scores.dtype)  # (B, 1, q, L)
         row_scores = (row_scores.view(batch, kv_heads, group, q_len, row_len) + mask[:, :, None]).view_as(row_scores)
 
-    scores = torch.cat([prefix_scores, row_scores], dim=-1) * scaling
+    scores = torch.cat([prefix_scores, row_scores], dim=-1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     prefix_probs, row_probs = probs[..., :prefix_len], probs[..., prefix_len:]
