@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import pandas as pd
 
@@ -13,6 +14,16 @@ from ..config import RunConfig
 from ..errors import RunStateError
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 
+
+class RunStatus(StrEnum):
+    """A run's stored status ('crashed' is never stored: it is a 'running' run whose process is gone)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
 
 
 @dataclass
@@ -45,15 +56,26 @@ class RunQueries:
         return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), RunConfig.from_json(row[3]), row[4], row[5], row[6], row[7])
 
     def claim_run(self, run_id: int) -> None:
-        """Mark a run as running in this process; refuse if another live process runs it."""
-        run = self.get_run(run_id)
-        if run.status == "running":
-            raise RunStateError(f"run {run_id} is already running (pid {run.pid} on {run.host})")
+        """Mark a run as running in this process; refuse a done run, or one a live process runs.
+
+        The check and the update are one write transaction (the file is this
+        process's alone while it lasts, and threads of this process write one at
+        a time), so of two resumes of one run only one can claim it. A refusal
+        writes nothing.
+        """
         with self.db.write() as con:
+            row = con.execute("SELECT status, pid, host FROM runs WHERE id = ?", [run_id]).fetchone()
+            if row is None:
+                raise RunStateError(f"there is no run {run_id} in {self.db.path}")
+            status = _live_status(*row)
+            if status == RunStatus.DONE:
+                raise RunStateError(f"run {run_id} is done; nothing to resume")
+            if status == RunStatus.RUNNING:
+                raise RunStateError(f"run {run_id} is already running (pid {row[1]} on {row[2]})")
             con.execute(
-                "UPDATE runs SET status = 'running', error = NULL, pid = ?, host = ?, heartbeat_at = now(), "
+                "UPDATE runs SET status = ?, error = NULL, pid = ?, host = ?, heartbeat_at = now(), "
                 "cancel_requested = false, finished_at = NULL WHERE id = ?",
-                [os.getpid(), socket.gethostname(), run_id],
+                [RunStatus.RUNNING, os.getpid(), socket.gethostname(), run_id],
             )
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -167,13 +189,13 @@ class RunQueries:
 
 def _live_status(status: str, pid, host) -> str:
     """'running' only while the worker process is alive; a killed one shows as crashed."""
-    if status != "running" or pid is None or pd.isna(pid):
+    if status != RunStatus.RUNNING or pid is None or pd.isna(pid):
         return status
     if host == socket.gethostname():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
-            return "crashed"
+            return RunStatus.CRASHED.value
         except PermissionError:
             pass
     return status
