@@ -187,9 +187,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from .loop import Cancelled, execute_run
 
-    store = Store(args.db)
+    reporter = LogReporter()
+    # A run never gives up on the database: a reader holding it (the app, `duckdb -readonly`) only
+    # makes the run wait, once said in the log, and what it computed is written when the file is free.
+    store = Store(args.db, lock_timeout=None, on_wait=reporter.message)
     try:
-        execute_run(store, args.run_id, LogReporter())
+        execute_run(store, args.run_id, reporter)
     except Cancelled:
         print(f"run {args.run_id} cancelled", flush=True)
         return 1
