@@ -68,12 +68,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="the file to write")
     export.set_defaults(handler=_cmd_export)
 
+    _add_compare(sub)
+
     app = sub.add_parser("app", help="open STaR Studio in the browser")
     _add_db(app)
     app.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
     app.add_argument("--address", default="127.0.0.1", help="address to listen on (default: localhost only)")
     app.set_defaults(handler=_cmd_app)
     return parser
+
+
+def _add_compare(sub) -> None:
+    compare = sub.add_parser(
+        "compare", help="compare two runs (or two iterations) on their shared eval questions",
+        description="Paired comparison of two evaluations on the eval questions both answered: each accuracy, the "
+        "difference B - A with a 95% confidence interval (Newcombe's hybrid score interval for paired proportions) "
+        "and an exact McNemar p-value, the four cells (both right, only A, only B, both wrong), per difficulty.",
+    )
+    _add_db(compare)
+    compare.add_argument("a", metavar="RUN[@ITERATION]", help="side A, e.g. 3 or 3@2 (default iteration: the last evaluated)")
+    compare.add_argument("b", metavar="RUN[@ITERATION]", help="side B")
+    compare.add_argument("--format", choices=("table", "json"), default="table",
+                         help="table (readable) or json (one object, for scripts; default: table)")
+    compare.set_defaults(handler=_cmd_compare)
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +162,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
     count = export_kept(Store(args.db), args.run, Path(args.out), args.format)
     print(f"wrote {count} kept rationales of run {args.run} to {args.out}")
     return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from .comparison import RunRef, compare_runs, format_table
+    from .store import Store
+
+    if not Path(args.db).exists():
+        raise StarError(f"database {args.db} does not exist")
+    a, b = RunRef.parse(args.a), RunRef.parse(args.b)
+    store = Store(args.db)
+    result = compare_runs(store, a, b)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_table(result, store.run_labels()))
+    return 0
+
 
 
 def _cmd_app(args: argparse.Namespace) -> int:

@@ -13,12 +13,16 @@ from pathlib import Path
 from .attempts import AttemptQueries, AttemptRow, KeptCandidate
 from .audits import AuditItem, AuditQueries, QueueFilter
 from .browse import AttemptFilter, BrowseQueries
+from .compare import ComparisonError, CompareQueries, EvalPairing
 from .connection import Connection, OnWait
 from .exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetQueries
 from .runs import Run, RunQueries
+from .training import TrainStepQueries
+from .trajectories import TrajectoryQueries
 
 
-class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSetQueries):
+class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSetQueries, CompareQueries,
+            TrajectoryQueries, TrainStepQueries):
     def __init__(self, path: str | Path, lock_timeout: float | None = 60.0, on_wait: OnWait | None = None):
         """`lock_timeout`: seconds an operation waits for a busy file before a StoreError (None: as long as it
         takes, for a run's worker); `on_wait(message)` hears once per operation that it waits."""
@@ -39,4 +43,4 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
         return self
 
 
-__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ExemplarItem", "ExemplarSet", "KeptCandidate", "QueueFilter", "Run", "Store"]
+__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "ExemplarItem", "ExemplarSet", "KeptCandidate", "QueueFilter", "Run", "Store"]

@@ -40,6 +40,9 @@ class AttemptFilter:
     used_for_training: bool | None = None
     hint_leak: bool | None = None
     search: str = ""  # case-insensitive substring of the question or the rationale
+    # Only these (run id, problem id) questions, e.g. a trajectory class's (star_core.trajectories.question_ids);
+    # None = any, an empty list = none.
+    questions: list[tuple[int, str]] | None = None
 
     def where(self) -> tuple[str, list]:
         clauses, params = [], []
@@ -69,6 +72,13 @@ class AttemptFilter:
         if self.hint_leak is not None:
             clauses.append("coalesce(a.hint_leak, false) = ?")
             params.append(bool(self.hint_leak))
+        if self.questions is not None:
+            if self.questions:
+                # Two parallel lists unnested side by side: one parameter each, however many questions.
+                clauses.append("(a.run_id, a.problem_id) IN (SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[]))")
+                params.extend([[int(r) for r, _ in self.questions], [str(p) for _, p in self.questions]])
+            else:
+                clauses.append("false")
         if self.search.strip():
             # ILIKE with the pattern characters escaped: a case-insensitive substring match
             # (DuckDB scans a million rationales in ~50 ms this way).

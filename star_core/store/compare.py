@@ -1,0 +1,145 @@
+"""Paired comparison of two (run, iteration) evaluations on the eval questions they share.
+
+Two runs share a question when their problems tables hold the same problem id with the
+same question text and gold answer: arithmetic ids are the sum itself ("12+35"), and a
+dataset task's ids are its file's, so runs of one task with the same seed and eval size
+share every eval question, and any two runs share those they happen to have in common.
+Only the first sample of an eval attempt counts (evaluation decodes one per question).
+
+Everything is aggregated in DuckDB: the pairing touches two iterations' eval attempts,
+a few hundred rows, however large the database is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..errors import StarError
+
+
+class ComparisonError(StarError):
+    """Two evaluations cannot be compared (no such run or iteration, or no shared questions)."""
+
+
+@dataclass(frozen=True)
+class EvaluatedSide:
+    run_id: int
+    iteration: int
+    answered: int  # eval questions answered at that iteration
+
+
+@dataclass
+class EvalPairing:
+    a: EvaluatedSide
+    b: EvaluatedSide
+    cells: pd.DataFrame  # difficulty, both_right, only_a, only_b, both_wrong: one row per difficulty (NULL: none)
+    discordant: pd.DataFrame  # the questions exactly one side got right, with both attempts
+
+    @property
+    def shared(self) -> int:
+        return int(self.cells[["both_right", "only_a", "only_b", "both_wrong"]].to_numpy().sum())
+
+
+# The eval answers of one side: first sample of each eval question, with the question it answered.
+_SIDE = """
+    SELECT t.id, t.problem_id, t.correct, t.predicted, p.question, p.answer, p.difficulty
+    FROM attempts t JOIN problems p ON p.run_id = t.run_id AND p.problem_id = t.problem_id
+    WHERE t.run_id = ? AND t.iteration = ? AND t.kind = 'eval' AND t.sample = 0
+"""
+_PAIRED = f"""
+    WITH a AS ({_SIDE}), b AS ({_SIDE}),
+    paired AS (
+        SELECT a.problem_id, a.difficulty, a.question, a.answer AS gold_answer,
+               a.id AS a_attempt_id, b.id AS b_attempt_id, a.predicted AS a_answer, b.predicted AS b_answer,
+               a.correct AS a_correct, b.correct AS b_correct
+        FROM a JOIN b ON b.problem_id = a.problem_id AND b.question = a.question AND b.answer = a.answer
+    )
+"""
+
+
+class CompareQueries:
+    def evaluated_iterations(self, run_ids: list[int] | None = None) -> pd.DataFrame:
+        """Per run and iteration with eval answers: how many it answered and how many eval questions the run has."""
+        ids = [int(r) for r in run_ids or []]
+        cond = f"AND t.run_id IN ({', '.join('?' * len(ids))})" if ids else ""
+        with self.db.read() as con:
+            return con.execute(
+                f"""
+                WITH evals AS (SELECT run_id, count(*) AS eval_questions FROM problems WHERE split = 'eval' GROUP BY run_id)
+                SELECT t.run_id, t.iteration, count(*) AS answered, any_value(e.eval_questions) AS eval_questions
+                FROM attempts t LEFT JOIN evals e ON e.run_id = t.run_id
+                WHERE t.kind = 'eval' AND t.sample = 0 {cond}
+                GROUP BY t.run_id, t.iteration ORDER BY t.run_id, t.iteration
+                """,
+                ids,
+            ).df()
+
+    def last_evaluated_iteration(self, run_id: int) -> int:
+        """The run's last iteration whose evaluation is complete (else the last with any eval answer)."""
+        return _last_complete(self._evaluated(run_id))
+
+    def eval_pairing(self, run_a: int, iteration_a: int | None, run_b: int, iteration_b: int | None) -> EvalPairing:
+        """Both sides' eval outcomes on their shared questions: the four cells per difficulty and the
+        discordant questions. `iteration_* = None` is the run's last evaluated iteration."""
+        sides = []
+        for run_id, iteration in ((run_a, iteration_a), (run_b, iteration_b)):
+            done = self._evaluated(run_id)
+            if iteration is None:
+                iteration = _last_complete(done)
+            answered = done[done.iteration == int(iteration)].answered
+            if answered.empty:
+                its = ", ".join(str(i) for i in done.iteration)
+                raise ComparisonError(f"run {run_id} has no eval answers at iteration {iteration} (evaluated: {its})")
+            sides.append(EvaluatedSide(int(run_id), int(iteration), int(answered.iloc[0])))
+        a, b = sides
+        params = [a.run_id, a.iteration, b.run_id, b.iteration]
+        with self.db.read() as con:
+            cells = con.execute(
+                f"""
+                {_PAIRED}
+                SELECT difficulty,
+                       count(*) FILTER (WHERE a_correct AND b_correct) AS both_right,
+                       count(*) FILTER (WHERE a_correct AND NOT b_correct) AS only_a,
+                       count(*) FILTER (WHERE b_correct AND NOT a_correct) AS only_b,
+                       count(*) FILTER (WHERE NOT a_correct AND NOT b_correct) AS both_wrong
+                FROM paired GROUP BY difficulty ORDER BY difficulty NULLS LAST
+                """,
+                params,
+            ).df()
+            discordant = con.execute(
+                f"""
+                {_PAIRED}
+                SELECT problem_id, difficulty, question, gold_answer, CASE WHEN a_correct THEN 'A' ELSE 'B' END AS right_side,
+                       a_answer, b_answer, a_attempt_id, b_attempt_id
+                FROM paired WHERE a_correct <> b_correct
+                ORDER BY difficulty NULLS LAST, right_side, a_attempt_id
+                """,
+                params,
+            ).df()
+        pairing = EvalPairing(a, b, cells, discordant)
+        if pairing.shared == 0:
+            raise ComparisonError(
+                f"run {a.run_id} at iteration {a.iteration} ({a.answered} eval answers) and run {b.run_id} at iteration "
+                f"{b.iteration} ({b.answered}) share no eval questions (same id, question and gold answer); "
+                "compare runs of the same task with the same seed and eval size"
+            )
+        return pairing
+
+    def _evaluated(self, run_id: int) -> pd.DataFrame:
+        with self.db.read() as con:
+            exists = con.execute("SELECT count(*) FROM runs WHERE id = ?", [int(run_id)]).fetchone()[0]
+        if not exists:
+            raise ComparisonError(f"there is no run {run_id} in {self.db.path} (see: star runs --db {self.db.path})")
+        done = self.evaluated_iterations([run_id])
+        if done.empty:
+            raise ComparisonError(f"run {run_id} has no evaluated iteration yet (iteration 0, the few-shot baseline, "
+                                  "is evaluated first)")
+        return done
+
+
+def _last_complete(done: pd.DataFrame) -> int:
+    # A run still evaluating has a partial last iteration; its previous one compares on every question.
+    complete = done[done.answered >= done.eval_questions]
+    return int((complete if not complete.empty else done).iteration.max())
