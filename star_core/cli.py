@@ -149,7 +149,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     if not Path(args.db).exists():
         raise StarError(f"database {args.db} does not exist (start a run with: star run --db {args.db})")
-    print(runs_table(Store(args.db)))
+    print(runs_table(Store(args.db, on_wait=_say_waiting)))
     return 0
 
 
@@ -159,7 +159,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     if not Path(args.db).exists():
         raise StarError(f"database {args.db} does not exist")
-    count = export_kept(Store(args.db), args.run, Path(args.out), args.format)
+    count = export_kept(Store(args.db, on_wait=_say_waiting), args.run, Path(args.out), args.format)
     print(f"wrote {count} kept rationales of run {args.run} to {args.out}")
     return 0
 
@@ -181,6 +181,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(format_table(result, store.run_labels()))
     return 0
 
+
+def _say_waiting(message: str) -> None:
+    """A command waiting for a database another process holds says so (it gives up after the store's lock_timeout)."""
+    print(f"note: {message}…", file=sys.stderr, flush=True)
 
 
 def _cmd_app(args: argparse.Namespace) -> int:

@@ -31,3 +31,7 @@ class StoreError(StarError):
 
 class RunStateError(StarError):
     """A run cannot be started or resumed in its current state."""
+
+
+class ExportError(StarError):
+    """An export file cannot be written where it was asked for (a folder, no permission, a full disk)."""

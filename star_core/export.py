@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
-from .errors import StarError
+import pandas as pd
+
+from .errors import ExportError, StarError
 from .store import Store
 from .tasks import get_task
 from .tasks.base import Problem, choices_from_json, cut_at_stop
+
+FORMATS = ("jsonl", "parquet")
 
 
 def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
@@ -15,7 +21,15 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
 
     The prompt is the question as the model is asked it, without the hint and
     without the shared few-shot prefix; the completion is what the model wrote.
+    The file appears whole or not at all: a write that fails (a full disk, a
+    folder that cannot be written) leaves no partial file and an older file of
+    that name as it was.
     """
+    out = Path(out)
+    if fmt not in FORMATS:
+        raise StarError(f"unknown export format {fmt!r}; use jsonl or parquet")
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give the file to write, e.g. {out / f'run-{run_id}.{fmt}'}")
     run = store.get_run(run_id)
     task = get_task(run.config.task, run.config)
     rows = store.training_examples(run_id)
@@ -27,11 +41,32 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
     ]
     rows["completion"] = [cut_at_stop(c) for c in rows.completion]
     rows = rows[["prompt", "completion", "run_id", "iteration", "problem_id", "kind", "attempt_id", "gold_answer"]]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "jsonl":
-        rows.to_json(out, orient="records", lines=True, force_ascii=False)
-    elif fmt == "parquet":
-        rows.to_parquet(out, index=False)
-    else:
-        raise StarError(f"unknown export format {fmt!r}; use jsonl or parquet")
+    write_whole(rows, out, fmt)
     return len(rows)
+
+
+def write_whole(rows: pd.DataFrame, out: Path, fmt: str) -> None:
+    """Write `rows` to `out` through a temporary file beside it, renamed over `out` once complete."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the folder {out.parent} for {out}: {_reason(exc)}") from exc
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        if fmt == "jsonl":
+            rows.to_json(part, orient="records", lines=True, force_ascii=False)
+        else:
+            rows.to_parquet(part, index=False)
+        os.replace(part, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise ExportError(f"cannot write {out}: {_reason(exc)}") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -196,6 +196,7 @@ class Connection:
             try:
                 if not read_only and not self._migrated:
                     migrate(con, self.path)
+                    _check_readable(con)
                     self._migrated = True
                 yield con
             except duckdb.Error as exc:
@@ -236,7 +237,7 @@ def _store_error(path: Path, exc: duckdb.Error, verb: str = "use") -> StoreError
     """The StoreError a file-level DuckDB failure means for the user; None for any other error."""
     text = str(exc)
     first = _first_line(exc)
-    if "Could not read enough bytes" in text:
+    if "Could not read enough bytes" in text or "Corrupt database file" in text:
         return StoreError(f"database {path} is truncated or damaged ({first}); restore it from a copy, or open another file")
     if "Cannot open file" in text and ("not permitted" in text or "denied" in text or "Read-only" in text):
         return StoreError(
@@ -246,6 +247,17 @@ def _store_error(path: Path, exc: duckdb.Error, verb: str = "use") -> StoreError
     if isinstance(exc, (duckdb.IOException, duckdb.SerializationException, duckdb.FatalException, duckdb.PermissionException)):
         return StoreError(f"cannot {verb} database {path}: {first}")
     return None
+
+
+def _check_readable(con: duckdb.DuckDBPyConnection) -> None:
+    """Read the small tables whole before this process first writes: in a truncated or damaged
+    file (the runs table, rewritten by every progress update, sits near its end) this fails
+    before anything is added to it."""
+    for table in _SMALL_TABLES:
+        con.execute(f"SELECT * FROM {table}").fetchall()
+
+
+_SMALL_TABLES = ("schema_migrations", "runs", "iterations", "exemplar_sets", "audit_tags")
 
 
 def applied_version(con: duckdb.DuckDBPyConnection) -> int:
