@@ -227,7 +227,7 @@ def audit_view(store) -> None:
         st.progress(len(audited) / len(ids))
     for key, show in (("a_error", st.error), ("a_saved", st.toast)):
         if st.session_state.get(key):
-            show(st.session_state.pop(key))
+            show(ui.md_escape(st.session_state.pop(key)))  # an error may quote a tag or a note
     item = store.audit_item(attempt_id)
     if item is None:
         st.warning(f"Attempt {attempt_id} is no longer in the database.")
@@ -309,7 +309,7 @@ def label_controls(store, ids: list[int], item) -> None:
                       on_click=_step, args=(ids, 1))
     c = st.columns([2, 2, 2])
     with c[0].popover("Add to an exemplar set", icon=":material/library_add:"):
-        ui.add_to_exemplar_set(store, attempt_id, store.get_run(item.run_id).config.task, key="a")
+        ui.add_to_exemplar_set(store, attempt_id, store.get_run(item.run_id).task_key, key="a")
     if item.revisions:
         with c[1].expander(f"Label history ({item.revisions})"):
             st.dataframe(store.audit_history(attempt_id), hide_index=True, width="stretch")

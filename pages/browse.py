@@ -13,9 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.present import choices_of, default_pair, diff_html, flag, similarity, why_kept
+from star_core.present import choices_of, flag, label, why_kept
 from star_core.store import AttemptFilter
 from star_core.store.browse import KINDS, SORTABLE
+from star_core.trajectories import Trajectory, question_ids
 
 YES_NO = {"any": None, "yes": True, "no": False}
 VERIFIED = {"any": None, "yes": True, "no": False, "not checked": "unchecked"}
@@ -43,11 +44,18 @@ def filters(store):
     leak = c[3].selectbox("Hint leak", list(YES_NO), key="f_leak",
                           help="A rationalized rationale that restates the hinted answer instead of reasoning")
     search = c[4].text_input("Search question and rationale", key="f_search", placeholder="text, case-insensitive")
+    classes = st.multiselect(
+        "Trajectory", [t.value for t in Trajectory], key="f_trajectory", placeholder="any",
+        help="The question's path across the run's iterations (see the Trajectories page): learned = wrong at first, "
+             "right at the end without dropping; forgotten = right once, wrong at the end; unstable = right at the end "
+             "after a drop. Training questions count as right when self-solved (not with the hint).")
+    # A trajectory is a run's: the questions of the chosen runs (all runs when none is chosen) in those classes.
+    questions = question_ids(store, runs or list(labels), classes) if classes else None
     flt = AttemptFilter(run_ids=runs, iterations=iterations, kinds=kinds, difficulties=difficulties,
                         correct=YES_NO[correct], verified=VERIFIED[verified], used_for_training=YES_NO[used],
-                        hint_leak=YES_NO[leak], search=search)
+                        hint_leak=YES_NO[leak], search=search, questions=questions)
     c = st.columns([2, 1.3, 1, 1, 3])
-    sort = c[0].selectbox("Sort by", list(SORTABLE), key="f_sort", format_func=lambda s: s.replace("_", " "))
+    sort = c[0].selectbox("Sort by", list(SORTABLE), key="f_sort", format_func=label)
     descending = c[1].toggle("Descending", value=True, key="f_desc")
     size = c[2].selectbox("Rows per page", PAGE_SIZES, index=1, key="f_size")
     # A new filter or sort starts again at page 1.
@@ -71,20 +79,26 @@ def table(store, flt, sort, descending, page, size, info_slot) -> int | None:
             st.info("No attempt matches these filters." if result.total == 0 else f"Past the last page ({pages:,}).")
         return None
     rows = result.rows
+    # Whether it was right, and the answers, come first: visible without scrolling sideways.
+    order = ["attempt_id", "correct", "predicted_answer", "gold_answer", "question", "rationale", "kind", "iteration",
+             "run_id", "difficulty", "verified", "used_for_training", "hint_leak"]
     event = st.dataframe(
         rows, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 420),
         on_select="rerun", selection_mode="single-row", key="browse_table",
-        column_config={
-            "attempt_id": st.column_config.NumberColumn("id", width="small"),
-            "run_id": st.column_config.NumberColumn("run", width="small"),
-            "iteration": st.column_config.NumberColumn("iter", width="small"),
-            "difficulty": st.column_config.NumberColumn("diff", width="small"),
-            "question": st.column_config.TextColumn(width="medium"),
-            "rationale": st.column_config.TextColumn(width="large"),
-            "predicted_answer": st.column_config.TextColumn("answer"),
-            "gold_answer": st.column_config.TextColumn("gold"),
-            "used_for_training": st.column_config.CheckboxColumn("trained on"),
-        },
+        column_order=[c for c in order if c in rows.columns],
+        column_config=ui.column_config(
+            rows.columns,
+            attempt_id=st.column_config.NumberColumn("Attempt", width="small"),
+            correct=st.column_config.CheckboxColumn(label("correct"), width="small"),
+            predicted_answer=st.column_config.TextColumn(label("predicted_answer"), width="small"),
+            gold_answer=st.column_config.TextColumn(label("gold_answer"), width="small"),
+            run_id=st.column_config.NumberColumn(label("run_id"), width="small"),
+            iteration=st.column_config.NumberColumn(label("iteration"), width="small"),
+            difficulty=st.column_config.NumberColumn(label("difficulty"), width="small"),
+            question=st.column_config.TextColumn(label("question"), width="medium"),
+            rationale=st.column_config.TextColumn(label("rationale"), width="large"),
+            used_for_training=st.column_config.CheckboxColumn(label("used_for_training")),
+        ),
     )
     ids = [int(i) for i in rows.attempt_id]
     selected_rows = event.selection.rows if event is not None else []
@@ -108,22 +122,24 @@ def detail(store, attempt_id: int) -> None:
         st.warning(f"Attempt {attempt_id} is no longer in the database.")
         return
     st.subheader(f"Attempt #{attempt_id}")
-    st.caption(f"run #{a['run_id']} {a['run_name'] or ''} · {a['task']} · iteration {a['iteration']} · {a['kind']}"
-               f" · problem {a['problem_id']} (difficulty {a['difficulty'] if a['difficulty'] is not None else '–'})")
+    st.caption(ui.md_escape(
+        f"run #{a['run_id']} {a['run_name'] or ''} · {a['task']} · iteration {a['iteration']} · {a['kind']}"
+        f" · problem {a['problem_id']} (difficulty {a['difficulty'] if a['difficulty'] is not None else '–'})"))
     m = st.columns(5)
-    m[0].metric("Extracted answer", a["predicted_answer"] if a["predicted_answer"] is not None else "none")
-    m[1].metric("Gold answer", a["gold_answer"])
+    # Free model text for exact/regex answers, and dataset text: shown as text, not Markdown.
+    m[0].metric("Extracted answer", ui.md_escape(a["predicted_answer"], one_line=True) if a["predicted_answer"] is not None else "none")
+    m[1].metric("Gold answer", ui.md_escape(a["gold_answer"], one_line=True))
     m[2].metric("Correct", flag(a["correct"]))
     m[3].metric("Steps verified", flag(a["verified"]))
     m[4].metric("Used for training", flag(a["used_for_training"]))
     verdict = why_kept(a)
-    (st.success if a["used_for_training"] else st.info)(verdict)
+    (st.success if a["used_for_training"] else st.info)(ui.md_escape(verdict))  # may quote the step check
     if a.get("verify_reason"):
         st.caption("Step check:")
         st.code(a["verify_reason"], language=None, wrap_lines=True)
     if a.get("hint_leak"):
         st.warning("Hint leak: this rationale restates the hinted answer instead of reasoning.")
-    ui.add_to_exemplar_set(store, attempt_id, a["task"], key="b")
+    ui.add_to_exemplar_set(store, attempt_id, store.get_run(int(a["run_id"])).task_key, key="b")
     left, right = st.columns(2)
     with left:
         st.markdown("**Question**")
@@ -147,48 +163,7 @@ def detail(store, attempt_id: int) -> None:
             st.code(a["question_prompt"], language=None, wrap_lines=True)
             st.caption(f"{a.get('prompt_tokens') or '–'} prompt tokens · {a.get('new_tokens') or '–'} new tokens · "
                        f"{(a.get('seconds') or 0):.2f} s")
-    side_by_side(store, int(a["run_id"]), a["problem_id"], int(a["iteration"]), attempt_id)
-
-
-def side_by_side(store, run_id: int, problem_id: str, iteration: int, attempt_id: int) -> None:
-    attempts = store.question_attempts(run_id, problem_id)
-    st.subheader("Side by side: this question's rationales")
-    across, compare = st.tabs(["Across iterations", "Compare two"])
-    with across:
-        shown = attempts[["iteration", "kind", "sample", "rationale", "predicted_answer", "correct", "verified",
-                          "used_for_training", "hint_leak", "attempt_id"]]
-        st.dataframe(shown, hide_index=True, width="stretch", key="across_table",
-                     column_config={"rationale": st.column_config.TextColumn(width="large"),
-                                    "used_for_training": st.column_config.CheckboxColumn("trained on")})
-    with compare:
-        if len(attempts) < 2:
-            st.caption("Only one attempt at this question so far.")
-            return
-        label = {int(r.attempt_id): f"iteration {r.iteration} · {r.kind}" + (f" · sample {r.sample}" if r.sample else "")
-                 + f" · {'correct' if r.correct else 'wrong'}" for r in attempts.itertuples()}
-        ids = list(label)
-        first, second = default_pair(attempts, iteration)
-        key = f"cmp_{attempt_id}"  # the pair starts from the opened attempt's iteration
-        c = st.columns(2)
-        left_id = c[0].selectbox("Left", ids, index=ids.index(first), format_func=label.get, key=key + "_l")
-        right_id = c[1].selectbox("Right", ids, index=ids.index(second) if second in ids else 0,
-                                  format_func=label.get, key=key + "_r")
-        by_id = attempts.set_index("attempt_id")
-        left_text, right_text = by_id.rationale[left_id], by_id.rationale[right_id]
-        left_html, right_html = diff_html(left_text, right_text)
-        st.caption(f"Word-level differences ({similarity(left_text, right_text):.0%} alike): "
-                   "struck out on the left = only there; highlighted on the right = only there.")
-        c = st.columns(2)
-        for col, attempt_id, body in ((c[0], left_id, left_html), (c[1], right_id, right_html)):
-            with col:
-                row = by_id.loc[attempt_id]
-                st.markdown(f"**{label[attempt_id]}**")
-                st.text(f"answer {row.predicted_answer} · verified {flag(row.verified)} · "
-                        f"trained on {flag(row.used_for_training)}")
-                st.html(body)  # model text escaped in diff_html
-                if isinstance(row.hint, str) and row.hint:
-                    st.caption("Hint shown to the model:")
-                    st.code(row.hint, language=None, wrap_lines=True)
+    ui.side_by_side(store, int(a["run_id"]), a["problem_id"], int(a["iteration"]), attempt_id)
 
 
 def main() -> None:

@@ -12,10 +12,9 @@ import streamlit as st
 
 from pages import _ui as ui
 from star_core import exemplars as ex
-from star_core.config import TASKS
 from star_core.errors import StarError
 from star_core.store import ExemplarItem
-from star_core.tasks import get_task
+from star_core.tasks import task_for_key
 
 MODELS = ("smollm2-135m", "gemma3-270m")
 
@@ -60,7 +59,7 @@ def choose_set(store, sets):
         st.session_state["e_selected"] = st.session_state.pop("e_pending")
     if st.session_state["e_selected"] not in ids:
         st.session_state["e_selected"] = int(sets.id.iloc[0])
-    labels = dict(zip(sets.id, sets.label + " · " + sets.task + sets.frozen.map({True: " · frozen", False: ""})))
+    labels = dict(zip(sets.id, sets.label + " · " + sets.task_key + sets.frozen.map({True: " · frozen", False: ""})))
     set_id = st.selectbox("Exemplar set", ids, key="e_selected", format_func=lambda i: labels[i])
     st.query_params["set"] = sets.label[sets.id == set_id].iloc[0]
     return store.exemplar_set(set_id)
@@ -74,23 +73,23 @@ def new_set(store, first: bool) -> None:
         with tabs[1]:
             c = st.columns(3)
             name = c[0].text_input("Name", key="e_hand_name", placeholder="e.g. my-arithmetic")
-            task = c[1].selectbox("Task", TASKS, key="e_hand_task")
+            key = ui.task_key_input(c[1], "e_hand")
             if c[2].button("Create an empty set", key="e_hand_create"):
                 with ui.guard():
                     if _named(name):
-                        set_id = store.create_exemplar_set(name.strip(), task, [])
+                        set_id = store.create_exemplar_set(name.strip(), key, [])
                         _select(set_id, f"Created {store.exemplar_set(set_id).label}: add exemplars below")
                         st.rerun()
         with tabs[2]:
             c = st.columns(3)
             name = c[0].text_input("Name", key="e_imp_name", placeholder="e.g. imported")
-            task = c[1].selectbox("Task", TASKS, key="e_imp_task")
+            key = ui.task_key_input(c[1], "e_imp")
             upload = st.file_uploader("JSONL file: one {question, rationale, answer[, choices]} object per line",
                                       type=["jsonl", "json", "txt"], key="e_imp_file")
             if st.button("Import", key="e_imp_go", disabled=upload is None):
                 with ui.guard():
                     if _named(name):
-                        set_id = ex.import_jsonl(store, name.strip(), task, upload.getvalue().decode("utf-8", "replace"))
+                        set_id = ex.import_jsonl(store, name.strip(), key, upload.getvalue().decode("utf-8", "replace"), source=upload.name)
                         _select(set_id, f"Imported {store.exemplar_set(set_id).label}")
                         st.rerun()
 
@@ -130,28 +129,31 @@ def from_audits(store) -> None:
 
 
 def show_set(store, s) -> None:
-    task = get_task(s.task)
+    task = task_for_key(s.task_key)
     reasons = ex.validate_items(task, s.items)
     users = store.runs_with_exemplar_sets()
     users = ", ".join(f"#{r}" for r in users.run_id[users.exemplar_set_id == s.id])
     head = st.columns([3, 2])
-    head[0].subheader(s.label)
+    head[0].subheader(ui.md_escape(s.label))
     if s.frozen:
-        head[1].warning(f"Frozen: used by run {users}. An edit saves a new version of {s.name}; the runs keep this one.", icon=":material/lock:")
+        head[1].warning(ui.md_escape(f"Frozen: used by run {users}. An edit saves a new version of {s.name}; the runs keep this one."),
+                        icon=":material/lock:")
     else:
         head[1].info("Editable: not used by any run yet. Edits change it in place.")
     if s.note:
-        st.caption(s.note)
+        st.caption(ui.md_escape(s.note))
     bad = [(i, r) for i, r in enumerate(reasons, start=1) if r]
     if not s.items:
         st.warning("The set is empty: add exemplars below. A run cannot use an empty set.")
     elif bad:
-        st.error("A run cannot use this set until these pass the " + s.task + " checks:\n\n"
-                 + "\n".join(f"- exemplar {i}: {r}" for i, r in bad))
+        # A reason quotes the exemplar's own text: escaped, inside a list that stays a list.
+        st.error(ui.md_escape(f"A run cannot use this set until these pass the {s.task_key.describe()} checks:") + "\n\n"
+                 + "\n".join(f"- exemplar {i}: {ui.md_escape(r, one_line=True)}" for i, r in bad))
     else:
-        st.success(f"All {len(s.items)} exemplars pass the {s.task} answer check"
-                   + (" and step verifier." if getattr(task, "can_verify_steps", False) else "."))
-    st.caption(f"Use it: `star run --exemplars {s.label}` (or {s.name} for its latest version), "
+        st.success(ui.md_escape(f"All {len(s.items)} exemplars pass the {s.task_key.describe()} answer check"
+                                + (" and step verifier." if getattr(task, "can_verify_steps", False) else ".")))
+    command = f"star run --exemplars {s.label}".replace("`", "")  # set names are letters, digits and -_. anyway
+    st.caption(f"Use it: `{command}` ({ui.md_escape(f'or {s.name} for its latest version')}), "
                "or the Exemplars field of the Runs page form.")
     for i, (item, reason) in enumerate(zip(s.items, reasons)):
         edit_item(store, s, i, item, reason)
@@ -164,16 +166,16 @@ def show_set(store, s) -> None:
 def edit_item(store, s, i: int, item: ExemplarItem, reason: str | None) -> None:
     status = ":material/check:" if reason is None else ":material/close:"
     source = f" · from attempt #{item.source_attempt_id}" if item.source_attempt_id else ""
-    with st.expander(f"{status} {i + 1}. {item.question[:80]}{source}", expanded=reason is not None):
+    with st.expander(f"{status} {i + 1}. {ui.md_escape(item.question[:80], one_line=True)}{source}", expanded=reason is not None):
         if reason:
-            st.error(f"Fails the check: {reason}")
+            st.error(ui.md_escape(f"Fails the check: {reason}"))
         key = f"e_{s.id}_{i}"
         q = st.text_area("Question", item.question, key=f"{key}_q", height=68)
         r = st.text_area("Rationale (without the final 'The answer is …', which the prompt adds)", item.rationale,
                          key=f"{key}_r", height=68)
         a = st.text_input("Answer", item.answer, key=f"{key}_a")
         if item.choices:
-            st.caption("Choices: " + "  ".join(f"({c[0]}) {c[1]}" for c in item.choices))
+            st.caption(ui.md_escape("Choices: " + "  ".join(f"({c[0]}) {c[1]}" for c in item.choices)))
         c = st.columns(4)
         if c[0].button("Save", key=f"{key}_save", type="primary"):
             with ui.guard():
@@ -221,7 +223,7 @@ def preview(s, task) -> None:
                 tokens = ex.token_count(model, text)
             st.metric("Prompt prefix", f"{tokens:,} tokens", help="Counted as the engine encodes the prefix (BOS included)")
         except StarError as exc:
-            st.warning(f"No token count: {exc}")
+            st.warning(ui.md_escape(f"No token count: {exc}"))
 
 
 ui.require_app("pages/exemplars.py")  # a first visit straight to this page goes through app.py
@@ -230,7 +232,7 @@ with ui.guard():
     store = ui.get_store()
     message = st.session_state.pop("e_message", None)
     if message:
-        st.success(message)
+        st.success(ui.md_escape(message))  # names the set
     sets = sets_overview(store)
     new_set(store, first=sets.empty)
     chosen = choose_set(store, sets)

@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import ConfigError
+from .tasks import TASK_NAMES
 
-TASKS = ("arithmetic", "gsm8k", "commonsenseqa", "jsonl")
 FILTER_MODES = ("verified", "answer")
 DEVICES = ("auto", "cpu", "cuda")
 FINETUNE_METHODS = ("lora", "full")
@@ -28,7 +28,7 @@ def _f(default, help: str, **meta):
 @dataclass
 class RunConfig:
     name: str = _f("", "A label for the run (free text).")
-    task: str = _f("arithmetic", "Which task's problems, prompt format and answer check to use.", choices=TASKS)
+    task: str = _f("arithmetic", "Which task's problems, prompt format and answer check to use.", choices=TASK_NAMES)
     data: str = _f(
         "",
         "Dataset file (.jsonl or .csv) for gsm8k, commonsenseqa and jsonl; empty = download from the Hugging Face hub "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import DatasetError
 from .store.exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetError, check_set_name
-from .tasks import get_task
+from .tasks import TaskKey, task_for_key
 from .tasks.base import ANSWER_MARKER, Exemplar, Problem, Task, build_prefix, choices_from_json
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -26,31 +26,11 @@ def default_exemplar_path(task: Task) -> Path:
 
 
 def load_exemplars(task: Task, path: Path | None = None) -> list[Exemplar]:
-    """Read an exemplar file; every line must parse and pass the task's checks."""
+    """Read an exemplar file; every line must parse and pass the task's checks (errors name path:line)."""
     path = path or default_exemplar_path(task)
     if not path.exists():
         raise DatasetError(f"exemplar file {path} does not exist")
-    exemplars = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            ex = Exemplar(
-                question=str(raw["question"]),
-                rationale=str(raw["rationale"]),
-                answer=str(raw["answer"]),
-                choices=tuple(tuple(c) for c in raw.get("choices", ())),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DatasetError(f"{path}:{number}: not an exemplar line with question, rationale and answer ({exc})") from exc
-        problem_ = check_exemplar(task, ex)
-        if problem_:
-            raise DatasetError(f"{path}:{number}: {problem_}")
-        exemplars.append(ex)
-    if not exemplars:
-        raise DatasetError(f"exemplar file {path} has no exemplars")
-    return exemplars
+    return [it.exemplar for it in parse_jsonl(path.read_text(), task, source=str(path))]
 
 
 def check_exemplar(task: Task, ex: Exemplar) -> str | None:
@@ -74,7 +54,9 @@ def check_exemplar(task: Task, ex: Exemplar) -> str | None:
 
 
 def default_set_name(task: Task) -> str:
-    return f"{default_exemplar_path(task).stem}-default"
+    """'<task>-default'; the jsonl task has one per answer type (its `default_set` stem)."""
+    return f"{getattr(task, 'default_set', default_exemplar_path(task).stem)}-default"
+
 
 
 def validate_items(task: Task, items: list[ExemplarItem]) -> list[str | None]:
@@ -101,15 +83,15 @@ def strip_final_answer(rationale: str) -> str:
     return rationale[: markers[-1].start()].strip() if markers else rationale.strip()
 
 
-def items_from_attempts(store, attempt_ids: list[int]) -> tuple[str, list[ExemplarItem]]:
-    """(task name, exemplars) from stored attempts: question, rationale and the gold answer."""
+def items_from_attempts(store, attempt_ids: list[int]) -> tuple[TaskKey, list[ExemplarItem]]:
+    """(task key, exemplars) from stored attempts: question, rationale and the gold answer."""
     rows = store.attempts_for_exemplars(list(attempt_ids))
     missing = sorted(set(attempt_ids) - set(rows.attempt_id))
     if missing:
         raise ExemplarSetError(f"there are no attempts {', '.join(map(str, missing))} in {store.path}")
-    tasks = sorted(set(rows.task))
-    if len(tasks) > 1:
-        raise ExemplarSetError(f"the attempts come from runs of different tasks ({', '.join(tasks)}); a set is for one task")
+    keys = sorted(set(rows.task_key))
+    if len(keys) > 1:
+        raise ExemplarSetError(f"the attempts come from runs of different tasks ({', '.join(keys)}); a set is for one task")
     items = [
         ExemplarItem(
             question=r.question, rationale=strip_final_answer(r.rationale), answer=r.gold_answer,
@@ -118,33 +100,36 @@ def items_from_attempts(store, attempt_ids: list[int]) -> tuple[str, list[Exempl
         )
         for r in rows.itertuples()
     ]
-    return tasks[0], items
+    return TaskKey.parse(keys[0]), items
 
 
-def create_set(store, name: str, task_name: str, items: list[ExemplarItem], note: str = "") -> int:
-    """A new set (or the next version of `name`); every exemplar must pass the task's checks."""
+def create_set(store, name: str, key: TaskKey | str, items: list[ExemplarItem], note: str = "") -> int:
+    """A new set (or the next version of `name`) for a task key; every exemplar must pass that task's checks."""
     check_set_name(name)
-    check_items(get_task(task_name), items, f"exemplar set {name!r}")
-    return store.create_exemplar_set(name, task_name, items, note)
+    key = TaskKey.of(key)
+    check_items(task_for_key(key), items, f"exemplar set {name!r}")
+    return store.create_exemplar_set(name, key, items, note)
 
 
 def create_set_from_attempts(store, name: str, attempt_ids: list[int], note: str = "") -> int:
     if not attempt_ids:
         raise ExemplarSetError("choose at least one audited rationale to build the set from")
-    task_name, items = items_from_attempts(store, attempt_ids)
-    return create_set(store, name, task_name, items, note)
+    key, items = items_from_attempts(store, attempt_ids)
+    return create_set(store, name, key, items, note)
 
 
 def add_attempts_to_set(store, name: str, attempt_ids: list[int]) -> int:
     """Append attempts to the latest version of set `name` (creating the set if it does not exist)."""
-    task_name, new = items_from_attempts(store, attempt_ids)
+    key, new = items_from_attempts(store, attempt_ids)
     check_set_name(name)
     try:
         current = store.find_exemplar_set(name)
     except ExemplarSetError:
-        return create_set(store, name, task_name, new)
-    if current.task != task_name:
-        raise ExemplarSetError(f"exemplar set {name!r} is for task {current.task!r}; these rationales are {task_name!r}")
+        return create_set(store, name, key, new)
+    if current.task_key != key:
+        raise ExemplarSetError(
+            f"exemplar set {name!r} is for task {current.task_key.describe()}; these rationales are {key.describe()}"
+        )
     already = {it.source_attempt_id for it in current.items if it.source_attempt_id is not None}
     new = [it for it in new if it.source_attempt_id not in already]
     if not new:
@@ -155,14 +140,14 @@ def add_attempts_to_set(store, name: str, attempt_ids: list[int]) -> int:
 def edit_set(store, set_id: int, items: list[ExemplarItem], note: str | None = None) -> int:
     """Replace a set's exemplars; returns the id holding them (a new version when the set is frozen)."""
     current = store.exemplar_set(set_id)
-    check_items(get_task(current.task), items, f"exemplar set {current.label}")
+    check_items(task_for_key(current.task_key), items, f"exemplar set {current.label}")
     return store.write_exemplars(set_id, items, note)
 
 
 def update_exemplar(store, set_id: int, position: int, item: ExemplarItem) -> int:
     items = list(store.exemplar_set(set_id).items)
     _check_position(items, position)
-    why = validate_items(get_task(store.exemplar_set(set_id).task), [item])[0]
+    why = validate_items(task_for_key(store.exemplar_set(set_id).task_key), [item])[0]
     if why:
         raise DatasetError(f"exemplar {position + 1} is not saved: {why}")
     items[position] = item
@@ -171,7 +156,7 @@ def update_exemplar(store, set_id: int, position: int, item: ExemplarItem) -> in
 
 def add_exemplar(store, set_id: int, item: ExemplarItem) -> int:
     current = store.exemplar_set(set_id)
-    why = validate_items(get_task(current.task), [item])[0]
+    why = validate_items(task_for_key(current.task_key), [item])[0]
     if why:
         raise DatasetError(f"the new exemplar is not added: {why}")
     return edit_set(store, set_id, current.items + [item])
@@ -212,7 +197,7 @@ def default_set_id(store, task: Task) -> int:
     if latest is not None and [_content(i) for i in latest.items] == [_content(i) for i in items]:
         return latest.id
     note = f"shipped with STaR Studio: {default_exemplar_path(task).name}"
-    return store.create_exemplar_set(name, task.name, items, note)
+    return store.create_exemplar_set(name, task.key, items, note)
 
 
 def resolve_run_set(store, task: Task, ref: str) -> ExemplarSet:
@@ -221,8 +206,12 @@ def resolve_run_set(store, task: Task, ref: str) -> ExemplarSet:
         chosen = store.exemplar_set(default_set_id(store, task))
     else:
         chosen = store.find_exemplar_set(ref)
-    if chosen.task != task.name:
-        raise ExemplarSetError(f"exemplar set {chosen.label} is for task {chosen.task!r}, but the run's task is {task.name!r}")
+    if chosen.task_key != task.key:
+        raise ExemplarSetError(
+            f"exemplar set {chosen.label} was validated for task {chosen.task_key.describe()}, but the run's task is "
+            f"{task.key.describe()}; use a set made for that task (star exemplars list), or import one for it "
+            f"(star exemplars import FILE --name NAME with the run's task flags)"
+        )
     if not chosen.items:
         raise ExemplarSetError(f"exemplar set {chosen.label} has no exemplars")
     check_items(task, chosen.items, f"exemplar set {chosen.label}")
@@ -279,11 +268,13 @@ def to_jsonl(items: list[ExemplarItem]) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def parse_jsonl(text: str, task: Task | None = None) -> list[ExemplarItem]:
-    """Exemplars from JSONL text; the first bad line raises a DatasetError naming it (nothing is returned).
+def parse_jsonl(text: str, task: Task | None = None, source: str = "") -> list[ExemplarItem]:
+    """Exemplars from JSONL text (a shipped file or an upload): all lines or none.
 
-    With a task, each exemplar must also pass its answer and step checks.
+    The first bad line raises a DatasetError naming it (`source:line`, or `line N` without a
+    source). With a task, each exemplar must also pass its answer and step checks.
     """
+    where = (lambda n: f"{source}:{n}") if source else (lambda n: f"line {n}")
     items = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -291,32 +282,33 @@ def parse_jsonl(text: str, task: Task | None = None) -> list[ExemplarItem]:
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno}); nothing was imported") from exc
+            raise DatasetError(f"{where(number)}: not valid JSON ({exc.msg} at column {exc.colno}); nothing was imported") from exc
         if not isinstance(raw, dict):
-            raise DatasetError(f"line {number}: expected a JSON object with question, rationale and answer; nothing was imported")
+            raise DatasetError(f"{where(number)}: expected a JSON object with question, rationale and answer; nothing was imported")
         missing = [k for k in ("question", "rationale", "answer") if k not in raw]
         if missing:
-            raise DatasetError(f"line {number}: missing {', '.join(missing)}; nothing was imported")
+            raise DatasetError(f"{where(number)}: missing {', '.join(missing)}; nothing was imported")
         try:
             choices = tuple((str(c[0]), str(c[1])) for c in raw.get("choices") or ())
         except (TypeError, IndexError, KeyError) as exc:
-            raise DatasetError(f"line {number}: choices must be a list of [label, text] pairs; nothing was imported") from exc
-        source = raw.get("source_attempt_id")
+            raise DatasetError(f"{where(number)}: choices must be a list of [label, text] pairs; nothing was imported") from exc
+        attempt = raw.get("source_attempt_id")
         item = ExemplarItem(str(raw["question"]), str(raw["rationale"]), str(raw["answer"]), choices,
-                            int(source) if isinstance(source, int) else None)
+                            int(attempt) if isinstance(attempt, int) else None)
         if task is not None:
             why = validate_items(task, [item])[0]
             if why:
-                raise DatasetError(f"line {number}: {why}; nothing was imported")
+                raise DatasetError(f"{where(number)}: {why}; nothing was imported")
         items.append(item)
     if not items:
-        raise DatasetError("the file has no exemplars; nothing was imported")
+        raise DatasetError(f"{source or 'the file'} has no exemplars; nothing was imported")
     return items
 
 
-def import_jsonl(store, name: str, task_name: str, text: str, note: str = "") -> int:
-    """A new set (or the next version of `name`) from JSONL text; all lines or none."""
+def import_jsonl(store, name: str, key: TaskKey | str, text: str, note: str = "", source: str = "") -> int:
+    """A new set (or the next version of `name`) for a task key from JSONL text; all lines or none."""
     check_set_name(name)
-    items = parse_jsonl(text, get_task(task_name))
-    return store.create_exemplar_set(name, task_name, items, note)
+    key = TaskKey.of(key)
+    items = parse_jsonl(text, task_for_key(key), source=source)
+    return store.create_exemplar_set(name, key, items, note)
 

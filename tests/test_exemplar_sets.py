@@ -94,7 +94,7 @@ def test_references_and_their_errors(tmp_path):
     ex.create_set(store, "hand", "arithmetic", GOOD)
     with pytest.raises(ExemplarSetError, match=r"has no version 7 \(it has 1\)"):
         store.find_exemplar_set("hand@7")
-    with pytest.raises(ExemplarSetError, match="is for task 'arithmetic'"):
+    with pytest.raises(ExemplarSetError, match="is for task arithmetic, not gsm8k"):
         store.create_exemplar_set("hand", "gsm8k", [])
 
 

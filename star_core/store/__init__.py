@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .attempts import AttemptQueries, AttemptRow, KeptCandidate
+from .attempts import AttemptQueries, AttemptRow
 from .audits import AuditItem, AuditQueries, QueueFilter
 from .browse import AttemptFilter, BrowseQueries
 from .compare import ComparisonError, CompareQueries, EvalPairing
@@ -43,4 +43,5 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
         return self
 
 
-__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "ExemplarItem", "ExemplarSet", "KeptCandidate", "QueueFilter", "Run", "Store"]
+__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "ExemplarItem", "ExemplarSet", "QueueFilter",
+           "Run", "Store"]

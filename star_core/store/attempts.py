@@ -7,6 +7,9 @@ from dataclasses import astuple, dataclass
 
 import pandas as pd
 
+from ..filtering import Candidate
+from ..states import AttemptKind
+
 
 @dataclass
 class AttemptRow:
@@ -31,19 +34,6 @@ class AttemptRow:
 
 
 _COLUMNS = ", ".join(AttemptRow.__dataclass_fields__)
-
-
-@dataclass
-class KeptCandidate:
-    attempt_id: int
-    problem_id: str
-    kind: str
-    sample: int
-    rationale: str
-    completion: str
-    correct: bool
-    verified: bool | None
-    hint_leak: bool | None = None
 
 
 class AttemptQueries:
@@ -81,14 +71,15 @@ class AttemptQueries:
             ).fetchall()
         return {r[0] for r in rows}
 
-    def attempts_of(self, run_id: int, iteration: int, kind: str) -> list[KeptCandidate]:
+    def attempts_of(self, run_id: int, iteration: int, kind: AttemptKind) -> list[Candidate]:
+        """An iteration's attempts of one kind, as the filter sees them, in stored order."""
         with self.db.read() as con:
             rows = con.execute(
                 "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified, hint_leak FROM attempts "
                 "WHERE run_id = ? AND iteration = ? AND kind = ? ORDER BY id",
                 [run_id, iteration, kind],
             ).fetchall()
-        return [KeptCandidate(*r) for r in rows]
+        return [Candidate(r[0], r[1], AttemptKind(r[2]), *r[3:]) for r in rows]
 
     def mark_training(self, run_id: int, iteration: int, attempt_ids: list[int]) -> None:
         """Record which attempts an iteration fine-tunes on (replacing any earlier choice)."""

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..errors import StarError
 from ..tasks.base import Exemplar, choices_from_json, choices_to_json
+from ..tasks.key import TaskKey
 
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}")
 
@@ -41,10 +42,11 @@ class ExemplarSet:
     id: int
     name: str
     version: int
-    task: str
+    task: str  # the task's name
     frozen: bool
     note: str
     created_at: object
+    task_key: TaskKey = None  # the key its exemplars were validated for; a run may use the set only with the same key
     items: list[ExemplarItem] = field(default_factory=list)
 
     @property
@@ -71,25 +73,25 @@ def check_set_name(name: str) -> None:
 
 
 class ExemplarSetQueries:
-    def list_exemplar_sets(self, task: str | None = None) -> pd.DataFrame:
-        """Every version of every set: size, frozen flag and how many runs use it."""
+    def list_exemplar_sets(self, task: str | None = None, key: TaskKey | str | None = None) -> pd.DataFrame:
+        """Every version of every set (of one task name or key, if given): key, size, frozen flag and how many runs use it."""
         with self.db.read() as con:
             return con.execute(
                 """
-                SELECT s.id, s.name, s.version, s.name || '@' || s.version AS label, s.task, s.frozen, s.note, s.created_at,
+                SELECT s.id, s.name, s.version, s.name || '@' || s.version AS label, s.task, s.task_key, s.frozen, s.note, s.created_at,
                        (SELECT count(*) FROM exemplars e WHERE e.set_id = s.id) AS exemplars,
                        (SELECT count(*) FROM runs r WHERE r.exemplar_set_id = s.id) AS runs,
                        s.version = max(s.version) OVER (PARTITION BY s.name) AS latest
-                FROM exemplar_sets s WHERE ? IS NULL OR s.task = ?
+                FROM exemplar_sets s WHERE (? IS NULL OR s.task = ?) AND (? IS NULL OR s.task_key = ?)
                 ORDER BY s.name, s.version DESC
                 """,
-                [task, task],
+                [task, task, key and str(TaskKey.of(key)), key and str(TaskKey.of(key))],
             ).df()
 
     def exemplar_set(self, set_id: int) -> ExemplarSet:
         with self.db.read() as con:
             row = con.execute(
-                "SELECT id, name, version, task, frozen, note, created_at FROM exemplar_sets WHERE id = ?", [set_id]
+                "SELECT id, name, version, task, frozen, note, created_at, task_key FROM exemplar_sets WHERE id = ?", [set_id]
             ).fetchone()
             if row is None:
                 raise ExemplarSetError(f"there is no exemplar set with id {set_id} in {self.db.path}")
@@ -97,7 +99,7 @@ class ExemplarSetQueries:
                 "SELECT question, rationale, answer, choices, source_attempt_id FROM exemplars WHERE set_id = ? ORDER BY position",
                 [set_id],
             ).fetchall()
-        return ExemplarSet(*row, items=[_item(*r) for r in items])
+        return ExemplarSet(*row[:7], task_key=TaskKey.parse(row[7]), items=[_item(*r) for r in items])
 
     def find_exemplar_set(self, ref: str) -> ExemplarSet:
         """The set a reference names: 'NAME' is its latest version, 'NAME@VERSION' that version."""
@@ -120,11 +122,11 @@ class ExemplarSetQueries:
             raise ExemplarSetError(f"there is no exemplar set {name!r} in {self.db.path} ({hint})")
         return self.exemplar_set(row[0])
 
-    def create_exemplar_set(self, name: str, task: str, items: list[ExemplarItem], note: str = "") -> int:
-        """A new set, or the next version of an existing name (of the same task). Returns its id."""
+    def create_exemplar_set(self, name: str, key: TaskKey | str, items: list[ExemplarItem], note: str = "") -> int:
+        """A new set, or the next version of an existing name (of the same task key). Returns its id."""
         check_set_name(name)
         with self.db.write() as con:
-            return _insert_version(con, name, task, items, note)
+            return _insert_version(con, name, TaskKey.of(key), items, note)
 
     def write_exemplars(self, set_id: int, items: list[ExemplarItem], note: str | None = None) -> int:
         """Replace a set's exemplars (an edit, reorder or removal) and return the id now holding them.
@@ -132,12 +134,12 @@ class ExemplarSetQueries:
         A frozen set is never changed: the exemplars go into a new version of its name.
         """
         with self.db.write() as con:
-            row = con.execute("SELECT name, task, frozen, note FROM exemplar_sets WHERE id = ?", [set_id]).fetchone()
+            row = con.execute("SELECT name, task_key, frozen, note FROM exemplar_sets WHERE id = ?", [set_id]).fetchone()
             if row is None:
                 raise ExemplarSetError(f"there is no exemplar set with id {set_id} in {self.db.path}")
-            name, task, frozen, old_note = row
+            name, key, frozen, old_note = row
             if frozen:
-                return _insert_version(con, name, task, items, old_note if note is None else note)
+                return _insert_version(con, name, TaskKey.parse(key), items, old_note if note is None else note)
             con.execute("DELETE FROM exemplars WHERE set_id = ?", [set_id])
             _insert_items(con, set_id, items)
             if note is not None:
@@ -168,11 +170,11 @@ class ExemplarSetQueries:
             ).df()
 
     def attempts_for_exemplars(self, attempt_ids: list[int]) -> pd.DataFrame:
-        """The question, rationale, gold answer, choices and task of attempts, in the order given."""
+        """The question, rationale, gold answer, choices and task key of attempts, in the order given."""
         with self.db.read() as con:
             df = con.execute(
                 """
-                SELECT a.attempt_id, r.task, a.question, a.rationale, a.gold_answer, a.choices
+                SELECT a.attempt_id, r.task_key, a.question, a.rationale, a.gold_answer, a.choices
                 FROM v_attempts a JOIN runs r ON r.id = a.run_id
                 WHERE a.attempt_id IN (SELECT unnest(?::BIGINT[]))
                 """,
@@ -196,13 +198,16 @@ class ExemplarSetQueries:
             ).df()
 
 
-def _insert_version(con, name: str, task: str, items: list[ExemplarItem], note: str) -> int:
-    existing = con.execute("SELECT DISTINCT task FROM exemplar_sets WHERE name = ?", [name]).fetchall()
-    if existing and existing[0][0] != task:
-        raise ExemplarSetError(f"exemplar set {name!r} is for task {existing[0][0]!r}, not {task!r}; choose another name")
+def _insert_version(con, name: str, key: TaskKey, items: list[ExemplarItem], note: str) -> int:
+    existing = con.execute("SELECT DISTINCT task_key FROM exemplar_sets WHERE name = ?", [name]).fetchall()
+    if existing and existing[0][0] != str(key):
+        raise ExemplarSetError(
+            f"exemplar set {name!r} is for task {TaskKey.parse(existing[0][0]).describe()}, not {key.describe()}; choose another name"
+        )
     version = con.execute("SELECT coalesce(max(version), 0) + 1 FROM exemplar_sets WHERE name = ?", [name]).fetchone()[0]
     set_id = con.execute(
-        "INSERT INTO exemplar_sets (name, version, task, note) VALUES (?, ?, ?, ?) RETURNING id", [name, version, task, note]
+        "INSERT INTO exemplar_sets (name, version, task, task_key, note) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        [name, version, key.name, str(key), note],
     ).fetchone()[0]
     _insert_items(con, set_id, items)
     return set_id

@@ -237,4 +237,51 @@ def m004_accuracy_without_null_difficulty(con: duckdb.DuckDBPyConnection) -> Non
     )
 
 
-MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty]
+def m005_task_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Runs and exemplar sets record the task key they were made for (star_core/tasks/key.py), not the name alone.
+
+    Backfill: a run's key comes from its config (only the jsonl task has key settings: answer_type).
+    An exemplar set takes the key of a run that used it; otherwise the key it was validated for before
+    keys existed: a shipped default set by its name, any other jsonl set the number answer type (the
+    only one the old name-only validation knew).
+    """
+    con.execute("ALTER TABLE runs ADD COLUMN task_key TEXT")
+    con.execute(
+        """
+        UPDATE runs SET task_key = CASE WHEN task = 'jsonl'
+            THEN 'jsonl:answer_type=' || coalesce(json_extract_string(config, '$.answer_type'), 'number')
+            ELSE task END
+        """
+    )
+    con.execute("ALTER TABLE exemplar_sets ADD COLUMN task_key TEXT")
+    con.execute(
+        """
+        UPDATE exemplar_sets SET task_key = coalesce(
+            (SELECT min(r.task_key) FROM runs r WHERE r.exemplar_set_id = exemplar_sets.id),
+            CASE WHEN task <> 'jsonl' THEN task
+                 WHEN name = 'jsonl-choice-default' THEN 'jsonl:answer_type=choice'
+                 WHEN name = 'jsonl-text-default' THEN 'jsonl:answer_type=exact'
+                 ELSE 'jsonl:answer_type=number' END)
+        """
+    )
+
+
+def m006_train_steps(con: duckdb.DuckDBPyConnection) -> None:
+    """The fine-tuning loss at every optimizer step (iterations.train_loss keeps only the mean of the last 10%)."""
+    con.execute(
+        """
+        CREATE TABLE train_steps (
+            run_id        INTEGER NOT NULL,
+            iteration     INTEGER NOT NULL,
+            step          INTEGER NOT NULL,       -- 1-based optimizer step within the iteration
+            loss          DOUBLE,                 -- NULL where the loss was not finite
+            learning_rate DOUBLE,
+            tokens        BIGINT,                 -- completion tokens the step trained on
+            PRIMARY KEY (run_id, iteration, step)
+        )
+        """
+    )
+
+
+MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
+              m005_task_keys, m006_train_steps]

@@ -6,24 +6,14 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 import pandas as pd
 
 from ..config import RunConfig
 from ..errors import RunStateError
+from ..states import RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
-
-
-class RunStatus(StrEnum):
-    """A run's stored status ('crashed' is never stored: it is a 'running' run whose process is gone)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    CRASHED = "crashed"
+from ..tasks import TaskKey, task_key
 
 
 @dataclass
@@ -36,24 +26,27 @@ class Run:
     created_at: datetime
     pid: int | None
     host: str | None
+    task_key: TaskKey  # what the run's task judges by: exemplar sets must have been validated for the same key
 
 
 class RunQueries:
     def create_run(self, config: RunConfig) -> int:
+        """A pending run, with its task key (what identifies its task's behaviour) beside the config."""
         with self.db.write() as con:
             return con.execute(
-                "INSERT INTO runs (name, task, model, config, status) VALUES (?, ?, ?, ?, 'pending') RETURNING id",
-                [config.name, config.task, config.model, config.to_json()],
+                "INSERT INTO runs (name, task, task_key, model, config, status) VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
+                [config.name, config.task, str(task_key(config)), config.model, config.to_json()],
             ).fetchone()[0]
 
     def get_run(self, run_id: int) -> Run:
         with self.db.read() as con:
             row = con.execute(
-                "SELECT id, name, status, config, error, created_at, pid, host FROM runs WHERE id = ?", [run_id]
+                "SELECT id, name, status, config, error, created_at, pid, host, task_key FROM runs WHERE id = ?", [run_id]
             ).fetchone()
         if row is None:
             raise RunStateError(f"there is no run {run_id} in {self.db.path}")
-        return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), RunConfig.from_json(row[3]), row[4], row[5], row[6], row[7])
+        return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), RunConfig.from_json(row[3]), row[4], row[5], row[6], row[7],
+                   TaskKey.parse(row[8]))
 
     def claim_run(self, run_id: int) -> None:
         """Mark a run as running in this process; refuse a done run, or one a live process runs.

@@ -1,26 +1,66 @@
-"""The task registry: a task name in a RunConfig maps to one Task object."""
+"""The task registry: the one list of tasks, and how a task is built from a config or a task key."""
 
 from __future__ import annotations
 
-from ..config import RunConfig
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
 from .arithmetic import ArithmeticTask
 from .base import Exemplar, Judgement, Problem, Task, Verdict
 from .commonsenseqa import CommonsenseQATask
 from .gsm8k import GSM8KTask
 from .jsonl import JsonlTask
+from .key import TaskKey
 from .leak import hint_leak
 
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
 _TASKS = {"arithmetic": ArithmeticTask, "gsm8k": GSM8KTask, "commonsenseqa": CommonsenseQATask, "jsonl": JsonlTask}
+TASK_NAMES = tuple(_TASKS)
+# Every RunConfig field that is part of some task's key (the CLI's task flags for `star exemplars`).
+KEY_FIELDS = tuple(dict.fromkeys(f for cls in _TASKS.values() for f in getattr(cls, "key_fields", ())))
+
+
+def _task_class(name: str):
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ConfigError("task", f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}") from None
+
+
+def task_key(config: RunConfig) -> TaskKey:
+    """The key of the task a config describes: its name and the settings its behaviour depends on."""
+    cls = _task_class(config.task)
+    return TaskKey(config.task, tuple(sorted((f, str(getattr(config, f))) for f in getattr(cls, "key_fields", ()))))
 
 
 def get_task(name: str, config: RunConfig | None = None) -> Task:
-    """The task called `name`; tasks whose answer check depends on the run (jsonl) read it from `config`."""
-    try:
-        cls = _TASKS[name]
-    except KeyError:
-        raise ConfigError("task", f"unknown task {name!r}; known tasks: {', '.join(sorted(_TASKS))}") from None
-    return cls(config)
+    """The task called `name`, set up from `config` (problems, and the settings in its key)."""
+    from ..config import RunConfig
+
+    cls = _task_class(name)
+    config = config if config is not None else RunConfig(task=name)
+    task = cls(config)
+    task.key = task_key(config)
+    return task
+
+
+def task_for_key(key: TaskKey | str) -> Task:
+    """The task a stored key names (an exemplar set's, a run's): judged exactly as it was when stored."""
+    from ..config import RunConfig
+
+    key = TaskKey.parse(key) if isinstance(key, str) else key
+    cls = _task_class(key.name)
+    allowed = set(getattr(cls, "key_fields", ()))
+    values = key.config_values()
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ConfigError("task", f"task key {key} sets {', '.join(unknown)}, which the {key.name} task does not depend on")
+    types = {f.name: f.type for f in fields(RunConfig)}
+    typed = {k: {"int": int, "float": float, "bool": lambda v: v == "True"}.get(types[k], str)(v) for k, v in values.items()}
+    return get_task(key.name, RunConfig(task=key.name, **typed))
 
 
 def suggested_settings(name: str) -> dict:
@@ -33,4 +73,5 @@ def chance_accuracy(name: str) -> float | None:
     return getattr(_TASKS.get(name), "chance", None)
 
 
-__all__ = ["Exemplar", "Judgement", "Problem", "Task", "Verdict", "chance_accuracy", "get_task", "hint_leak", "suggested_settings"]
+__all__ = ["Exemplar", "Judgement", "KEY_FIELDS", "Problem", "TASK_NAMES", "Task", "TaskKey", "Verdict", "chance_accuracy",
+           "get_task", "hint_leak", "suggested_settings", "task_for_key", "task_key"]

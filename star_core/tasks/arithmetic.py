@@ -16,12 +16,16 @@ filter, rationalized rationales that copy the hinted answer poison the loop.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import random
 import re
 
-from ..config import RunConfig
 from ..errors import ConfigError
 from .base import Exemplar, Problem, Verdict, last_answer, rationale_of
+
+if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
+    from ..config import RunConfig
 
 
 class ArithmeticTask:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..config import RunConfig
+from .key import TaskKey
+
+if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
+    from ..config import RunConfig
+
 
 # The loop stops decoding at the first blank line: that is how every exemplar ends.
 STOP_TEXT = "\n\n"
@@ -62,6 +66,7 @@ class Judgement:
 class Task(Protocol):
     name: str
     can_verify_steps: bool
+    key: TaskKey  # set by the registry (get_task): the name and the settings this task's behaviour depends on
 
     def problems(self, config: RunConfig) -> list[Problem]: ...
 

@@ -14,12 +14,16 @@ be checked, so the `verified` filter falls back to the answer (the paper's filte
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 
-from ..config import RunConfig
 from .answers import choice_correct, extract_choice
 from .base import Exemplar, Problem, Verdict
 from .datafile import field_value, gold_label, load_problems, parse_choices, text_value
+
+if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
+    from ..config import RunConfig
 
 # Offline, the message names the file to pass with --data instead.
 HUB_EXAMPLE = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"

@@ -8,6 +8,8 @@ anything is stored, or skips the row and counts it when the user asked
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import csv
 import json
 import random
@@ -15,9 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..config import RunConfig
 from ..errors import ConfigError, DatasetError
 from .base import Problem
+
+if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
+    from ..config import RunConfig
 
 
 class RowError(ValueError):

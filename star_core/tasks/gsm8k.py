@@ -18,13 +18,17 @@ Hint (as the paper does for arithmetic and GSM8K): the answer in the question,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 
-from ..config import RunConfig
 from .answers import canonical_number, extract_number, number_pattern, numbers_equal
 from .base import Exemplar, Problem, Verdict, rationale_of
 from .calc import CalcError, evaluate, matches_shown, parse_number
 from .datafile import RowError, load_problems, text_value
+
+if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
+    from ..config import RunConfig
 
 # Offline, the message names the file to pass with --data instead.
 HUB_EXAMPLE = "train.jsonl from github.com/openai/grade-school-math (grade_school_math/data/train.jsonl)"

@@ -19,14 +19,18 @@ Steps cannot be checked in general, so `verified` falls back to the answer filte
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import re
 
-from ..config import RunConfig
 from .answers import (canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern,
                       numbers_equal, regex_matches, texts_equal)
 from .base import Exemplar, Problem, Verdict
 from .commonsenseqa import choice_answer_pattern, format_choice_question
 from .datafile import RowError, field_value, gold_label, load_file, parse_choices, split, text_value
+
+if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
+    from ..config import RunConfig
 
 CHOICE_HINT = "(CORRECT)"
 
@@ -34,12 +38,18 @@ CHOICE_HINT = "(CORRECT)"
 class JsonlTask:
     name = "jsonl"
     can_verify_steps = False
+    key_fields = ("answer_type",)  # how answers are compared changes prompts' exemplars and every verdict
 
     def __init__(self, config: RunConfig | None = None):
-        config = config or RunConfig(task="jsonl")
+        if config is None:
+            from ..config import RunConfig
+
+            config = RunConfig(task="jsonl")
         self.answer_type = config.answer_type
         self.fields = config.field_map()
         self.exemplar_file = {"number": "jsonl", "choice": "jsonl-choice"}.get(self.answer_type, "jsonl-text")
+        # exact and regex share a file, but are different keys: each gets a default set of its own
+        self.default_set = {"number": "jsonl", "choice": "jsonl-choice", "exact": "jsonl-text"}.get(self.answer_type, "jsonl-regex")
         self.report = None
 
     def problems(self, config: RunConfig) -> list[Problem]:
