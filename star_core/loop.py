@@ -14,6 +14,7 @@ The science lives in small parts: `judge` (a completion's verdict),
 from __future__ import annotations
 
 import shutil
+import time
 import traceback
 from pathlib import Path
 from typing import Protocol
@@ -220,15 +221,24 @@ class _Runner:
         self.reporter.phase(n, clock.phase, steps)
         self.store.set_progress(self.run_id, **clock.values())
 
+        losses: list[tuple[int, float]] = []  # not yet stored
+        last_write = [0.0]
+
         def on_step(step: int, total: int, loss: float, tokens_per_s: float) -> None:
             clock.done = step
-            if step % 5 == 0 or step == total:
+            losses.append((step, loss))
+            # Steps take 0.1 s to a minute: write about every 2 s, so the page follows without a write per step.
+            if time.monotonic() - last_write[0] >= 2.0 or step == total:
+                self.store.add_train_steps(self.run_id, n, losses)
                 self.store.set_progress(self.run_id, **clock.values(tokens_per_s))
+                losses.clear()
+                last_write[0] = time.monotonic()
             self.reporter.advance(step, total, tokens_per_s, f"loss {loss:.3f}")
 
         settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
                                  self.config.lora_rank, seed=self.config.seed + n)
         result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested)
+        self.store.add_train_steps(self.run_id, n, losses)  # the steps since the last write (a cancel stops early)
         self._check_cancel()
         checkpoint = save_checkpoint(lm, self.store.run_folder(self.run_id) / f"iteration-{n}")
         del lm
