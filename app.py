@@ -105,6 +105,8 @@ pages = [
     st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
     st.Page("pages/browse.py", title="Browse rationales", icon=":material/search:"),
     st.Page("pages/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
+    st.Page("pages/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+    st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
 ]
 # Pages built beside this one; listed when present.
 for file, title, icon in (("pages/audit.py", "Audit", ":material/fact_check:"), ("pages/exemplars.py", "Exemplars", ":material/library_books:")):

@@ -1,6 +1,6 @@
-"""Accuracy by iteration: eval accuracy (overall and per difficulty), coverage of the
-training questions (self-generated vs rationalized), and fine-tuning loss, with several
-runs overlaid. Each figure's data downloads as CSV.
+"""Accuracy by iteration: eval accuracy (overall and per difficulty) with 95% Wilson intervals,
+coverage of the training questions (self-generated vs rationalized), and the fine-tuning loss
+at every step, with several runs overlaid. Each figure's data downloads as CSV.
 """
 
 from __future__ import annotations
@@ -9,21 +9,38 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.present import GROUP_BY, accuracy_figures_data
+from star_core.present import GROUP_BY, LABELS, accuracy_figures_data, colors_for, runs_with_data
+
+INTERVAL_NOTE = "Bars: 95% Wilson interval of each point's accuracy; hover a point for n (questions) and the interval."
 
 
-def _download(df, name: str) -> None:
-    st.download_button("Download CSV", df.to_csv(index=False).encode(), file_name=f"{name}.csv", mime="text/csv",
-                       key=f"csv_{name}", icon=":material/download:")
-
-
-def _layout(fig, y_percent: bool = False, baseline: bool = True):
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="", hovermode="x unified",
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.35))
-    fig.update_xaxes(dtick=1, title="iteration (0 = few-shot baseline)" if baseline else "iteration")
+def _layout(fig, y_percent: bool = False, baseline: bool = True, x_title: str | None = None):
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="", hovermode="closest",
+                      legend=dict(orientation="h", yanchor="top", y=-0.25))
+    fig.update_xaxes(dtick=1 if x_title is None else None,
+                     title=x_title or ("iteration (0 = few-shot baseline)" if baseline else "iteration"))
     if y_percent:
-        fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     return fig
+
+
+def _n_caption(acc) -> str:
+    ns = sorted({int(n) for n in acc.n})
+    counts = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
+    return f"{INTERVAL_NOTE} n = {counts} eval questions per point."
+
+
+def _accuracy_chart(df, lines: dict, title: str, key: str, height: int, facet: dict | None = None) -> None:
+    fig = px.line(df, x="iteration", y="accuracy", markers=True, error_y="err_plus", error_y_minus="err_minus",
+                  custom_data=["run", "n", "correct", "ci_low", "ci_high", "exemplar_set"], labels=LABELS,
+                  title=title, **lines, **(facet or {}))
+    fig.update_traces(hovertemplate="%{customdata[0]}<br>iteration %{x}: %{y:.1%} (%{customdata[2]} of %{customdata[1]})"
+                                    "<br>95% CI %{customdata[3]:.1%} to %{customdata[4]:.1%}"
+                                    "<br>exemplar set %{customdata[5]}<extra></extra>")
+    fig.update_layout(height=height)
+    if facet:
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    st.plotly_chart(ui.safe_figure(_layout(fig, y_percent=True)), key=key)
 
 
 def main() -> None:
@@ -35,10 +52,13 @@ def main() -> None:
         return
     wanted = ui.query_run()
     if "acc_runs" not in st.session_state:
-        st.session_state["acc_runs"] = [wanted] if wanted in labels else list(labels)[-3:]
+        # Only runs with an evaluation are preselected: a failed run with no data would only add an empty legend entry.
+        with_data = [r for r in runs_with_data(store) if r in labels]
+        st.session_state["acc_runs"] = [wanted] if wanted in labels else with_data[-3:]
     c = st.columns([4, 2])
     run_ids = c[0].multiselect("Runs (overlaid)", list(labels), format_func=labels.get, key="acc_runs",
-                               help="Pick several runs to compare them, e.g. with and without rationalization.")
+                               help="Pick several runs to compare them, e.g. with and without rationalization. "
+                                    "For a paired test of the difference, use the Compare runs page.")
     group = c[1].radio("Colour by", list(GROUP_BY), key="acc_group", horizontal=True,
                        help="exemplar set: runs prompted with the same set (name@version) share a colour, "
                             "to see whether curated exemplars helped")
@@ -47,62 +67,71 @@ def main() -> None:
         return
     data = accuracy_figures_data(store, run_ids)
     color = GROUP_BY[group]
+    # The legend names what differs between the chosen runs; each run (or set) gets its own colour.
+    names = [n for frame in ("accuracy", "coverage", "train_loss", "train_steps")
+             for n in data[frame].sort_values("run_id", kind="stable")[color]]
+    palette = colors_for(names)
     # Coloured by exemplar set, each run is still its own line; the hover names the run.
-    lines = dict(color=color, line_group="run") if color != "run" else dict(color="run")
+    lines = dict(color=color, color_discrete_map=palette, **({"line_group": "run"} if color != "run" else {}))
 
     st.subheader("Eval accuracy")
     acc = data["accuracy"]
     if acc.empty:
         st.caption("No evaluation yet: iteration 0 (the few-shot baseline) is evaluated first.")
     else:
-        fig = px.line(acc, x="iteration", y="accuracy", markers=True, **lines,
-                      hover_data={"run": True, "exemplar_set": True, "n": True, "correct": True},
-                      title="Held-out accuracy, overall" + (" by exemplar set" if color != "run" else ""))
-        fig.update_layout(height=380)
-        st.plotly_chart(_layout(fig, y_percent=True), key="fig_accuracy")
-        _download(acc, "accuracy")
+        _accuracy_chart(acc, lines, "Held-out accuracy, overall" + (" by exemplar set" if color != "run" else ""),
+                        "fig_accuracy", 400)
+        st.caption(_n_caption(acc))
+        ui.download_csv(acc, "accuracy")
 
     by_diff = data["accuracy_by_difficulty"]
     if not by_diff.empty:
         order = [f"difficulty {d}" for d in sorted(by_diff.difficulty.unique())]
-        by_diff = by_diff.assign(difficulty=by_diff.difficulty.map(lambda d: f"difficulty {d}"))
-        fig = px.line(by_diff, x="iteration", y="accuracy", facet_col="difficulty", markers=True, **lines,
-                      category_orders={"difficulty": order},
-                      hover_data={"run": True, "exemplar_set": True, "n": True, "correct": True},
-                      title="Held-out accuracy per difficulty")
-        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-        fig.update_layout(height=330)
-        st.plotly_chart(_layout(fig, y_percent=True), key="fig_accuracy_by_difficulty")
-        _download(data["accuracy_by_difficulty"], "accuracy_by_difficulty")
+        shown = by_diff.assign(difficulty=by_diff.difficulty.map(lambda d: f"difficulty {d}"))
+        _accuracy_chart(shown, lines, "Held-out accuracy per difficulty", "fig_accuracy_by_difficulty", 340,
+                        facet=dict(facet_col="difficulty", category_orders={"difficulty": order}))
+        st.caption(_n_caption(by_diff))
+        ui.download_csv(by_diff, "accuracy_by_difficulty")
 
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Coverage of the training questions")
-        cov = data["coverage"]
-        if cov.empty:
-            st.caption("No training iteration yet.")
-        else:
-            panel = (cov.run_id.map(lambda r: f"run #{r}") if color == "run"  # short facet titles
-                     else "run #" + cov.run_id.astype(str) + " · " + cov.exemplar_set)
-            cov = cov.assign(panel=panel)
-            fig = px.bar(cov, x="iteration", y="fraction", color="source", facet_col="panel", barmode="stack",
-                         hover_data={"questions": True, "train_questions": True},
-                         color_discrete_map={"self-generated": "#2e7d32", "rationalized": "#f9a825"},
-                         title="Questions solved and kept: self-generated vs rationalized")
-            fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-            st.plotly_chart(_layout(fig, y_percent=True, baseline=False), key="fig_coverage")
-            _download(data["coverage"], "coverage")
-    with right:
-        st.subheader("Fine-tuning loss")
-        loss = data["train_loss"].dropna(subset=["train_loss"])
-        if loss.empty:
-            st.caption("No fine-tuning yet (or nothing was kept to train on).")
-        else:
-            fig = px.line(loss, x="iteration", y="train_loss", markers=True, **lines,
-                          hover_data={"run": True, "exemplar_set": True, "kept": True, "steps": True},
-                          title="Final training loss per iteration")
-            st.plotly_chart(_layout(fig, baseline=False), key="fig_train_loss")
-            _download(data["train_loss"], "train_loss")
+    st.subheader("Coverage of the training questions")
+    cov = data["coverage"]
+    if cov.empty:
+        st.caption("No training iteration yet.")
+    else:
+        panel = (cov.run if color == "run" else cov.run + " · " + cov.exemplar_set)
+        fig = px.bar(cov.assign(panel=panel), x="iteration", y="fraction", color="source", facet_col="panel",
+                     barmode="stack", hover_data={"questions": True, "train_questions": True}, labels=LABELS,
+                     color_discrete_map={"self-generated": "#2e7d32", "rationalized": "#f9a825"},
+                     title="Questions solved and kept: self-generated vs rationalized")
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
+        st.plotly_chart(ui.safe_figure(_layout(fig, y_percent=True, baseline=False)), key="fig_coverage")
+        ui.download_csv(data["coverage"], "coverage")
+
+    st.subheader("Fine-tuning loss")
+    steps = data["train_steps"].dropna(subset=["loss"])
+    loss = data["train_loss"].dropna(subset=["train_loss"])
+    if not steps.empty:
+        order = sorted(steps.iteration.unique())
+        fig = px.line(steps.assign(panel=steps.iteration.map(lambda i: f"iteration {i}")), x="step", y="loss",
+                      facet_col="panel", category_orders={"panel": [f"iteration {i}" for i in order]},
+                      hover_data={"run": True, "iteration": True}, labels=LABELS, **lines,
+                      title="Training loss at every step (each iteration fine-tunes from the base model)")
+        fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+        fig.update_layout(height=340)
+        st.plotly_chart(ui.safe_figure(_layout(fig, x_title="step")), key="fig_train_loss")
+        missing = sorted(set(loss.run_id) - set(steps.run_id))
+        if missing:
+            st.caption("Runs stored before per-step losses were recorded show no curve: "
+                       + ", ".join(f"#{r}" for r in missing) + " (their final loss is in the CSV of the table below).")
+        ui.download_csv(data["train_steps"], "train_steps")
+    elif not loss.empty:
+        fig = px.line(loss, x="iteration", y="train_loss", markers=True, labels=LABELS,
+                      hover_data={"run": True, "exemplar_set": True, "kept": True, "steps": True}, **lines,
+                      title="Final training loss per iteration (this run stored no per-step losses)")
+        st.plotly_chart(ui.safe_figure(_layout(fig, baseline=False)), key="fig_train_loss")
+        ui.download_csv(data["train_loss"], "train_loss")
+    else:
+        st.caption("No fine-tuning yet (or nothing was kept to train on).")
 
 
 ui.require_app("pages/accuracy.py")

@@ -59,9 +59,10 @@ class RunComparison:
             {k: _plain(v) for k, v in row.items()} for row in self.discordant.to_dict(orient="records")]
         return out
 
-    def difficulty_table(self) -> pd.DataFrame:
-        """The per-difficulty figures as a frame (also what the page's CSV gives)."""
-        rows = [{"difficulty": d, **_figures(c)} for d, c in self.by_difficulty.items()]
+    def difficulty_table(self, overall: bool = False) -> pd.DataFrame:
+        """The per-difficulty figures as a frame, after an 'all' row when `overall` (the page's CSV)."""
+        rows = ([{"difficulty": "all", **_figures(self.overall)}] if overall else []) + [
+            {"difficulty": d, **_figures(c)} for d, c in self.by_difficulty.items()]
         return pd.DataFrame(rows, columns=["difficulty", *_figures(self.overall)])
 
 

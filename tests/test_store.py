@@ -6,6 +6,7 @@ import multiprocessing
 import time
 
 import duckdb
+import pandas as pd
 import pytest
 
 from star_core.config import RunConfig
@@ -45,7 +46,22 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "v_attempts")[: len(V_ATTEMPTS_PUBLIC)] == V_ATTEMPTS_PUBLIC
         assert columns(con, "v_accuracy") == V_ACCURACY
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars"} <= tables
+    assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars",
+            "train_steps"} <= tables
+    with store.db.read() as con:
+        assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
+
+
+def test_train_steps_are_stored_once_per_step(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig(name="steps"))
+    store.add_train_steps(run_id, 1, [(1, 2.0), (2, 1.5), (3, float("nan"))])
+    store.add_train_steps(run_id, 1, [(2, 1.25), (4, 0.75)])  # a resumed iteration trains again: new losses win
+    store.add_train_steps(run_id, 2, [])
+    steps = store.train_steps([run_id])
+    assert steps.step.tolist() == [1, 2, 3, 4] and (steps.iteration == 1).all()
+    assert steps.loss.tolist()[:2] == [2.0, 1.25] and pd.isna(steps.loss[2]) and steps.loss[3] == 0.75  # NaN kept as NULL
+    assert store.train_steps([]).empty and store.train_steps([run_id + 1]).empty
 
 
 def test_migrating_an_existing_file_keeps_its_rows(tmp_path):

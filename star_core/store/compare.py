@@ -12,6 +12,7 @@ a few hundred rows, however large the database is.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -75,6 +76,15 @@ class CompareQueries:
                 """,
                 ids,
             ).df()
+
+    def run_settings(self, run_ids: list[int]) -> dict[int, dict]:
+        """run id -> its stored settings (the RunConfig JSON as a dict, unvalidated), to say what differs between runs."""
+        ids = [int(r) for r in run_ids]
+        if not ids:
+            return {}
+        with self.db.read() as con:
+            rows = con.execute(f"SELECT id, config FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids).fetchall()
+        return {int(r): json.loads(c) for r, c in rows}
 
     def last_evaluated_iteration(self, run_id: int) -> int:
         """The run's last iteration whose evaluation is complete (else the last with any eval answer)."""
