@@ -46,9 +46,9 @@ def _database_box() -> None:
                 try:
                     opened = ui.open_db(new)
                 except StarError as exc:
-                    st.error(f"Cannot open {new}: {exc}")
+                    st.error(ui.md_escape(f"Cannot open {new}: {exc}"))
                 else:
-                    st.toast(f"Opened {opened}")
+                    st.toast(ui.md_escape(f"Opened {opened}"))
                     st.rerun()
 
 

@@ -171,8 +171,8 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
     with head:
         shown = "starting" if starting else "crashed" if died_early else "cancelling" if cancelling else run.status
         state = ui.status_badge(shown)
-        st.markdown(f"{state} · {run.config.task} on `{run.config.model}` · "
-                    f"{int(row.iterations_done)}/{planned} iterations done")
+        st.markdown(f"{state} · " + ui.md_escape(f"{run.config.task} on {run.config.model} · "
+                                                 f"{int(row.iterations_done)}/{planned} iterations done"))
     with buttons:
         _buttons(store, run_id, run.status, active, died_early, cancelling)
 
@@ -197,10 +197,10 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
         st.code(run.error or "(no error recorded)", language=None, wrap_lines=True)
     elif run.status == "crashed" or died_early:
         who = f"pid {run.pid} on {run.host}" if run.pid else "its worker"
-        st.error(f"The run's worker process ({who}) died without recording why (killed, out of memory, or the "
-                 "machine restarted). Everything stored so far is kept: resume it to continue.")
+        st.error(ui.md_escape(f"The run's worker process ({who}) died without recording why (killed, out of memory, or the "
+                              "machine restarted). Everything stored so far is kept: resume it to continue."))
     elif run.status == "cancelled":
-        st.info("Cancelled. Resume continues from the last stored batch." + (f" ({run.error})" if run.error else ""))
+        st.info(ui.md_escape("Cancelled. Resume continues from the last stored batch." + (f" ({run.error})" if run.error else "")))
 
     st.markdown("**Newest rationales**")
     newest = store.newest_attempts(run_id, 8)
@@ -227,14 +227,14 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, ca
                 jobs.cancel(store, run_id)
                 st.toast(f"Cancelling run {run_id} after its current batch…")
             except StarError as exc:
-                st.error(str(exc))
+                st.error(ui.md_escape(str(exc)))
     elif status != "done":
         label = "Start" if status == "pending" and not died_early else "Resume"
         if cols[0].button(label, key=f"resume_{run_id}", icon=":material/play_arrow:", type="primary"):
             try:
                 jobs.resume(store, run_id)
             except StarError as exc:
-                st.error(str(exc))
+                st.error(ui.md_escape(str(exc)))
             else:
                 st.toast(f"Run {run_id} resumed")
                 st.rerun(scope="app")
