@@ -398,7 +398,9 @@ def stats_view(store) -> None:
                            format_func=lambda t: f"{t} ({int(counts.rationales[counts.tag == t].iloc[0])})")
         flagged = store.flagged_by_tag(tag, run_id)
         st.dataframe(flagged, hide_index=True, width="stretch",
-                     column_config={"rationale": st.column_config.TextColumn(width="large")})
+                     column_order=["attempt_id", "rating", "predicted_answer", "gold_answer", "question", "rationale", "tag",
+                                   "run_id", "iteration", "kind", "note", "auditor", "audited_at"],
+                     column_config=ui.column_config(flagged.columns, rationale=st.column_config.TextColumn("Rationale", width="large")))
         st.download_button("Download the flagged list (CSV)", store.flagged_by_tag(None, run_id).to_csv(index=False),
                            "flagged_by_tag.csv", "text/csv")
     st.subheader("Export")
