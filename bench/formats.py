@@ -1,10 +1,11 @@
 """Few-shot accuracy of candidate arithmetic prompt formats, per model and digits.
 
-DESIGN §3: the prompt format alone moved SmolLM2's 1-digit accuracy from 4% to
-62%. This script is how the arithmetic task's format and the default embedded
-model were chosen; it prints accuracy per format, model and difficulty.
+The prompt format alone moved SmolLM2's 1-digit accuracy from 4% to 62%
+(docs/measurements.md). This script is how the arithmetic task's format and the
+default embedded model were chosen; it prints accuracy per format, model and
+difficulty.
 
-    python bench/formats.py [--models smollm2-135m gemma3-270m] [--per-digit 32] [--formats ...]
+    python bench/formats.py [--models MODEL ...] [--per-digit 32] [--formats ...]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import time
 
 from star_core.config import RunConfig
+from star_core.embedded import EMBEDDED_MODELS
 from star_core.generate import Decoding, PrefixGenerator
 from star_core.model import load_model
 from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
@@ -70,7 +72,7 @@ class FormatTask(ArithmeticTask):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    parser.add_argument("--models", nargs="+", default=list(EMBEDDED_MODELS))
     parser.add_argument("--per-digit", type=int, default=32)
     parser.add_argument("--max-digits", type=int, default=3)
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))

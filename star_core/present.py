@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import difflib
 import html
-import json
 import re
 
 import pandas as pd
 
 from .stats import wilson_interval
+from .tasks.base import choices_from_json
 
 # --- why an attempt was kept ------------------------------------------------------
 
@@ -48,7 +48,7 @@ def choices_of(value) -> list[tuple[str, str]]:
     if value is None or (isinstance(value, float) and pd.isna(value)) or value == "":
         return []
     try:
-        items = json.loads(value) if isinstance(value, str) else value
+        items = choices_from_json(value) if isinstance(value, str) else value
         return [(str(label), str(text)) for label, text in items]
     except (ValueError, TypeError):
         return [("?", str(value))]

@@ -105,7 +105,7 @@ def test_a_wrong_place_sum_never_verifies(a, b, error):
         (47, 85, " 47 + 85 = 132. The answer is 132.", True, "directly"),
         (47, 85, " 85 + 47 = 132. The answer is 132.", True, "directly"),  # operands in either order
         (19, 24, " 19 + 24 = 40 + 3 = 43. The answer is 43.", True, "2 steps hold"),
-        # DESIGN §3's poison: wrong arithmetic that copies the hinted answer
+        # the poison of docs/measurements.md: wrong arithmetic that copies the hinted answer
         (3, 4, " 3 + 4 + 0 = 11. The answer is 7.", False, "does not start"),
         (75, 42, " 75 + 42 = 192. The answer is 117.", False, "makes 192, not 117"),
         (19, 24, " 19 + 24 = 32 + 16 = 48. The answer is 48.", False, "makes 48, not 43"),

@@ -6,13 +6,13 @@ shows the latest one per attempt, so every earlier label stays readable.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..audit import QUEUE_ORDERS, RATINGS, cohen_kappa, wilson_interval
 from ..errors import StarError
+from ..tasks.base import choices_from_json
 
 QUEUE_KINDS = ("generated", "rationalized", "eval")
 TRAINING_KINDS = ("generated", "rationalized")
@@ -56,7 +56,7 @@ class AuditItem:
     kind: str
     problem_id: str
     question: str
-    choices: list | None
+    choices: tuple[tuple[str, str], ...]  # (label, text); empty without choices
     hint: str | None
     rationale: str
     predicted_answer: str | None
@@ -137,7 +137,7 @@ class AuditQueries:
         if row is None:
             return None
         row = list(row)
-        row[6] = json.loads(row[6]) if row[6] else None
+        row[6] = choices_from_json(row[6])
         return AuditItem(*row)
 
     def audited_among(self, attempt_ids: list[int]) -> set[int]:

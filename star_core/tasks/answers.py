@@ -16,9 +16,9 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
-from .base import after_last, rationale_of
+from .base import ANSWER_MARKER, after_last, rationale_of
 
-FINAL_MARKER = re.compile(r"the answer is\s*:?|####", re.IGNORECASE)
+FINAL_MARKER = re.compile(rf"{ANSWER_MARKER.pattern}|####", re.IGNORECASE)
 MAX_NUMBER_DIGITS = 60  # a longer digit run is not an answer (and never parsed)
 
 _WIDE = str.maketrans({**{chr(0xFF10 + i): str(i) for i in range(10)}, "\u2212": "-", "\uff0d": "-", "\uff0c": ",", "\uff0e": "."})

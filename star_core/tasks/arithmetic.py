@@ -10,8 +10,8 @@ Prompt format, chosen by measurement (bench/formats.py, SmolLM2-135M few-shot,
 and the answer alone 50% / 25% / 3%.
 
 The rationale is fully determined by the problem, so the verifier says exactly
-which place sum is wrong. DESIGN §3 shows why that matters: with an answer-only
-filter, rationalized rationales that copy the hinted answer poison the loop.
+which place sum is wrong. That matters: with an answer-only filter, rationalized
+rationales that copy the hinted answer poison the loop (docs/measurements.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import random
 import re
 
 from ..errors import ConfigError
-from .base import Exemplar, Problem, Verdict, last_answer, rationale_of
+from .base import ANSWER_MARKER, ANSWER_TEXT, Exemplar, Problem, Verdict, answer_sentence, last_answer, rationale_of
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
     from ..config import RunConfig
@@ -75,10 +75,10 @@ class ArithmeticTask:
 
     def format_hint(self, problem: Problem) -> str:
         # The paper puts the answer in the question for arithmetic.
-        return f"The answer is {problem.answer}."
+        return answer_sentence(problem.answer)
 
     def format_completion(self, rationale: str, answer: str) -> str:
-        return f" {rationale} The answer is {answer}."
+        return f" {rationale} {answer_sentence(answer)}"
 
     def extract_answer(self, completion: str) -> str | None:
         answer = last_answer(rationale_of(completion))
@@ -100,14 +100,14 @@ class ArithmeticTask:
 
         A step is a sum of whole numbers; the place-value decomposition the
         exemplars use is one valid chain, a bare 'a + b = total' another. What this
-        rejects is the rationalization failure of DESIGN §3: a chain whose
+        rejects is the rationalization failure of docs/measurements.md: a chain whose
         arithmetic is wrong but whose final answer copies the hint.
         """
         a, b = (int(x) for x in problem.question.split(" + "))
         text = rationale_of(completion)
-        marker = re.search(r"\s*The answer is", text, flags=re.IGNORECASE)
+        marker = ANSWER_MARKER.search(text)
         if marker is None:
-            return Verdict(False, "gives no final answer ('The answer is ...')")
+            return Verdict(False, f"gives no final answer ('{ANSWER_TEXT} ...')")
         body = text[: marker.start()]
         parts = [p.strip() for p in body.strip().rstrip(".").split("=")]
         if len(parts) < 2 or sorted(_terms(parts[0]) or []) != sorted([a, b]):

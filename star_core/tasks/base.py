@@ -93,7 +93,14 @@ class Task(Protocol):
 
 # ---------------------------------------------------------------------------
 
-ANSWER_MARKER = re.compile(r"The answer is\s*:?", re.IGNORECASE)
+# How every prompt format states the final answer; extraction reads what follows its last occurrence.
+ANSWER_TEXT = "The answer is"
+ANSWER_MARKER = re.compile(rf"{ANSWER_TEXT}\s*:?", re.IGNORECASE)
+
+
+def answer_sentence(shown: str) -> str:
+    """The sentence that states an answer, as exemplars end and hints read: 'The answer is 132.'"""
+    return f"{ANSWER_TEXT} {shown}."
 
 
 def after_last(marker: re.Pattern, text: str) -> str | None:
@@ -105,7 +112,7 @@ def after_last(marker: re.Pattern, text: str) -> str | None:
 
 
 def last_answer(completion: str) -> str | None:
-    """What follows the last 'The answer is', without the closing full stop."""
+    """What follows the last ANSWER_TEXT, without the closing full stop."""
     line = after_last(ANSWER_MARKER, completion)
     return line and (line.rstrip(".").strip() or None)
 

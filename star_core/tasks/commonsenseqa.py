@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import re
 
 from .answers import choice_correct, extract_choice
-from .base import Exemplar, Problem, Verdict
+from .base import Exemplar, Problem, Verdict, answer_sentence
 from .datafile import field_value, gold_label, load_problems, parse_choices, text_value
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
@@ -68,7 +68,7 @@ class CommonsenseQATask:
         return HINT
 
     def format_completion(self, rationale: str, answer: str) -> str:
-        return f" {rationale} The answer is ({answer})."
+        return f" {rationale} {answer_sentence(f'({answer})')}"
 
     def extract_answer(self, completion: str) -> str | None:
         return extract_choice(completion)

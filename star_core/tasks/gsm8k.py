@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import re
 
 from .answers import canonical_number, extract_number, number_pattern, numbers_equal
-from .base import Exemplar, Problem, Verdict, rationale_of
+from .base import Exemplar, Problem, Verdict, answer_sentence, rationale_of
 from .calc import CalcError, evaluate, matches_shown, parse_number
 from .datafile import RowError, load_problems, text_value
 
@@ -59,10 +59,10 @@ class GSM8KTask:
         return f"Question: {problem.question}{hint_text}\nAnswer:"
 
     def format_hint(self, problem: Problem) -> str:
-        return f"The answer is {problem.answer}."
+        return answer_sentence(problem.answer)
 
     def format_completion(self, rationale: str, answer: str) -> str:
-        return f" {rationale} The answer is {answer}."
+        return f" {rationale} {answer_sentence(answer)}"
 
     # --- answers -------------------------------------------------------------
 

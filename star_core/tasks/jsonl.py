@@ -25,7 +25,7 @@ import re
 
 from .answers import (canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern,
                       numbers_equal, regex_matches, texts_equal)
-from .base import Exemplar, Problem, Verdict
+from .base import Exemplar, Problem, Verdict, answer_sentence
 from .commonsenseqa import choice_answer_pattern, format_choice_question
 from .datafile import RowError, field_value, gold_label, load_file, parse_choices, split, text_value
 
@@ -102,11 +102,11 @@ class JsonlTask:
         return f"Question: {problem.question}{hint_text}\nAnswer:"
 
     def format_hint(self, problem: Problem) -> str:
-        return CHOICE_HINT if self.answer_type == "choice" else f"The answer is {problem.answer}."
+        return CHOICE_HINT if self.answer_type == "choice" else answer_sentence(problem.answer)
 
     def format_completion(self, rationale: str, answer: str) -> str:
         shown = f"({answer})" if self.answer_type == "choice" else answer
-        return f" {rationale} The answer is {shown}."
+        return f" {rationale} {answer_sentence(shown)}"
 
     # --- answers -------------------------------------------------------------
 

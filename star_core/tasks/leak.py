@@ -1,6 +1,6 @@
 """Hint leakage: a rationalized rationale that restates its hint instead of reasoning to it.
 
-Rationalization shows the model the answer (DESIGN §2); a rationale written with
+Rationalization shows the model the answer as a hint; a rationale written with
 it can copy the answer instead of deriving it, and training on that teaches the
 model to guess. A rationale is flagged when it
 
