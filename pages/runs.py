@@ -13,10 +13,10 @@ import streamlit as st
 
 from pages import _ui as ui
 from star_core import jobs
-from star_core.config import RunConfig, field_help
+from star_core.config import field_help
 from star_core.errors import ConfigError, StarError
-from star_core.present import duration, pct
-from star_core.tasks import suggested_settings
+from star_core.prepare import prepare_run, shown_defaults
+from star_core.present import duration, field_label, pct
 
 POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
@@ -36,9 +36,8 @@ ACTIVE = ("running", "pending")
 # --- the form ---------------------------------------------------------------------
 
 
-def _widget(name: str, meta: dict, exemplar_sets: list[str]):
-    label = name.replace("_", " ").capitalize()
-    default, help_text, key = meta["default"], meta["help"], f"cfg_{name}"
+def _widget(name: str, meta: dict, default, exemplar_sets: list[str], key: str):
+    label, help_text = field_label(name), meta["help"]
     if name == "exemplars" and exemplar_sets:  # the sets stored in this database (Exemplars page)
         options = [""] + exemplar_sets
         return st.selectbox(label, options, help=help_text, key=key,
@@ -62,36 +61,30 @@ def _float(x):
     return None if x is None else float(x)
 
 
-def _field_errors(values: dict) -> dict[str, str]:
-    """Every invalid field's message (RunConfig stops at the first; here each field is tried alone)."""
-    errors = {}
-    for name, value in values.items():
-        try:
-            RunConfig(**{name: value})
-        except ConfigError as exc:
-            if exc.field == name:
-                errors[name] = exc.message
-    if not errors:
-        try:
-            RunConfig(**values)
-        except ConfigError as exc:
-            errors[exc.field] = exc.message
-    return errors
-
-
 def start_form(store) -> None:
     meta = field_help()
     listed = [n for names in SECTIONS.values() for n in names]
-    sections = {title: [n for n in names if n in meta] for title, names in SECTIONS.items()}
+    sections = {title: [n for n in names if n in meta and n != "task"] for title, names in SECTIONS.items()}
     sections["Other"] = [n for n in meta if n not in listed]
     errors: dict[str, str] = st.session_state.get(ERRORS_KEY, {})
-    values = {}
     sets = store.list_exemplar_sets()
     # NAME = its latest version; NAME@VERSION = that version (a run freezes the version it uses).
     exemplar_sets = list(dict.fromkeys(list(sets.name) + list(sets.label))) if not sets.empty else []
+    # The task is chosen outside the form: choosing one redraws the form with that task's suggested values
+    # (gsm8k's longer rationales) filled in, so what the form shows is what the run gets.
+    task = st.selectbox(field_label("task"), list(meta["task"]["choices"]), key="cfg_task", help=meta["task"]["help"])
+    shown = shown_defaults(task)
+    previous = st.session_state.get("cfg_form_task")
+    if previous is not None and previous != task:  # a field the tasks suggest differently shows the new suggestion
+        before = shown_defaults(previous)
+        for name in meta:
+            if name != "task" and before[name] != shown[name]:
+                st.session_state.pop(f"cfg_{name}", None)
+    st.session_state["cfg_form_task"] = task
+    values = {"task": task}
     with st.form("new_run"):
-        st.caption("Every setting of a run, with the defaults of `star run`; a setting left at its default takes the "
-                   "task's suggestion where it has one (gsm8k: longer rationales). Hover a label's (?) for what it does.")
+        st.caption("Every setting of a run, with the defaults of `star run` and the task's suggestions filled in. "
+                   "Hover a label's (?) for what it does.")
         for title, names in sections.items():
             if not names:
                 continue
@@ -100,38 +93,35 @@ def start_form(store) -> None:
                 cols = st.columns(3)
                 for i, name in enumerate(names):
                     with cols[i % 3]:
-                        values[name] = _widget(name, meta[name], exemplar_sets)
+                        values[name] = _widget(name, meta[name], shown[name], exemplar_sets, key=f"cfg_{name}")
                         if name in errors:
-                            st.error(errors[name], icon=":material/error:")
+                            st.error(ui.md_escape(errors[name]), icon=":material/error:")
         if "" in errors:
-            st.error(errors[""], icon=":material/error:")
+            st.error(ui.md_escape(errors[""]), icon=":material/error:")
         submitted = st.form_submit_button("Start", type="primary")
+    if "task" in errors:
+        st.error(ui.md_escape(errors["task"]), icon=":material/error:")
     if not submitted:
         return
     values = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
     for name, value in values.items():  # number_input gives floats for float fields, ints for int fields
         if isinstance(meta[name]["default"], float) and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
-    # As `star run` does: a setting the task suggests (gsm8k's longer rationales) applies unless it was changed.
-    suggested = {k: v for k, v in suggested_settings(values.get("task", "")).items() if values.get(k) == meta[k]["default"]}
-    values.update(suggested)
-    errors = _field_errors(values)
-    if not errors:
-        try:
-            with st.spinner("Checking the model and preparing the problems…"):
-                run_id = jobs.create_run(store, RunConfig(**values))
-                jobs.launch(store, run_id)
-        except ConfigError as exc:
-            errors = {exc.field: exc.message}
-        except StarError as exc:  # e.g. an exemplar set that does not exist: not one field's fault
-            errors = {"": str(exc)}
-        else:
-            st.session_state[ERRORS_KEY] = {}
-            st.session_state["watch_run"] = run_id
-            st.query_params["run"] = str(run_id)
-            applied = ", ".join(f"{k} = {v}" for k, v in suggested.items())
-            st.toast(f"Run {run_id} started" + (f" (the task's suggestion: {applied})" if applied else ""))
-            st.rerun()
+    given = {k: v for k, v in values.items() if k == "task" or v != shown[k]}  # what the user changed
+    try:
+        with st.spinner("Checking the model and preparing the problems…"):
+            run_id = jobs.create_run(store, prepare_run(given).config)
+            jobs.launch(store, run_id)
+    except ConfigError as exc:  # InvalidSettings carries every invalid field
+        errors = dict(getattr(exc, "errors", {exc.field: exc.message}))
+    except StarError as exc:  # e.g. an exemplar set that does not exist: not one field's fault
+        errors = {"": str(exc)}
+    else:
+        st.session_state[ERRORS_KEY] = {}
+        st.session_state["watch_run"] = run_id
+        st.query_params["run"] = str(run_id)
+        st.toast(f"Run {run_id} started")
+        st.rerun()
     st.session_state[ERRORS_KEY] = errors
     st.rerun()
 

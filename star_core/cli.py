@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as exc:
-        print(f"error: invalid --{exc.field.replace('_', '-')}: {exc.message}", file=sys.stderr)
+        for field, message in getattr(exc, "errors", {exc.field: exc.message}).items():
+            print(f"error: invalid --{field.replace('_', '-')}: {message}", file=sys.stderr)
     except StarError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -45,16 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_db(run)
     run.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a crashed, cancelled or interrupted run")
+    run.add_argument("--no-queue", action="store_true",
+                     help="start at once instead of waiting for a free slot of this machine (one per GPU, one for "
+                          "the CPU): the runs then share the cores")
     group = run.add_argument_group("run settings (ignored with --resume: a run keeps its stored settings)")
-    aliases = {"data_map": ["--map"]}  # the short spelling the docs use: --map question=q,answer=a
-    for f in fields(RunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = (f.metadata["help"] + f" (default: {f.default!r})").replace("%", "%%")  # argparse formats help with %
-        if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(flag, *aliases.get(f.name, []), dest=f.name, type={"int": int, "float": float, "str": str}[f.type],
-                               choices=f.metadata.get("choices"), default=None, help=help_text, metavar=f.name.upper())
+    _add_settings(group, [f.name for f in fields(RunConfig)])
     run.set_defaults(handler=_cmd_run)
 
     runs = sub.add_parser("runs", help="list the runs in a database with status and accuracy")
@@ -69,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     _add_compare(sub)
+
+    _add_exemplars(sub)
 
     app = sub.add_parser("app", help="open STaR Studio in the browser")
     _add_db(app)
@@ -93,6 +91,61 @@ def _add_compare(sub) -> None:
     compare.set_defaults(handler=_cmd_compare)
 
 
+def _add_settings(group, names: list[str]) -> None:
+    """A flag per RunConfig field, generated from its metadata; an absent flag is None (not given)."""
+    aliases = {"data_map": ["--map"]}  # the short spelling the docs use: --map question=q,answer=a
+    meta = {f.name: f for f in fields(RunConfig)}
+    for name in names:
+        f = meta[name]
+        flag = "--" + f.name.replace("_", "-")
+        help_text = (f.metadata["help"] + f" (default: {f.default!r})").replace("%", "%%")  # argparse formats help with %
+        if f.type == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, *aliases.get(f.name, []), dest=f.name, type={"int": int, "float": float, "str": str}[f.type],
+                               choices=f.metadata.get("choices"), default=None, help=help_text, metavar=f.name.upper())
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The RunConfig settings given on the command line."""
+    return {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}
+
+
+def _add_exemplars(sub) -> None:
+    from .tasks import KEY_FIELDS
+
+    exemplars = sub.add_parser(
+        "exemplars", help="list, import and export few-shot exemplar sets",
+        description="Named, versioned few-shot exemplar sets. A set is validated for a task key (the task and the "
+        "settings its answer check depends on, e.g. --task jsonl --answer-type choice); a run may use only a set "
+        "made for its own key.",
+    )
+    actions = exemplars.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def task_flags(parser) -> None:
+        _add_settings(parser.add_argument_group("task (as for star run)"), ["task", *KEY_FIELDS])
+
+    listing = actions.add_parser("list", help="every set: name@version, task key, size, frozen, runs using it")
+    _add_db(listing)
+    listing.add_argument("--all", action="store_true", help="every task (default: only the task given, if any)")
+    task_flags(listing)
+    listing.set_defaults(handler=_cmd_exemplars_list)
+
+    imp = actions.add_parser("import", help="a new set (or the next version of NAME) from a JSONL file")
+    _add_db(imp)
+    imp.add_argument("file", help="one {question, rationale, answer[, choices]} object per line")
+    imp.add_argument("--name", required=True, help="the set's name")
+    imp.add_argument("--note", default="", help="a note stored with the set")
+    task_flags(imp)
+    imp.set_defaults(handler=_cmd_exemplars_import)
+
+    exp = actions.add_parser("export", help="write a set as JSONL (the import format)")
+    _add_db(exp)
+    exp.add_argument("ref", metavar="NAME[@VERSION]", help="the set (NAME alone: its latest version)")
+    exp.add_argument("--out", required=True, help="the file to write")
+    exp.set_defaults(handler=_cmd_exemplars_export)
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB database file (default: {DEFAULT_DB})")
 
@@ -101,29 +154,29 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .loop import Cancelled, execute_run, start_run
+    from .loop import Cancelled, execute_run
     from .progress import ConsoleReporter, accuracy_table
     from .store import Store
 
+    from .prepare import create_run, prepare_run
+
+    given = _given(args)
+    prepared = prepare_run(given) if args.resume is None else None  # a bad flag stops before the file is touched
     store = Store(args.db).init()
-    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name) is not None}
     if args.resume is not None:
         if given:
             print(f"note: --resume keeps run {args.resume}'s stored settings; ignoring {', '.join('--' + k.replace('_', '-') for k in given)}", file=sys.stderr)
         args.run_id = args.resume
         store.get_run(args.resume)
     else:
-        from .tasks import suggested_settings
-
-        suggested = {k: v for k, v in suggested_settings(given.get("task", "arithmetic")).items() if k not in given}
-        config = RunConfig(**{**suggested, **given})
-        if suggested:
-            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in suggested.items())
+        config = prepared.config
+        if prepared.suggested:
+            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in prepared.suggested.items())
             print(f"note: using {shown}, the {config.task} task's default (give the option to change it)", file=sys.stderr)
-        args.run_id = start_run(store, config, ConsoleReporter())
+        args.run_id = create_run(store, config, ConsoleReporter())
         print(f"run {args.run_id} in {args.db}: {config.task} on {config.model}, {config.iterations} iterations")
     try:
-        execute_run(store, args.run_id, ConsoleReporter())
+        execute_run(store, args.run_id, ConsoleReporter(), queue=not args.no_queue)
     except Cancelled:
         print(f"run {args.run_id} cancelled; resume with: star run --db {args.db} --resume {args.run_id}", file=sys.stderr)
         return 1
@@ -185,6 +238,61 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _say_waiting(message: str) -> None:
     """A command waiting for a database another process holds says so (it gives up after the store's lock_timeout)."""
     print(f"note: {message}…", file=sys.stderr, flush=True)
+
+
+def _existing_store(path: str):
+    from .store import Store
+
+    if not Path(path).exists():
+        raise StarError(f"database {path} does not exist (start a run with: star run --db {path})")
+    return Store(path)
+
+
+def _cmd_exemplars_list(args: argparse.Namespace) -> int:
+    from .tasks import task_key
+
+    store = _existing_store(args.db)
+    given = _given(args)
+    key = None if args.all or "task" not in given else task_key(RunConfig(**given))
+    sets = store.list_exemplar_sets(key=key)
+    if sets.empty:
+        print(f"no exemplar sets{' for ' + key.describe() if key else ''} in {args.db}")
+        return 0
+    shown = sets[["label", "task_key", "exemplars", "frozen", "runs", "note"]].rename(
+        columns={"label": "set", "task_key": "task key", "runs": "used by runs"})
+    print(shown.to_string(index=False))
+    return 0
+
+
+def _cmd_exemplars_import(args: argparse.Namespace) -> int:
+    from . import exemplars as ex
+    from .tasks import task_key
+
+    config = RunConfig(**_given(args))  # the task flags: the key the set is validated for
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StarError(f"cannot read exemplar file {path}: {exc}") from exc
+    from .store import Store
+
+    store = Store(args.db).init()
+    set_id = ex.import_jsonl(store, args.name, task_key(config), text, note=args.note, source=str(path))
+    s = store.exemplar_set(set_id)
+    print(f"imported {len(s.items)} exemplars as {s.label} for {s.task_key.describe()}; use it with: "
+          f"star run --exemplars {s.label}")
+    return 0
+
+
+def _cmd_exemplars_export(args: argparse.Namespace) -> int:
+    from . import exemplars as ex
+    from .export import write_text
+
+    store = _existing_store(args.db)
+    s = store.find_exemplar_set(args.ref)
+    write_text(Path(args.out), ex.to_jsonl(s.items))
+    print(f"wrote {len(s.items)} exemplars of {s.label} ({s.task_key.describe()}) to {args.out}")
+    return 0
 
 
 def _cmd_app(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -46,17 +47,29 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
 
 
 def write_whole(rows: pd.DataFrame, out: Path, fmt: str) -> None:
-    """Write `rows` to `out` through a temporary file beside it, renamed over `out` once complete."""
+    """Write `rows` to `out` as jsonl or parquet, whole or not at all (write_file)."""
+    if fmt == "jsonl":
+        write_file(out, lambda part: rows.to_json(part, orient="records", lines=True, force_ascii=False))
+    else:
+        write_file(out, lambda part: rows.to_parquet(part, index=False))
+
+
+def write_text(out: Path, text: str) -> None:
+    """Write a text file whole or not at all (write_file)."""
+    if out.is_dir():
+        raise ExportError(f"{out} is a folder; give the file to write")
+    write_file(out, lambda part: part.write_text(text, encoding="utf-8"))
+
+
+def write_file(out: Path, write: Callable[[Path], None]) -> None:
+    """Call `write` on a temporary file beside `out`, renamed over `out` once complete."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create the folder {out.parent} for {out}: {_reason(exc)}") from exc
     part = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
-        if fmt == "jsonl":
-            rows.to_json(part, orient="records", lines=True, force_ascii=False)
-        else:
-            rows.to_parquet(part, index=False)
+        write(part)
         os.replace(part, out)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -6,7 +6,8 @@ freeze it, and one crash would take the app down). It launches
     python -m star_core.jobs RUN_ID --db PATH
 
 detached from the app, with stdout and stderr going to ``worker.log`` in the run's
-folder. The worker claims the run in the store (pid and host), so the store tells a
+folder. The worker first waits for a slot of this machine (run_queue.py; 'queued'),
+unless launched with ``--no-queue``. The worker claims the run in the store (pid and host), so the store tells a
 live run from a dead one (runs.py `_live_status`) whoever started it: the app or
 `star run` on the command line. Between launch and claim the run is 'pending';
 ``worker.pid`` in the run folder lets the app tell a worker still starting from one
@@ -25,7 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import RunConfig
-from .errors import ConfigError, RunStateError, StarError
+from .errors import RunStateError, StarError
+from .states import RunStatus
 from .store import Store
 
 LOG_NAME = "worker.log"
@@ -38,29 +40,23 @@ def log_path(store: Store, run_id: int) -> Path:
 
 
 def create_run(store: Store, config: RunConfig) -> int:
-    """Validate what a run needs (task, exemplars, model spec), store it and its problems; return its id.
+    """Validate what a run needs and store it (prepare.create_run: errors name the field at fault)."""
+    from .prepare import create_run as create
 
-    Raises ConfigError naming the field at fault (a model that cannot be found is a 'model' error).
+    return create(store, config)
+
+
+def launch(store: Store, run_id: int, queue: bool = True) -> int:
+    """Start (or resume) a run in a detached worker process; return its pid.
+
+    With `queue` the worker waits for a slot of this machine (run_queue.py) before it loads
+    a model, shown as 'queued'; without, it starts at once with its share of the cores.
     """
-    from .errors import DatasetError, ModelLoadError
-    from .loop import start_run  # imports torch: only when a run is created
-    from .store.exemplar_sets import ExemplarSetError
-
-    try:
-        return start_run(store, config)
-    except ModelLoadError as exc:
-        raise ConfigError("model", str(exc)) from exc
-    except DatasetError as exc:
-        raise ConfigError("data", str(exc)) from exc
-    except ExemplarSetError as exc:
-        raise ConfigError("exemplars", str(exc)) from exc
-
-
-def launch(store: Store, run_id: int) -> int:
-    """Start (or resume) a run in a detached worker process; return its pid."""
     run = store.get_run(run_id)
-    if run.status == "running":
+    if run.status == RunStatus.RUNNING:
         raise RunStateError(f"run {run_id} is already running (pid {run.pid} on {run.host})")
+    if run.status == RunStatus.QUEUED:
+        raise RunStateError(f"run {run_id} is already queued (pid {run.pid} on {run.host}); it starts when a slot frees")
     if worker_starting(store, run_id):
         raise RunStateError(f"run {run_id} is already starting in another worker")
     folder = store.run_folder(run_id)
@@ -72,7 +68,8 @@ def launch(store: Store, run_id: int) -> int:
         log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for run {run_id}\n")
         log.flush()
         process = subprocess.Popen(
-            [sys.executable, "-m", "star_core.jobs", str(run_id), "--db", str(store.path.resolve())],
+            [sys.executable, "-m", "star_core.jobs", str(run_id), "--db", str(store.path.resolve())]
+            + ([] if queue else ["--no-queue"]),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT), env=env,
             start_new_session=True,  # survives the app's restart; Ctrl-C in the app's terminal does not reach it
         )
@@ -82,30 +79,34 @@ def launch(store: Store, run_id: int) -> int:
     return process.pid
 
 
-def resume(store: Store, run_id: int) -> int:
+def resume(store: Store, run_id: int, queue: bool = True) -> int:
     """Continue a cancelled, failed or crashed run where it stopped."""
     run = store.get_run(run_id)
-    if run.status == "done":
+    if run.status == RunStatus.DONE:
         raise RunStateError(f"run {run_id} is done; there is nothing to resume")
-    return launch(store, run_id)
+    return launch(store, run_id, queue=queue)
 
 
 def cancel(store: Store, run_id: int) -> None:
-    """Ask a run to stop after its current batch or step (it can be resumed later)."""
+    """Ask a run to stop after its current batch or step (it can be resumed later).
+
+    A queued run leaves the queue: its worker sees the request within a second and ends
+    as cancelled without loading a model.
+    """
     run = store.get_run(run_id)
-    if run.status == "running":
+    if run.status in (RunStatus.RUNNING, RunStatus.QUEUED):
         store.request_cancel(run_id)
         return
     pid = _launched_pid(store, run_id)
-    if run.status == "pending" and pid is not None and _alive(pid):
+    if run.status == RunStatus.PENDING and pid is not None and _alive(pid):
         # Not claimed yet: a cancel flag would be cleared by the claim, so stop the worker itself.
         try:
             os.kill(pid, 15)
         except ProcessLookupError:
             pass
-        store.finish_run(run_id, "cancelled", "cancelled before the worker started")
+        store.finish_run(run_id, RunStatus.CANCELLED, "cancelled before the worker started")
         return
-    raise RunStateError(f"run {run_id} is {run.status}, not running")
+    raise RunStateError(f"run {run_id} is {run.status}, not running or queued")
 
 
 def worker_starting(store: Store, run_id: int) -> bool:
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m star_core.jobs", description="Run (or resume) one stored run.")
     parser.add_argument("run_id", type=int)
     parser.add_argument("--db", required=True)
+    parser.add_argument("--no-queue", action="store_true",
+                        help="start at once instead of waiting for a free slot of this machine")
     args = parser.parse_args(argv)
 
     from .loop import Cancelled, execute_run
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     # makes the run wait, once said in the log, and what it computed is written when the file is free.
     store = Store(args.db, lock_timeout=None, on_wait=reporter.message)
     try:
-        execute_run(store, args.run_id, reporter)
+        execute_run(store, args.run_id, reporter, queue=not args.no_queue)
     except Cancelled:
         print(f"run {args.run_id} cancelled", flush=True)
         return 1

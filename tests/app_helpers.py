@@ -61,3 +61,10 @@ def wait_for(predicate, timeout: float = 240.0, what: str = "condition"):
             return value
         time.sleep(0.25)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def unescaped(markdown: str) -> str:
+    """Text as a reader sees it in a Markdown body that pages escaped with ui.md_escape."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown.replace("  \n", "\n"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from app_helpers import open_page, texts, wait_for
+from app_helpers import open_page, texts, unescaped, wait_for
 from star_core.config import RunConfig, field_help
 from star_core.store import Store
 
@@ -30,17 +30,17 @@ def test_invalid_values_get_a_message_beside_the_field(tmp_path, monkeypatch):
     at.text_input(key="cfg_model").set_value("   ")
     at.button[0].click().run()  # Start
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [unescaped(e.value) for e in at.error]
     assert any("must name a model" in e for e in errors), errors
     at.text_input(key="cfg_model").set_value(str(tmp_path / "no-such-model"))
     at.button[0].click().run()
-    errors = [e.value for e in at.error]
+    errors = [unescaped(e.value) for e in at.error]
     assert any("min_difficulty" in e for e in errors), errors
     assert Store(tmp_path / "r.duckdb").list_runs().empty  # nothing was started
 
     at.number_input(key="cfg_max_difficulty").set_value(3)
     at.button[0].click().run()
-    errors = [e.value for e in at.error]
+    errors = [unescaped(e.value) for e in at.error]
     assert any("no-such-model" in e for e in errors), errors  # a model that cannot be found names the field
     assert Store(tmp_path / "r.duckdb").list_runs().empty
 
@@ -146,3 +146,9 @@ def test_the_tasks_suggested_settings_apply_unless_changed(tmp_path, monkeypatch
     at.button[0].click().run()
     assert not at.error, [e.value for e in at.error]
     assert Store(db).get_run(2).config.max_new_tokens == 50
+    # The form shows gsm8k's suggestion; the run default (96 tokens) is a choice like any other.
+    assert at.number_input(key="cfg_max_new_tokens").value == 50
+    at.number_input(key="cfg_max_new_tokens").set_value(RunConfig().max_new_tokens)
+    at.button[0].click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert Store(db).get_run(3).config.max_new_tokens == RunConfig().max_new_tokens

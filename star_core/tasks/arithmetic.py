@@ -103,7 +103,10 @@ class ArithmeticTask:
         rejects is the rationalization failure of docs/measurements.md: a chain whose
         arithmetic is wrong but whose final answer copies the hint.
         """
-        a, b = (int(x) for x in problem.question.split(" + "))
+        question = re.fullmatch(r"\s*(\d{1,30}) \+ (\d{1,30})\s*", problem.question)
+        if question is None:  # e.g. an exemplar typed or imported for another task
+            return Verdict(False, f"the question {problem.question!r} is not an addition 'a + b'")
+        a, b = int(question[1]), int(question[2])
         text = rationale_of(completion)
         marker = ANSWER_MARKER.search(text)
         if marker is None:
