@@ -7,7 +7,7 @@ left-padded batches of the same size (the fair baseline), as ratios.
 Targets (issue 2): a default iteration under 5 minutes, generation >= 400 new
 tokens/s, fine-tuning >= 500 tokens/s.
 
-    python bench/iteration.py [--model smollm2-135m] [--naive-questions 32]
+    python bench/iteration.py [--model MODEL] [--naive-questions 32]
 
 Run it on a quiet machine: two processes sharing the 2 cores each run ~10x slower.
 """
