@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Protocol
 
+from . import run_queue, train_state
 from .config import RunConfig
 from .errors import RunStateError, StarError
 from .exemplars import exemplars_for_run, resolve_run_set
@@ -75,11 +76,50 @@ def start_run(store: Store, config: RunConfig, reporter: Reporter | None = None)
     return run_id
 
 
-def execute_run(store: Store, run_id: int, reporter: Reporter | None = None) -> None:
-    """Run (or resume) every remaining phase of a run, recording how it ended."""
-    store.claim_run(run_id)
+def execute_run(store: Store, run_id: int, reporter: Reporter | None = None, queue: bool = True) -> None:
+    """Run (or resume) every remaining phase of a run, recording how it ended.
+
+    With `queue` the run first takes a slot of this machine (run_queue.py), waiting as
+    'queued' while none is free; without, it starts at once. Either way a CPU run then
+    sets its torch threads to its share of the cores.
+    """
+    reporter = reporter or _Silent()
     try:
-        _Runner(store, run_id, reporter or _Silent()).run()
+        slots = run_queue.device_slots(store.get_run(run_id).config.device)
+    except StarError as exc:  # e.g. a GPU asked for on a machine without one: a failure of the run, recorded
+        store.claim_run(run_id)
+        store.finish_run(run_id, RunStatus.FAILED, str(exc))
+        raise
+    try:
+        slot = run_queue.wait_for_slot(store, run_id, slots, reporter.message) if queue else \
+            run_queue.unqueued(store, run_id, slots)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, RunStatus.CANCELLED, "interrupted from the keyboard while queued")
+        raise
+    if slot is None:  # cancelled while it waited: no model was loaded
+        store.finish_run(run_id, RunStatus.CANCELLED, "cancelled while queued")
+        raise Cancelled(f"run {run_id} was cancelled while queued")
+    with slot:
+        store.claim_run(run_id, from_queue=queue)
+        _select_gpu(slot)
+        threads = slot.share_cores()
+        if threads is not None and queue is False:
+            reporter.message(f"--no-queue: {threads} torch thread(s), this process's share of the cores")
+        _execute(store, run_id, reporter)
+
+
+def _select_gpu(slot: run_queue.Slot) -> None:
+    if slot.gpu_index is not None:
+        import torch
+
+        torch.cuda.set_device(slot.gpu_index)  # 'cuda' (the current device) is then the slot's GPU
+
+
+def _execute(store: Store, run_id: int, reporter: Reporter) -> None:
+    try:
+        if store.cancel_requested(run_id):  # asked while it waited for its slot
+            raise Cancelled(f"run {run_id} was cancelled")
+        _Runner(store, run_id, reporter).run()
     except Cancelled:
         store.finish_run(run_id, RunStatus.CANCELLED)
         raise
@@ -101,6 +141,9 @@ class _Runner:
         run = store.get_run(run_id)
         self.config: RunConfig = run.config
         self.task: Task = get_task(self.config.task, self.config)
+        if self.task.key != run.task_key:  # its exemplars were validated for the stored key
+            raise RunStateError(f"run {run_id} was made for task {run.task_key.describe()}, but its settings now make "
+                                f"{self.task.key.describe()}; start a new run")
         problems = store.load_problems(run_id) or self._save_problems()
         self.train = [p for p in problems if p.split == "train"]
         self.eval = [p for p in problems if p.split == "eval"]
@@ -217,14 +260,21 @@ class _Runner:
             return
         self.models.release()
         lm = load_model(self.config.model, self.config.device, for_training=True)  # always from the base model (STaR)
-        clock = PhaseClock(n, Phase.FINETUNE, steps)
+        state_dir = self.store.run_folder(self.run_id) / f"iteration-{n}.train"  # fine-tuning's saved state
+        saved = train_state.saved_step(state_dir) or 0
+        if saved:
+            self.reporter.message(f"iteration {n}: fine-tuning continues from its saved state at step {saved} of {steps}")
+        clock = PhaseClock(n, Phase.FINETUNE, steps, done=saved)
         self.reporter.phase(n, clock.phase, steps)
+        self.reporter.advance(saved, steps, None)
         self.store.set_progress(self.run_id, **clock.values())
 
         losses: list[tuple[int, float]] = []  # not yet stored
         last_write = [0.0]
 
         def on_step(step: int, total: int, loss: float, tokens_per_s: float) -> None:
+            if last_write[0] == 0.0:  # this process's first step: where it started, for the ETA at its own pace
+                clock.resumed_at = step - 1
             clock.done = step
             losses.append((step, loss))
             # Steps take 0.1 s to a minute: write about every 2 s, so the page follows without a write per step.
@@ -237,10 +287,12 @@ class _Runner:
 
         settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
                                  self.config.lora_rank, seed=self.config.seed + n)
-        result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested)
+        result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested,
+                          state_dir=state_dir)
         self.store.add_train_steps(self.run_id, n, losses)  # the steps since the last write (a cancel stops early)
-        self._check_cancel()
+        self._check_cancel()  # a cancel during fine-tuning left its state in state_dir: a resume continues from it
         checkpoint = save_checkpoint(lm, self.store.run_folder(self.run_id) / f"iteration-{n}")
+        shutil.rmtree(state_dir, ignore_errors=True)  # the final checkpoint is saved: the state is not needed
         del lm
         self._enter(n, Phase.EVALUATE, kept=len(kept), steps=result.steps, train_loss=result.final_loss,
                     train_tokens=result.tokens, train_seconds=result.seconds, checkpoint=str(checkpoint))
