@@ -16,7 +16,7 @@ class PhaseClock:
     total: int
     done: int = 0  # questions (or fine-tuning steps) finished, including those done before a resume
     new_tokens: int = 0
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=lambda: time.perf_counter())
     resumed_at: int = 0  # `done` when this process started the phase: the rate counts only its own work
 
     def __post_init__(self) -> None:
