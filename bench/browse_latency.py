@@ -1,11 +1,12 @@
-"""Latency of the browse page's queries on a database of 1,000,000 attempts.
+"""Latency of the app's queries (browse, compare, trajectories) on a database of 1,000,000 attempts.
 
-    python bench/browse_latency.py [--attempts 1000000] [--db /tmp/browse-bench.duckdb] [--keep]
+    python bench/browse_latency.py [--attempts 1000000] [--db /tmp/browse-bench.duckdb] [--keep] [--only TEXT]
 
 Seeds the database with DuckDB SQL (INSERT ... SELECT FROM range(), seconds), then
 times each query the browse page makes, through the same Store methods the page
-calls (each opens its own read-only connection, as the app does). Target: every
-query under 200 ms. Prints figures; asserts nothing.
+calls (each opens its own read-only connection, as the app does), and the Compare
+runs and Trajectories pages' queries with the pure computations they feed. Target:
+every query under 200 ms. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from star_core.config import RunConfig  # noqa: E402
+from star_core.comparison import RunRef, compare_runs  # noqa: E402
 from star_core.store import AttemptFilter, Store  # noqa: E402
+from star_core.trajectories import class_counts, grid, question_ids, transitions, with_classes  # noqa: E402
 
 RUNS = 10
 PROBLEMS_PER_RUN = 2_000  # 1,500 train + 500 eval
@@ -82,6 +85,12 @@ def seed(store: Store, attempts: int) -> None:
         )
 
 
+def _trajectory_page(store: Store, run_id: int):
+    """What the trajectories page computes for one run (eval questions), beside drawing it."""
+    evals = with_classes(store.question_paths(run_id, "eval"))
+    return class_counts(evals), transitions(evals), grid(evals)
+
+
 def timed(label: str, fn, repeat: int = 5) -> float:
     fn()  # warm the OS cache
     times = []
@@ -102,6 +111,7 @@ def main() -> int:
     parser.add_argument("--attempts", type=int, default=1_000_000)
     parser.add_argument("--db", default="/tmp/browse-bench.duckdb")
     parser.add_argument("--keep", action="store_true", help="reuse the database if it exists")
+    parser.add_argument("--only", default="", help="time only the queries whose label contains this text (e.g. compare)")
     args = parser.parse_args()
 
     path = Path(args.db)
@@ -138,8 +148,14 @@ def main() -> int:
         "accuracy per iteration, 10 runs": lambda: store.eval_accuracy(list(range(1, RUNS + 1))),
         "coverage per iteration, 10 runs": lambda: store.coverage(list(range(1, RUNS + 1))),
         "runs overview (list_runs)": lambda: store.list_runs(),
+        "compare two runs, last iterations (pairing + statistics)": lambda: compare_runs(store, RunRef(3), RunRef(4)),
+        "compare two iterations of one run (0 vs last)": lambda: compare_runs(store, RunRef(5, 0), RunRef(5)),
+        "trajectories of one run, all questions (paths + classes)": lambda: with_classes(store.question_paths(5)),
+        "trajectories page, eval questions (+ counts, transitions, grid)": lambda: _trajectory_page(store, 5),
+        "browse filtered by trajectory class (run 5, learned)": lambda: store.browse_attempts(
+            AttemptFilter(run_ids=[5], questions=question_ids(store, [5], ["learned"])), limit=50),
     }
-    worst = max(timed(label, fn) for label, fn in figures.items())
+    worst = max(timed(label, fn) for label, fn in figures.items() if args.only.lower() in label.lower())
     print(f"slowest median: {worst:.1f} ms (target < 200 ms)")
     return 0
 

@@ -23,6 +23,7 @@ from star_core.errors import StarError
 from star_core.present import STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag, label, similarity
 from star_core.store import Store
 from star_core.store.exemplar_sets import ExemplarSetError
+from star_core.trajectories import question_ids
 
 DB_KEY = "db_path"
 NAV_KEY = "_star_navigation"  # set by app.py in every run of the app
@@ -302,3 +303,14 @@ def side_by_side(store, run_id: int, problem_id: str, iteration: int, attempt_id
                                   format_func=names.get, key=base + "_r")
         by_id = attempts.set_index("attempt_id")
         diff_columns(by_id.loc[left_id].to_dict(), by_id.loc[right_id].to_dict(), names[left_id], names[right_id])
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _trajectory_questions(db: str, run_ids: tuple[int, ...], classes: tuple[str, ...]) -> list[tuple[int, str]]:
+    return question_ids(_store(db), list(run_ids), list(classes))
+
+
+def trajectory_questions(store, run_ids: list[int], classes: list[str]) -> list[tuple[int, str]]:
+    """The (run, problem) ids of the runs' questions in those trajectory classes, kept for 10 s: paging and
+    sorting a filtered table then costs no new classification (a run writing adds attempts slowly)."""
+    return _trajectory_questions(str(store.path), tuple(sorted(int(r) for r in run_ids)), tuple(sorted(classes)))

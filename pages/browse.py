@@ -16,7 +16,7 @@ from pages import _ui as ui
 from star_core.present import choices_of, flag, label, why_kept
 from star_core.store import AttemptFilter
 from star_core.store.browse import KINDS, SORTABLE
-from star_core.trajectories import Trajectory, question_ids
+from star_core.trajectories import Trajectory
 
 YES_NO = {"any": None, "yes": True, "no": False}
 VERIFIED = {"any": None, "yes": True, "no": False, "not checked": "unchecked"}
@@ -50,7 +50,7 @@ def filters(store):
              "right at the end without dropping; forgotten = right once, wrong at the end; unstable = right at the end "
              "after a drop. Training questions count as right when self-solved (not with the hint).")
     # A trajectory is a run's: the questions of the chosen runs (all runs when none is chosen) in those classes.
-    questions = question_ids(store, runs or list(labels), classes) if classes else None
+    questions = ui.trajectory_questions(store, runs or list(labels), classes) if classes else None
     flt = AttemptFilter(run_ids=runs, iterations=iterations, kinds=kinds, difficulties=difficulties,
                         correct=YES_NO[correct], verified=VERIFIED[verified], used_for_training=YES_NO[used],
                         hint_leak=YES_NO[leak], search=search, questions=questions)

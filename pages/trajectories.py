@@ -134,8 +134,8 @@ def main() -> None:
     c = st.columns([3, 2])
     run_id = c[0].selectbox("Run", runs, key="traj_run", format_func=labels.get)
     split = c[1].radio("Questions", list(SPLITS), key="traj_split", format_func=SPLITS.get, horizontal=True)
-    df = with_classes(store.question_paths(run_id))
-    if df[df.split == split].empty:
+    df = with_classes(store.question_paths(run_id, split))
+    if df.empty:
         st.info("No attempts at these questions yet." if split == "eval" else
                 "No training iteration yet: training questions are attempted from iteration 1 on.")
         return

@@ -25,9 +25,11 @@ A run still writing its last iteration has questions whose path ends one iterati
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import Enum
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 
@@ -83,82 +85,76 @@ TRANSITIONS = ("wrong→right", "right→wrong", "stayed right", "stayed wrong")
 
 
 def with_classes(paths: pd.DataFrame) -> pd.DataFrame:
-    """Store.question_paths' frame with each question's `trajectory`, its path as text, and the
-    iteration it was first right at (None if never)."""
+    """Store.question_paths' frame with each question's `trajectory`, its path as text (✓ right, h only
+    with the hint, ✗ wrong), and the iteration it was first right at (None if never)."""
     df = paths.copy()
-    rights = [list(map(bool, r)) for r in df["right"]]
+    # Plain Python lists: iterating pandas' (Arrow) columns element by element is several times slower.
+    rights = [_bools(r) for r in df["right"].tolist()]
+    hints = [_bools(h) for h in df["hint_right"].tolist()]
+    its = [_ints(i) for i in df["iterations"].tolist()]
     df["trajectory"] = [classify(r).value for r in rights]
-    df["path"] = ["".join("✓" if x else ("h" if h else "✗") for x, h in zip(r, hs)) for r, hs in zip(rights, df["hint_right"])]
-    df["first_right"] = pd.array([next((int(i) for i, x in zip(its, r) if x), None)
-                                  for its, r in zip(df["iterations"], rights)], dtype="Int64")
+    df["path"] = ["".join("✓" if x else ("h" if h else "✗") for x, h in zip(r, hs)) for r, hs in zip(rights, hints)]
+    df["first_right"] = pd.array([next((i for i, x in zip(it, r) if x), None) for it, r in zip(its, rights)], dtype="Int64")
     return df
+
+
+def _bools(values) -> list[bool]:
+    # A numpy array's tolist() already gives Python bools (and ints, below).
+    return values.tolist() if hasattr(values, "tolist") else [bool(x) for x in values]
+
+
+def _ints(values) -> list[int]:
+    return values.tolist() if hasattr(values, "tolist") else [int(x) for x in values]
 
 
 def class_counts(classified: pd.DataFrame) -> pd.DataFrame:
     """Questions per split, difficulty and trajectory class (every class listed, zeros included)."""
-    classes = [t.value for t in Trajectory]
-    if classified.empty:
-        return pd.DataFrame(columns=["split", "difficulty", "trajectory", "questions"])
-    df = classified.assign(difficulty=classified.difficulty.astype("Int64"))
-    counts = df.groupby(["split", "difficulty", "trajectory"], dropna=False).size()
-    full = pd.MultiIndex.from_tuples(
-        [(s, d, t) for s, d in df[["split", "difficulty"]].drop_duplicates().itertuples(index=False) for t in classes],
-        names=["split", "difficulty", "trajectory"])
-    out = counts.reindex(full, fill_value=0).rename("questions").reset_index()
-    out["trajectory"] = pd.Categorical(out.trajectory, classes, ordered=True)
-    out = out.sort_values(["split", "difficulty", "trajectory"], na_position="last").reset_index(drop=True)
-    out["trajectory"] = out.trajectory.astype(str)
+    cols = ["split", "difficulty", "trajectory", "questions"]
+    diffs = [None if d is None or d != d else int(d) for d in classified["difficulty"].tolist()]  # d != d: NaN
+    counts = Counter(zip(classified["split"].tolist(), diffs, classified["trajectory"].tolist()))
+    groups = sorted({key[:2] for key in counts}, key=lambda g: (g[0], g[1] is None, g[1] or 0))
+    rows = [(split, d, t.value, counts.get((split, d, t.value), 0)) for split, d in groups for t in Trajectory]
+    out = pd.DataFrame(rows, columns=cols)
+    out["difficulty"] = out.difficulty.astype("Int64")
     return out
+
+
+_KIND = {(False, True): "wrong→right", (True, False): "right→wrong", (True, True): "stayed right",
+         (False, False): "stayed wrong"}
 
 
 def transitions(classified: pd.DataFrame) -> pd.DataFrame:
     """Per split and pair of consecutive attempted iterations: how many questions went wrong→right,
     right→wrong, or stayed (every kind listed, zeros included)."""
-    cols = ["split", "from_iteration", "to_iteration", "transition", "questions"]
-    long = _explode(classified)
-    if long.empty:
-        return pd.DataFrame(columns=cols + ["step"])
-    nxt = long.groupby("problem_id", sort=False)[["iteration", "right"]].shift(-1)
-    steps = long.assign(to_iteration=nxt.iteration, to_right=nxt.right).dropna(subset=["to_iteration"])
-    was, now = steps.right.astype(bool), steps.to_right.astype(bool)
-    kind = pd.Series("stayed wrong", index=steps.index)
-    kind[was & now], kind[was & ~now], kind[~was & now] = "stayed right", "right→wrong", "wrong→right"
-    steps = steps.assign(from_iteration=steps.iteration, to_iteration=steps.to_iteration.astype(int), transition=kind)
-    counts = steps.groupby(cols[:4]).size()
-    pairs = steps[cols[:3]].drop_duplicates()
-    full = pd.MultiIndex.from_tuples([(*p, k) for p in pairs.itertuples(index=False) for k in TRANSITIONS], names=cols[:4])
-    out = counts.reindex(full, fill_value=0).rename("questions").reset_index()
-    out["step"] = out.from_iteration.astype(str) + "→" + out.to_iteration.astype(str)
-    return out.sort_values(["split", "from_iteration", "to_iteration"], kind="stable").reset_index(drop=True)
+    cols = ["split", "from_iteration", "to_iteration", "transition", "questions", "step"]
+    counts: Counter = Counter()
+    for split, its, right in zip(classified["split"].tolist(), classified["iterations"].tolist(),
+                                 classified["right"].tolist()):
+        its, right = _ints(its), _bools(right)
+        for k in range(len(its) - 1):
+            counts[(split, its[k], its[k + 1], _KIND[(right[k], right[k + 1])])] += 1
+    steps = sorted({key[:3] for key in counts})
+    rows = [(*step, kind, counts.get((*step, kind), 0), f"{step[1]}→{step[2]}") for step in steps for kind in TRANSITIONS]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def grid(classified: pd.DataFrame) -> pd.DataFrame:
     """One row per question and attempted iteration: its outcome, the outcome's value (1 right,
     0.5 hint only, 0 wrong) and whether a rationale of it was kept (long form, for a heat map and CSV)."""
     cols = ["problem_id", "split", "difficulty", "trajectory", "iteration", "outcome", "value", "kept"]
-    long = _explode(classified)
-    if long.empty:
-        return pd.DataFrame(columns=cols)
-    right, hint = long.right.astype(bool), long.hint_right.astype(bool)
-    long["outcome"] = Outcome.WRONG.value
-    long.loc[hint, "outcome"] = Outcome.HINT_ONLY.value
-    long.loc[right, "outcome"] = Outcome.RIGHT.value
-    long["value"] = long.outcome.map({o.value: v for o, v in OUTCOME_VALUE.items()})
-    long["kept"] = long.kept.astype(bool)
-    return long[cols].reset_index(drop=True)
-
-
-def _explode(classified: pd.DataFrame) -> pd.DataFrame:
-    """One row per question and attempted iteration, in question then iteration order."""
     if classified.empty:
-        return pd.DataFrame(columns=["problem_id", "split", "difficulty", "trajectory", "iteration", "right",
-                                     "hint_right", "kept"])
-    keep = [c for c in ("problem_id", "split", "difficulty", "trajectory") if c in classified]
-    df = classified[keep + ["iterations", "right", "hint_right", "kept"]].rename(columns={"iterations": "iteration"})
-    df = df.assign(**{c: df[c].map(list) for c in ("iteration", "right", "hint_right", "kept")})
-    long = df.explode(["iteration", "right", "hint_right", "kept"], ignore_index=True)
-    long["iteration"] = long.iteration.astype(int)
-    return long
+        return pd.DataFrame(columns=cols)
+    lengths = [len(x) for x in classified["iterations"]]
+    row = np.repeat(np.arange(len(classified)), lengths)
+    flat = {c: np.concatenate(classified[c].tolist()).astype(int if c == "iterations" else bool)
+            for c in ("iterations", "right", "hint_right", "kept")}
+    outcome_ = np.where(flat["right"], Outcome.RIGHT.value,
+                        np.where(flat["hint_right"], Outcome.HINT_ONLY.value, Outcome.WRONG.value))
+    value = np.where(flat["right"], OUTCOME_VALUE[Outcome.RIGHT],
+                     np.where(flat["hint_right"], OUTCOME_VALUE[Outcome.HINT_ONLY], OUTCOME_VALUE[Outcome.WRONG]))
+    out = {c: classified[c].to_numpy()[row] for c in ("problem_id", "split", "difficulty", "trajectory")}
+    out.update(iteration=flat["iterations"], outcome=outcome_, value=value, kept=flat["kept"])
+    return pd.DataFrame(out, columns=cols)
 
 
 def question_ids(store, run_ids: list[int], wanted: list[str]) -> list[tuple[int, str]]:

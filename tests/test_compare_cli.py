@@ -116,3 +116,10 @@ def test_a_full_overlap_has_no_shared_note(db):
     assert c.shared_note is None and c.overall.shared == 8
     partial = compare_runs(compare_seed.Store(db), RunRef(1), RunRef(2, 2))  # run 2's unfinished evaluation
     assert partial.overall.shared == 3 and "they share 3" in partial.shared_note
+
+
+def test_a_run_without_evaluation_is_named(db, capsys):
+    store = compare_seed.Store(db)
+    empty = store.create_run(compare_seed.RunConfig(name="failed before evaluating"))
+    code, _, err = star(capsys, "compare", "--db", db, "1", str(empty))
+    assert code == 2 and f"run {empty} has no evaluated iteration yet" in err

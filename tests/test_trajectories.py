@@ -132,3 +132,14 @@ def test_browse_filters_by_trajectory_class(store):
     assert details == {"e1", "e7", "e8", "t1"}
     assert store.browse_attempts(AttemptFilter(questions=[]), limit=10).total == 0  # a class with no questions
     assert store.browse_attempts(AttemptFilter(questions=None), limit=10).total == store.attempt_count()
+
+
+def test_paths_of_one_split(store):
+    evals, trains = store.question_paths(1, "eval"), store.question_paths(1, "train")
+    assert set(evals.problem_id) == set(RUN1_EVAL) and set(trains.problem_id) == set(RUN1_TRAIN)
+    both = store.question_paths(1).set_index("problem_id")
+    for df in (evals, trains):
+        for r in df.itertuples():
+            assert list(r.right) == list(both.right[r.problem_id]) and list(r.kept) == list(both.kept[r.problem_id])
+    with pytest.raises(ValueError):
+        store.question_paths(1, "test")

@@ -63,19 +63,8 @@ _PAIRED = f"""
 class CompareQueries:
     def evaluated_iterations(self, run_ids: list[int] | None = None) -> pd.DataFrame:
         """Per run and iteration with eval answers: how many it answered and how many eval questions the run has."""
-        ids = [int(r) for r in run_ids or []]
-        cond = f"AND t.run_id IN ({', '.join('?' * len(ids))})" if ids else ""
         with self.db.read() as con:
-            return con.execute(
-                f"""
-                WITH evals AS (SELECT run_id, count(*) AS eval_questions FROM problems WHERE split = 'eval' GROUP BY run_id)
-                SELECT t.run_id, t.iteration, count(*) AS answered, any_value(e.eval_questions) AS eval_questions
-                FROM attempts t LEFT JOIN evals e ON e.run_id = t.run_id
-                WHERE t.kind = 'eval' AND t.sample = 0 {cond}
-                GROUP BY t.run_id, t.iteration ORDER BY t.run_id, t.iteration
-                """,
-                ids,
-            ).df()
+            return _evaluated(con, run_ids or [])
 
     def run_settings(self, run_ids: list[int]) -> dict[int, dict]:
         """run id -> its stored settings (the RunConfig JSON as a dict, unvalidated), to say what differs between runs."""
@@ -88,24 +77,25 @@ class CompareQueries:
 
     def last_evaluated_iteration(self, run_id: int) -> int:
         """The run's last iteration whose evaluation is complete (else the last with any eval answer)."""
-        return _last_complete(self._evaluated(run_id))
+        with self.db.read() as con:
+            return _last_complete(_evaluated_run(con, self.db.path, run_id))
 
     def eval_pairing(self, run_a: int, iteration_a: int | None, run_b: int, iteration_b: int | None) -> EvalPairing:
         """Both sides' eval outcomes on their shared questions: the four cells per difficulty and the
         discordant questions. `iteration_* = None` is the run's last evaluated iteration."""
-        sides = []
-        for run_id, iteration in ((run_a, iteration_a), (run_b, iteration_b)):
-            done = self._evaluated(run_id)
-            if iteration is None:
-                iteration = _last_complete(done)
-            answered = done[done.iteration == int(iteration)].answered
-            if answered.empty:
-                its = ", ".join(str(i) for i in done.iteration)
-                raise ComparisonError(f"run {run_id} has no eval answers at iteration {iteration} (evaluated: {its})")
-            sides.append(EvaluatedSide(int(run_id), int(iteration), int(answered.iloc[0])))
-        a, b = sides
-        params = [a.run_id, a.iteration, b.run_id, b.iteration]
-        with self.db.read() as con:
+        with self.db.read() as con:  # one connection: opening one is most of a small query's time
+            sides = []
+            for run_id, iteration in ((run_a, iteration_a), (run_b, iteration_b)):
+                done = _evaluated_run(con, self.db.path, run_id)
+                if iteration is None:
+                    iteration = _last_complete(done)
+                answered = done[done.iteration == int(iteration)].answered
+                if answered.empty:
+                    its = ", ".join(str(i) for i in done.iteration)
+                    raise ComparisonError(f"run {run_id} has no eval answers at iteration {iteration} (evaluated: {its})")
+                sides.append(EvaluatedSide(int(run_id), int(iteration), int(answered.iloc[0])))
+            a, b = sides
+            params = [a.run_id, a.iteration, b.run_id, b.iteration]
             cells = con.execute(
                 f"""
                 {_PAIRED}
@@ -137,16 +127,31 @@ class CompareQueries:
             )
         return pairing
 
-    def _evaluated(self, run_id: int) -> pd.DataFrame:
-        with self.db.read() as con:
-            exists = con.execute("SELECT count(*) FROM runs WHERE id = ?", [int(run_id)]).fetchone()[0]
-        if not exists:
-            raise ComparisonError(f"there is no run {run_id} in {self.db.path} (see: star runs --db {self.db.path})")
-        done = self.evaluated_iterations([run_id])
-        if done.empty:
-            raise ComparisonError(f"run {run_id} has no evaluated iteration yet (iteration 0, the few-shot baseline, "
-                                  "is evaluated first)")
-        return done
+
+def _evaluated(con, run_ids: list[int]) -> pd.DataFrame:
+    ids = [int(r) for r in run_ids]
+    cond = f"AND t.run_id IN ({', '.join('?' * len(ids))})" if ids else ""
+    return con.execute(
+        f"""
+        WITH evals AS (SELECT run_id, count(*) AS eval_questions FROM problems WHERE split = 'eval' GROUP BY run_id)
+        SELECT t.run_id, t.iteration, count(*) AS answered, any_value(e.eval_questions) AS eval_questions
+        FROM attempts t LEFT JOIN evals e ON e.run_id = t.run_id
+        WHERE t.kind = 'eval' AND t.sample = 0 {cond}
+        GROUP BY t.run_id, t.iteration ORDER BY t.run_id, t.iteration
+        """,
+        ids,
+    ).df()
+
+
+def _evaluated_run(con, path, run_id: int) -> pd.DataFrame:
+    """One run's evaluated iterations; ComparisonError when there is no such run or no evaluation yet."""
+    if not con.execute("SELECT count(*) FROM runs WHERE id = ?", [int(run_id)]).fetchone()[0]:
+        raise ComparisonError(f"there is no run {run_id} in {path} (see: star runs --db {path})")
+    done = _evaluated(con, [run_id])
+    if done.empty:
+        raise ComparisonError(f"run {run_id} has no evaluated iteration yet (iteration 0, the few-shot baseline, "
+                              "is evaluated first)")
+    return done
 
 
 def _last_complete(done: pd.DataFrame) -> int:

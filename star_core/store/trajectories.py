@@ -13,20 +13,24 @@ PATH_COLUMNS = ["problem_id", "split", "difficulty", "question", "gold_answer", 
 
 
 class TrajectoryQueries:
-    def question_paths(self, run_id: int) -> pd.DataFrame:
+    def question_paths(self, run_id: int, split: str | None = None) -> pd.DataFrame:
         """One row per question of the run that has attempts: its split, difficulty, question, and per attempted
         iteration (lists in iteration order) whether it was right (eval: the first eval sample; training: any
-        self-generated sample), right only with the hint (a rationalized attempt reached the answer), and kept."""
+        self-generated sample), right only with the hint (a rationalized attempt reached the answer), and kept.
+        `split` 'train' or 'eval' reads only those questions' attempts."""
+        kinds = {"eval": "kind = 'eval'", "train": "kind IN ('generated', 'rationalized')", None: "true"}
+        if split not in kinds:
+            raise ValueError(f"split must be 'train', 'eval' or None, not {split!r}")
         with self.db.read() as con:
             return con.execute(
-                """
+                f"""
                 WITH per AS (
                     SELECT problem_id, iteration,
                            coalesce(bool_or(correct) FILTER (WHERE kind IN ('generated', 'eval')), false) AS right,
                            coalesce(bool_or(correct) FILTER (WHERE kind = 'rationalized'), false) AS hint_right,
                            bool_or(used_for_training) AS kept
                     FROM attempts
-                    WHERE run_id = ? AND (kind <> 'eval' OR sample = 0)
+                    WHERE run_id = ? AND (kind <> 'eval' OR sample = 0) AND {kinds[split]}
                     GROUP BY problem_id, iteration
                 )
                 SELECT per.problem_id, p.split, p.difficulty, p.question, p.answer AS gold_answer,
