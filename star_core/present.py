@@ -15,7 +15,7 @@ import re
 import pandas as pd
 
 from .stats import wilson_interval
-from .tasks.base import choices_from_json
+from .tasks.base import NO_STEPS, choices_from_json
 
 # --- why an attempt was kept ------------------------------------------------------
 
@@ -33,6 +33,8 @@ def why_kept(attempt: dict) -> str:
         return f"Kept for fine-tuning: {how}, its final answer is correct{checked}."
     if not correct:
         return "Rejected: the extracted answer is not the gold answer."
+    if verified is False and reason == NO_STEPS:
+        return "Rejected: the answer is right but the rationale shows no steps (a bare sum)."
     if verified is False:
         return f"Rejected: the answer is right but a step does not hold ({reason or 'verification failed'})."
     if attempt.get("hint_leak"):

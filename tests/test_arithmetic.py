@@ -12,7 +12,7 @@ from star_core.config import RunConfig
 from star_core.errors import ConfigError
 from star_core.exemplars import load_exemplars
 from star_core.tasks.arithmetic import ArithmeticTask, place_sums, rationale_for
-from star_core.tasks.base import Problem
+from star_core.tasks.base import NO_STEPS, Problem
 
 TASK = ArithmeticTask()
 
@@ -102,18 +102,40 @@ def test_a_wrong_place_sum_never_verifies(a, b, error):
     "a, b, completion, ok, reason",
     [
         (47, 85, " 47 + 85 = 120 + 12 = 132. The answer is 132.", True, "place sums"),
-        (47, 85, " 47 + 85 = 132. The answer is 132.", True, "directly"),
-        (47, 85, " 85 + 47 = 132. The answer is 132.", True, "directly"),  # operands in either order
-        (19, 24, " 19 + 24 = 40 + 3 = 43. The answer is 43.", True, "2 steps hold"),
+        (47, 85, " 47 + 85 = 12 + 120 = 132. The answer is 132.", True, "place sums"),  # the places in either order
+        (47, 85, " 85 + 47 = 120 + 12 = 132. The answer is 132.", True, "place sums"),  # operands in either order
+        # more steps than the scratchpad's are fine when each holds and one of them is the place sums
+        (47, 85, " 47 + 85 = 40 + 80 + 7 + 5 = 120 + 12 = 132. The answer is 132.", True, "all 3 steps hold (place sums)"),
+        (19, 24, " 19 + 24 = 30 + 13 = 43. The answer is 43.", True, "all 2 steps hold (place sums)"),
+        (105, 203, " 105 + 203 = 300 + 8 = 308. The answer is 308.", True, "place sums"),  # a place summing to 0 left out
+        (105, 203, " 105 + 203 = 300 + 0 + 8 = 308. The answer is 308.", True, "place sums"),  # or written as 0
+        (10, 5, " 10 + 5 = 10 + 5 = 15. The answer is 15.", True, "place sums"),  # operands of different lengths
+        # a bare sum on a problem with places to add: a right answer with no reasoning in it
+        (47, 85, " 47 + 85 = 132. The answer is 132.", False, "no steps"),
+        (85, 47, " 85 + 47 = 132. The answer is 132.", False, "no steps"),
+        (994, 123, " 994 + 123 = 1117. The answer is 1117.", False, "no steps"),  # what the model wrote after iteration 1
+        (10, 5, " 10 + 5 = 15. The answer is 15.", False, "no steps"),  # one operand of 2 digits is enough
+        (12345, 67890, " 12345 + 67890 = 80235. The answer is 80235.", False, "no steps"),
+        # steps that hold but are not the scratchpad
+        (19, 24, " 19 + 24 = 40 + 3 = 43. The answer is 43.", False, "none is the place sums 30 + 13"),
+        (47, 85, " 47 + 85 = 40 + 80 + 7 + 5 = 132. The answer is 132.", False, "none is the place sums 120 + 12"),
+        # nothing to decompose: one place to add (every 1-digit problem, and 40 + 50)
+        (3, 4, " 3 + 4 = 7. The answer is 7.", True, "states the sum directly"),
+        (7, 8, " 7 + 8 = 15. The answer is 15.", True, "states the sum directly"),
+        (40, 50, " 40 + 50 = 90. The answer is 90.", True, "states the sum directly"),
+        (0, 0, " 0 + 0 = 0. The answer is 0.", True, "states the sum directly"),
+        (3, 4, " 3 + 4 = 4 + 3 = 7. The answer is 7.", True, "all 2 steps hold"),
         # the poison of docs/measurements.md: wrong arithmetic that copies the hinted answer
         (3, 4, " 3 + 4 + 0 = 11. The answer is 7.", False, "does not start"),
         (75, 42, " 75 + 42 = 192. The answer is 117.", False, "makes 192, not 117"),
         (19, 24, " 19 + 24 = 32 + 16 = 48. The answer is 48.", False, "makes 48, not 43"),
         (19, 24, " 19 + 24 = 43. The answer is 44.", False, "ends in 43 but the answer given is 44"),
+        (19, 24, " 19 + 24 = 30 + 13 = 43. The answer is 44.", False, "ends in 43 but the answer given is 44"),
         (19, 24, " 19 + 24 = 43.", False, "no final answer"),
         (19, 24, " The answer is 43.", False, "does not start"),
         (19, 24, " 19 + 24 = forty-three. The answer is 43.", False, "not a sum of whole numbers"),
         (19, 24, " 19 + 24 = 4" + "0" * 40 + ". The answer is 43.", False, "not a sum of whole numbers"),
+        (19, 24, " 19 + 24 = 30 + 13. The answer is 43.", False, "does not end in a single number"),
         (5, 0, " 5. The answer is 5.", False, "does not start"),
     ],
 )
@@ -121,6 +143,17 @@ def test_verify_steps(a, b, completion, ok, reason):
     verdict = TASK.verify_steps(completion, problem(a, b))
     assert verdict.ok is ok
     assert reason in verdict.reason
+
+
+@given(st.integers(0, 99_999), st.integers(0, 99_999))
+def test_a_bare_sum_verifies_only_where_there_is_nothing_to_decompose(a, b):
+    verdict = TASK.verify_steps(f" {a} + {b} = {a + b}. The answer is {a + b}.", problem(a, b))
+    if len(place_sums(a, b)) == 1:  # one place to add: the bare sum is the scratchpad (rationale_for writes it so)
+        assert verdict.ok is True and verdict.reason == "states the sum directly (one place to add)"
+    else:
+        assert verdict.ok is False and verdict.reason == NO_STEPS == "no steps"
+    if a < 10 and b < 10:
+        assert verdict.ok is True  # a 1-digit problem may always state its sum
 
 
 def test_the_shipped_exemplars_pass_the_checks():

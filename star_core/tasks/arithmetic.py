@@ -22,7 +22,8 @@ import random
 import re
 
 from ..errors import ConfigError
-from .base import ANSWER_MARKER, ANSWER_TEXT, Exemplar, Problem, Verdict, answer_sentence, last_answer, rationale_of
+from .base import (ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer,
+                   rationale_of)
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
     from ..config import RunConfig
@@ -96,12 +97,19 @@ class ArithmeticTask:
         return None if pattern.search(problem.question) else pattern  # '7 + 0': the question states it
 
     def verify_steps(self, completion: str, problem: Problem) -> Verdict:
-        """Every step of the chain 'a + b = ... = total' must hold, and the answer must be its total.
+        """The rationale carries the place-value scratchpad, every step of its chain holds, and the
+        answer is the chain's total.
 
-        A step is a sum of whole numbers; the place-value decomposition the
-        exemplars use is one valid chain, a bare 'a + b = total' another. What this
-        rejects is the rationalization failure of docs/measurements.md: a chain whose
-        arithmetic is wrong but whose final answer copies the hint.
+        The chain is 'a + b = ... = total'; each step is a sum of whole numbers equal to a + b.
+        Where a + b has more than one place to add (47 + 85: 120 + 12), one step must be those
+        place sums (in any order): a bare 'a + b = total.' is a right answer with no reasoning in
+        it, and gets the reason NO_STEPS ('no steps'). The model writes such bare sums after a
+        first iteration (docs/measurements.md); keeping them teaches it to skip the scratchpad.
+        A problem whose place sums are one number (every 1-digit problem, and 40 + 50) may state
+        the sum directly: there is nothing to decompose, and the exemplars write it that way.
+
+        What the chain check itself rejects is the rationalization failure of
+        docs/measurements.md: arithmetic that is wrong but whose final answer copies the hint.
         """
         question = re.fullmatch(r"\s*(\d{1,30}) \+ (\d{1,30})\s*", problem.question)
         if question is None:  # e.g. an exemplar typed or imported for another task
@@ -126,10 +134,16 @@ class ArithmeticTask:
         answer = self.extract_answer(completion)
         if answer is not None and answer != parts[-1]:
             return Verdict(False, f"the chain ends in {parts[-1]} but the answer given is {answer}")
+        sums = place_sums(a, b)
+        if len(sums) == 1:
+            return Verdict(True, "states the sum directly (one place to add)" if len(parts) == 2
+                           else f"all {len(parts) - 1} steps hold")
         if len(parts) == 2:
-            return Verdict(True, "states the sum directly")
-        how = " (place sums)" if [_terms(p) for p in parts[1:-1]] == [place_sums(a, b)] else ""
-        return Verdict(True, f"all {len(parts) - 1} steps hold{how}")
+            return Verdict(False, NO_STEPS)
+        wanted = sorted(sums)
+        if not any(sorted(t for t in _terms(p) if t) == wanted for p in parts[1:-1]):
+            return Verdict(False, f"the steps hold but none is the place sums {' + '.join(map(str, sums))}")
+        return Verdict(True, f"all {len(parts) - 1} steps hold (place sums)")
 
 
 def place_sums(a: int, b: int) -> list[int]:

@@ -98,6 +98,11 @@ ANSWER_TEXT = "The answer is"
 ANSWER_MARKER = re.compile(rf"{ANSWER_TEXT}\s*:?", re.IGNORECASE)
 
 
+# The step check's reason for a right sum written with no steps where the task has steps to show
+# (arithmetic's bare 'a + b = total.'): the Accuracy page counts kept rationales without it.
+NO_STEPS = "no steps"
+
+
 def answer_sentence(shown: str) -> str:
     """The sentence that states an answer, as exemplars end and hints read: 'The answer is 132.'"""
     return f"{ANSWER_TEXT} {shown}."
@@ -123,13 +128,23 @@ def cut_at_stop(text: str) -> str:
     return text if end < 0 else text[:end]
 
 
-def build_prefix(task: Task, exemplars: list[Exemplar], with_hints: bool) -> str:
-    """The few-shot prompt shared by every question of a phase."""
+def build_prefix(task: Task, exemplars: list[Exemplar], with_hints: bool, answer_only: bool = False) -> str:
+    """The few-shot prompt shared by every question of a phase.
+
+    `answer_only`: the exemplars without their rationales (direct mode: the model is prompted,
+    trained and evaluated on the final answer alone).
+    """
     blocks = []
     for ex in exemplars:
         hint = task.format_hint(_as_problem(ex)) if with_hints else None
-        blocks.append(task.format_question(ex, hint) + task.format_completion(ex.rationale, ex.answer) + STOP_TEXT)
+        completion = answer_only_completion(task, ex.answer) if answer_only else task.format_completion(ex.rationale, ex.answer)
+        blocks.append(task.format_question(ex, hint) + completion + STOP_TEXT)
     return "".join(blocks)
+
+
+def answer_only_completion(task: Task, answer: str) -> str:
+    """What the model writes after 'Answer:' with no rationale: ' The answer is 132.' in the task's format."""
+    return " " + task.format_completion("", answer).strip()
 
 
 def rationale_of(completion: str) -> str:
