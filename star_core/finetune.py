@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from . import train_state
 from .config import FINETUNE_METHODS
 from .generate import autocast, encode_piece, encode_prefix
 from .model import LoadedModel
@@ -56,6 +57,7 @@ class FinetuneResult:
     tokens: int  # sequence tokens trained on, each row with its prefix (what a plain trainer would process)
     computed_tokens: int  # tokens actually run through the model: the prefix once per step, plus the rows
     seconds: float
+    resumed_from: int = 0  # the steps a saved state had already done (0: trained from the start)
 
 
 def finetune(
@@ -65,8 +67,14 @@ def finetune(
     settings: TrainSettings,
     on_step: Callable[[int, int, float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    state_dir: Path | None = None,
 ) -> FinetuneResult:
-    """Train `lm.model` (replaced by its LoRA wrapper for that method). on_step(step, steps, loss, tokens_per_s)."""
+    """Train `lm.model` (replaced by its LoRA wrapper for that method). on_step(step, steps, loss, tokens_per_s).
+
+    With `state_dir`, the training state is saved there every few steps and when `should_stop` stops it
+    (train_state.py), and a state found there for the same job is resumed: the result is the same as if
+    training had not stopped. The caller removes the folder once it has saved the final checkpoint.
+    """
     if not examples:
         raise ValueError("no examples to fine-tune on")
     if settings.method not in FINETUNE_METHODS:
@@ -90,9 +98,38 @@ def finetune(
     order: list[int] = []
     losses: list[float] = []
     tokens = computed = 0
+    seconds_before = 0.0  # spent by the processes that trained before a resume
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    job = train_state.fingerprint(settings, prefix_ids, rows, named) if state_dir is not None else ""
+    saved = train_state.load(state_dir, job) if state_dir is not None else None
+    if saved is not None:
+        with torch.no_grad():
+            for name, p in named:
+                p.copy_(saved["params"][name])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["scheduler"])
+        rng.setstate(_as_random_state(saved["python_rng"]))
+        torch.set_rng_state(saved["torch_rng"])
+        order, losses = list(saved["order"]), list(saved["losses"])
+        tokens, computed, seconds_before = saved["tokens"], saved["computed"], saved["seconds"]
+    first = len(losses)
+    tokens_before = tokens
     started = time.perf_counter()
-    for step in range(steps):
+    cadence = train_state.Cadence(last_step=first)
+
+    def save_state(step: int) -> None:
+        took = train_state.save(state_dir, step, dict(
+            fingerprint=job, params={n: p.detach() for n, p in named}, optimizer=optimizer.state_dict(),
+            scheduler=schedule.state_dict(), python_rng=rng.getstate(), torch_rng=torch.get_rng_state(),
+            order=list(order), losses=list(losses), tokens=tokens, computed=computed,
+            seconds=seconds_before + time.perf_counter() - started,
+        ))
+        cadence.saved(step, took)
+
+    for step in range(first, steps):
         if should_stop and should_stop():
+            if state_dir is not None and cadence.last_step < step:
+                save_state(step)  # what a resume continues from
             break
         if len(order) < batch_size:
             fresh = list(range(len(rows)))
@@ -110,11 +147,20 @@ def finetune(
         losses.append(loss.item())
         tokens += row_tokens + len(batch) * len(prefix_ids)
         computed += row_tokens + len(prefix_ids)
-        if on_step:
-            on_step(step + 1, steps, losses[-1], tokens / (time.perf_counter() - started))
+        if state_dir is not None and step + 1 < steps and cadence.due(step + 1):
+            save_state(step + 1)
+        if on_step:  # the rate of this process's own steps
+            on_step(step + 1, steps, losses[-1], (tokens - tokens_before) / (time.perf_counter() - started))
     model.eval()
     tail = losses[-max(1, math.ceil(len(losses) / 10)):] if losses else [float("nan")]
-    return FinetuneResult(len(losses), sum(tail) / len(tail), losses, tokens, computed, time.perf_counter() - started)
+    return FinetuneResult(len(losses), sum(tail) / len(tail), losses, tokens, computed,
+                          seconds_before + time.perf_counter() - started, resumed_from=first)
+
+
+def _as_random_state(saved) -> tuple:
+    """random.Random.setstate wants the tuples getstate gave; a saved state may hold lists."""
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss
 
 
 def _with_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:

@@ -50,6 +50,14 @@ def _cache_in_tmp(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_run_queue(tmp_path_factory):
+    # The tests' runs (and their workers, which inherit the environment) queue among themselves,
+    # not behind the real runs of this machine (star_core/run_queue.py).
+    os.environ["STAR_SLOTS"] = str(tmp_path_factory.mktemp("slots"))
+    yield
+
+
 @pytest.fixture
 def shared_datasets() -> Path:
     if not SHARED_DATASETS.exists():

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..errors import RunStateError
-from ..states import RunStatus
+from ..states import Phase, RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
 
@@ -48,27 +48,34 @@ class RunQueries:
         return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), RunConfig.from_json(row[3]), row[4], row[5], row[6], row[7],
                    TaskKey.parse(row[8]))
 
-    def claim_run(self, run_id: int) -> None:
-        """Mark a run as running in this process; refuse a done run, or one a live process runs.
+    def claim_run(self, run_id: int, status: RunStatus = RunStatus.RUNNING, from_queue: bool = False) -> None:
+        """Mark a run as running (or queued: waiting for a slot, run_queue.py) in this process; refuse a done
+        run, or one a live process runs or has queued.
 
         The check and the update are one write transaction (the file is this
         process's alone while it lasts, and threads of this process write one at
         a time), so of two resumes of one run only one can claim it. A refusal
-        writes nothing.
+        writes nothing. `from_queue`: this process queued the run and now has its
+        slot; a cancel asked for while it waited is kept, for the run to see.
         """
         with self.db.write() as con:
             row = con.execute("SELECT status, pid, host FROM runs WHERE id = ?", [run_id]).fetchone()
             if row is None:
                 raise RunStateError(f"there is no run {run_id} in {self.db.path}")
-            status = _live_status(*row)
-            if status == RunStatus.DONE:
+            now = _live_status(*row)
+            mine = now == RunStatus.QUEUED and row[1] == os.getpid() and row[2] == socket.gethostname()
+            if from_queue and not mine:
+                raise RunStateError(f"run {run_id} is {now}, no longer queued by this process (pid {os.getpid()})")
+            if now == RunStatus.DONE:
                 raise RunStateError(f"run {run_id} is done; nothing to resume")
-            if status == RunStatus.RUNNING:
+            if now == RunStatus.RUNNING:
                 raise RunStateError(f"run {run_id} is already running (pid {row[1]} on {row[2]})")
+            if now == RunStatus.QUEUED and not from_queue:
+                raise RunStateError(f"run {run_id} is already queued (pid {row[1]} on {row[2]}); it starts when a slot frees")
             con.execute(
                 "UPDATE runs SET status = ?, error = NULL, pid = ?, host = ?, heartbeat_at = now(), "
-                "cancel_requested = false, finished_at = NULL WHERE id = ?",
-                [RunStatus.RUNNING, os.getpid(), socket.gethostname(), run_id],
+                f"cancel_requested = {'cancel_requested' if from_queue else 'false'}, finished_at = NULL WHERE id = ?",
+                [status, os.getpid(), socket.gethostname(), run_id],
             )
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
@@ -164,7 +171,7 @@ class RunQueries:
             )
             for name, value in stats.items():
                 con.execute(f"UPDATE iterations SET {name} = ? WHERE run_id = ? AND iteration = ?", [value, run_id, iteration])
-            if phase == "done":
+            if phase == Phase.DONE:
                 con.execute("UPDATE iterations SET finished_at = now() WHERE run_id = ? AND iteration = ?", [run_id, iteration])
 
     def iterations(self, run_id: int) -> pd.DataFrame:
@@ -181,8 +188,8 @@ class RunQueries:
 
 
 def _live_status(status: str, pid, host) -> str:
-    """'running' only while the worker process is alive; a killed one shows as crashed."""
-    if status != RunStatus.RUNNING or pid is None or pd.isna(pid):
+    """'running' (or 'queued') only while the worker process is alive; a killed one shows as crashed."""
+    if status not in (RunStatus.RUNNING, RunStatus.QUEUED) or pid is None or pd.isna(pid):
         return status
     if host == socket.gethostname():
         try:
