@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from .errors import ConfigError
+from .states import RunMode
 from .tasks import TASK_NAMES
 
 FILTER_MODES = ("verified", "answer")
@@ -59,7 +60,32 @@ class RunConfig:
     eval_size: int = _f(96, "Held-out questions evaluated after every iteration.", min=1)
     min_difficulty: int = _f(1, "Smallest difficulty (digits, for arithmetic).", min=1)
     max_difficulty: int = _f(3, "Largest difficulty (digits, for arithmetic).", min=1)
+    # The paper widened its digit range as the model improved; starting on the easy digits gives the first
+    # iterations questions the model can solve, so that there are rationales to learn from.
+    curriculum: bool = _f(
+        False,
+        "Widen the training range as the model improves: iteration 1 trains on min_difficulty..min_difficulty+1 "
+        "only, and each iteration whose self-solved accuracy on the top difficulty of its range exceeds "
+        "curriculum_threshold adds the next difficulty. The eval set always spans the full range.",
+    )
+    curriculum_threshold: float = _f(
+        0.8, "With curriculum: self-solved accuracy on the current top difficulty above which the next one is added.",
+        min=0.0, max=1.0,
+    )
     iterations: int = _f(3, "STaR iterations after the few-shot baseline (iteration 0).", min=0)
+    # The paper iterates until performance plateaus; a fixed count either stops too early or wastes iterations.
+    patience: int = _f(
+        0, "Stop when eval accuracy has not improved for this many iterations (0 = off); --iterations stays the "
+        "upper bound.", min=0,
+    )
+    # Direct fine-tuning on the final answers is the paper's main baseline: it tells how much of a gain is the rationales'.
+    mode: str = _f(
+        RunMode.STAR.value,
+        "star: fine-tune on the model's own rationales (generate, rationalize, filter). direct: fine-tune on the gold "
+        "answer of every training question with no rationale, prompted and evaluated answer-only (the paper's "
+        "baseline); with --iterations 0, answer-only few-shot.",
+        choices=tuple(m.value for m in RunMode),
+    )
     # The paper decodes almost greedily (T=0.01); higher temperatures made worse models.
     temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, as the paper nearly does.", min=0.0, max=2.0)
     top_p: float = _f(0.9, "Nucleus sampling mass (used when temperature > 0).", min=0.01, max=1.0)
@@ -91,6 +117,11 @@ class RunConfig:
     # first iteration to about `epochs` passes over the kept set.
     epochs: float = _f(2.0, "Passes over the kept rationales in iteration 1 (steps grow 20% per iteration).", min=0.1)
     min_steps: int = _f(20, "Fewest fine-tuning steps in an iteration.", min=1)
+    # Arms of an experiment that keep different numbers of rationales get the same budget this way.
+    steps: int = _f(
+        0, "Fine-tuning steps in iteration 1, whatever the kept set's size (they grow by step_growth per iteration); "
+        "0 = from the kept set (epochs passes, at least min_steps).", min=0,
+    )
     step_growth: float = _f(0.2, "Growth of the step count per iteration (0.2 = +20%).", min=0.0, max=5.0)
     gen_batch_size: int = _f(32, "Questions decoded together.", min=1)
     device: str = _f("auto", "Where to run: auto (CUDA when present), cpu or cuda.", choices=DEVICES)
@@ -111,6 +142,8 @@ class RunConfig:
                 raise ConfigError(f.name, f"must be at most {f.metadata['max']}, got {value}")
         if self.max_difficulty < self.min_difficulty:
             raise ConfigError("max_difficulty", f"must be at least min_difficulty ({self.min_difficulty}), got {self.max_difficulty}")
+        if self.curriculum and self.mode == RunMode.DIRECT:
+            raise ConfigError("curriculum", "needs mode star: a direct run solves no training questions to widen the range by")
         if not self.model.strip():
             raise ConfigError("model", "must name a model")
         parse_data_map(self.data_map)
@@ -120,8 +153,8 @@ class RunConfig:
         return {"question": "question", "answer": "answer", **parse_data_map(self.data_map)}
 
     def steps_for(self, iteration: int, kept: int) -> int:
-        """Fine-tuning steps for an iteration (1-based) with `kept` training rationales."""
-        first = max(self.min_steps, math.ceil(self.epochs * kept / self.batch_size))
+        """Fine-tuning steps for an iteration (1-based) with `kept` training rationales (`steps`, when set, instead)."""
+        first = self.steps or max(self.min_steps, math.ceil(self.epochs * kept / self.batch_size))
         return math.ceil(first * (1 + self.step_growth) ** (iteration - 1))
 
     # --- serialisation -----------------------------------------------------

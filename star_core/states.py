@@ -54,3 +54,10 @@ class AttemptKind(_Text):
     def phase(self) -> Phase:
         return {AttemptKind.GENERATED: Phase.GENERATE, AttemptKind.RATIONALIZED: Phase.RATIONALIZE,
                 AttemptKind.EVAL: Phase.EVALUATE}[self]
+
+
+class RunMode(_Text):
+    """What a run fine-tunes on (RunConfig.mode)."""
+
+    STAR = "star"  # its own rationales: generate, rationalize, filter, fine-tune
+    DIRECT = "direct"  # the gold answers of every training question, no rationale (the paper's main baseline)
