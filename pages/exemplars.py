@@ -16,6 +16,7 @@ from star_core.embedded import EMBEDDED_MODELS
 from star_core.errors import StarError
 from star_core.store import ExemplarItem
 from star_core.tasks import task_for_key
+from star_core.tasks.base import ANSWER_TEXT
 
 MODELS = tuple(EMBEDDED_MODELS)
 
@@ -172,7 +173,7 @@ def edit_item(store, s, i: int, item: ExemplarItem, reason: str | None) -> None:
             st.error(ui.md_escape(f"Fails the check: {reason}"))
         key = f"e_{s.id}_{i}"
         q = st.text_area("Question", item.question, key=f"{key}_q", height=68)
-        r = st.text_area("Rationale (without the final 'The answer is …', which the prompt adds)", item.rationale,
+        r = st.text_area(f"Rationale (without the final '{ANSWER_TEXT} …', which the prompt adds)", item.rationale,
                          key=f"{key}_r", height=68)
         a = st.text_input("Answer", item.answer, key=f"{key}_a")
         if item.choices:
@@ -198,7 +199,7 @@ def add_item(store, s) -> None:
     with st.expander("Add an exemplar by hand"):
         with st.form(f"e_add_{s.id}", clear_on_submit=False):
             q = st.text_area("Question", key=f"e_add_{s.id}_q", height=68, placeholder="e.g. 47 + 85")
-            r = st.text_area("Rationale (without the final 'The answer is …')", key=f"e_add_{s.id}_r", height=68,
+            r = st.text_area(f"Rationale (without the final '{ANSWER_TEXT} …')", key=f"e_add_{s.id}_r", height=68,
                              placeholder="e.g. 47 + 85 = 120 + 12 = 132.")
             a = st.text_input("Answer", key=f"e_add_{s.id}_a", placeholder="e.g. 132")
             if st.form_submit_button("Add exemplar"):
