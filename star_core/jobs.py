@@ -112,13 +112,13 @@ def cancel(store: Store, run_id: int) -> None:
 def worker_starting(store: Store, run_id: int) -> bool:
     """Whether a worker launched for a pending run is still alive (loading, before it claims the run)."""
     pid = _launched_pid(store, run_id)
-    return pid is not None and _alive(pid) and store.get_run(run_id).status == "pending"
+    return pid is not None and _alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
 
 
 def worker_died_early(store: Store, run_id: int) -> bool:
     """A worker was launched for this pending run and is gone without claiming it."""
     pid = _launched_pid(store, run_id)
-    return pid is not None and not _alive(pid) and store.get_run(run_id).status == "pending"
+    return pid is not None and not _alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
 
 
 def log_tail(store: Store, run_id: int, lines: int = 40) -> str:

@@ -14,6 +14,7 @@ import re
 
 import pandas as pd
 
+from .states import TRAINING_KINDS, AttemptKind
 from .stats import wilson_interval
 from .tasks.base import NO_STEPS, choices_from_json
 
@@ -23,12 +24,12 @@ from .tasks.base import NO_STEPS, choices_from_json
 def why_kept(attempt: dict) -> str:
     """One sentence on why an attempt went into fine-tuning or did not."""
     kind = attempt.get("kind")
-    if kind == "eval":
+    if kind == AttemptKind.EVAL:
         return "Evaluation attempt: scored for accuracy, never trained on."
     correct, verified = attempt.get("correct"), attempt.get("verified")
     reason = (attempt.get("verify_reason") or "").strip()
     if attempt.get("used_for_training"):
-        how = "self-generated" if kind == "generated" else "rationalized (written with the answer as a hint)"
+        how = "self-generated" if kind == AttemptKind.GENERATED else "rationalized (written with the answer as a hint)"
         checked = " and its steps verified" if verified is True else ""
         return f"Kept for fine-tuning: {how}, its final answer is correct{checked}."
     if not correct:
@@ -39,7 +40,7 @@ def why_kept(attempt: dict) -> str:
         return f"Rejected: the answer is right but a step does not hold ({reason or 'verification failed'})."
     if attempt.get("hint_leak"):
         return "Rejected: the rationale restates the hint instead of reasoning (hint leak)."
-    if kind == "rationalized":
+    if kind == AttemptKind.RATIONALIZED:
         return ("Not kept: correct, but the question was already solved without a hint, "
                 "or the iteration has not been filtered yet.")
     return "Not kept: correct, but a duplicate rationale or the iteration has not been filtered yet."
@@ -95,12 +96,12 @@ def default_pair(attempts: pd.DataFrame, iteration: int | None = None) -> tuple[
     iteration where both exist (the latest such, or `iteration`), else the two latest attempts."""
     if attempts.empty:
         return None, None
-    train = attempts[attempts.kind.isin(["generated", "rationalized"])]
-    both = [it for it, g in train.groupby("iteration") if set(g.kind) >= {"generated", "rationalized"}]
+    train = attempts[attempts.kind.isin(TRAINING_KINDS)]
+    both = [it for it, g in train.groupby("iteration") if set(g.kind) >= set(TRAINING_KINDS)]
     if both:
         it = iteration if iteration in both else max(both)
         rows = train[train.iteration == it]
-        return int(rows[rows.kind == "generated"].attempt_id.iloc[0]), int(rows[rows.kind == "rationalized"].attempt_id.iloc[0])
+        return int(rows[rows.kind == AttemptKind.GENERATED].attempt_id.iloc[0]), int(rows[rows.kind == AttemptKind.RATIONALIZED].attempt_id.iloc[0])
     ids = list(attempts.attempt_id)
     return (int(ids[-2]), int(ids[-1])) if len(ids) > 1 else (int(ids[0]), None)
 

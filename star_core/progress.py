@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
+from .states import Phase
 from .store import Store
 
 
@@ -19,7 +20,7 @@ class ConsoleReporter:
 
     def phase(self, iteration: int, phase: str, total: int) -> None:
         self._close()
-        unit = "step" if phase == "finetune" else "q"
+        unit = "step" if phase == Phase.FINETUNE else "q"
         self.bar = tqdm(total=total, desc=f"iter {iteration} {phase:<11}", unit=unit, file=self.stream,
                         dynamic_ncols=True, leave=True)
 

@@ -56,6 +56,9 @@ class AttemptKind(_Text):
                 AttemptKind.EVAL: Phase.EVALUATE}[self]
 
 
+TRAINING_KINDS = (AttemptKind.GENERATED, AttemptKind.RATIONALIZED)  # attempts on training questions
+
+
 class RunMode(_Text):
     """What a run fine-tunes on (RunConfig.mode)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_helpers import finished_run_db, open_page, texts
+from app_helpers import finished_run_db, open_page, texts, unescaped
 from star_core.present import diff_html, why_kept
 from star_core.store import AttemptFilter, AttemptRow, Store
 
@@ -125,13 +125,13 @@ def test_add_the_opened_attempt_to_an_exemplar_set(db, monkeypatch):
     assert at.selectbox(key="b_set_name").options == ["arithmetic-default", "curated"]
     at.button(key="b_add_to_set").click().run()
     assert not at.exception and not at.error
-    assert at.success[-1].value == "Added to a new set, curated@1."
+    assert unescaped(at.success[-1].value) == "Added to a new set, curated@1."
     curated = store.find_exemplar_set("curated")
     assert [it.source_attempt_id for it in curated.items] == [first]
     assert curated.items[0].answer == store.attempt_detail(first)["gold_answer"]
 
     at.button(key="b_add_to_set").click().run()  # twice: no duplicate
-    assert at.success[-1].value == "Already in curated@1: nothing changed."
+    assert unescaped(at.success[-1].value) == "Already in curated@1: nothing changed."
 
     # A run uses curated@1: adding another attempt makes curated@2, and says so.
     store.use_exemplar_set(1, curated.id)

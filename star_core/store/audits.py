@@ -12,10 +12,10 @@ import pandas as pd
 
 from ..audit import QUEUE_ORDERS, RATINGS, cohen_kappa, wilson_interval
 from ..errors import StarError
+from ..states import TRAINING_KINDS, AttemptKind
 from ..tasks.base import choices_from_json
 
-QUEUE_KINDS = ("generated", "rationalized", "eval")
-TRAINING_KINDS = ("generated", "rationalized")
+QUEUE_KINDS = tuple(AttemptKind)
 
 
 class AuditError(StarError):

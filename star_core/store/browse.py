@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..states import AttemptKind
+
 # The columns the browse table shows (the long text columns are fetched for one attempt only).
 TABLE_COLUMNS = (
     "attempt_id", "run_id", "iteration", "kind", "difficulty", "question", "rationale",
@@ -24,7 +26,7 @@ SORTABLE = {
     "difficulty": "p.difficulty", "correct": "a.correct", "verified": "a.verified",
     "used_for_training": "a.used_for_training", "new_tokens": "a.new_tokens", "seconds": "a.seconds",
 }
-KINDS = ("generated", "rationalized", "eval")
+KINDS = tuple(AttemptKind)
 
 
 @dataclass
