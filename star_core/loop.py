@@ -21,6 +21,7 @@ from typing import Protocol
 
 from . import run_queue, train_state
 from .config import RunConfig
+from .curriculum import curriculum_top, in_range
 from .errors import RunStateError, StarError
 from .exemplars import exemplars_for_run, resolve_run_set
 from .filtering import Candidate, FilterRule, select_kept
@@ -29,10 +30,11 @@ from .generate import Decoding, PrefixGenerator
 from .judge import judge
 from .model import LoadedModel, check_model_spec, load_model
 from .phase_clock import PhaseClock
-from .states import AttemptKind, Phase, RunStatus
+from .states import AttemptKind, Phase, RunMode, RunStatus
+from .stopping import should_stop, stop_message
 from .store import AttemptRow, Store
 from .tasks import Problem, Task, get_task
-from .tasks.base import STOP_TEXT, build_prefix, cut_at_stop
+from .tasks.base import STOP_TEXT, answer_only_completion, build_prefix, cut_at_stop
 
 
 class Reporter(Protocol):
@@ -148,7 +150,9 @@ class _Runner:
         self.train = [p for p in problems if p.split == "train"]
         self.eval = [p for p in problems if p.split == "eval"]
         exemplars = exemplars_for_run(store, run_id, self.task)
-        self.prefix = build_prefix(self.task, exemplars, with_hints=False)
+        self.direct = self.config.mode == RunMode.DIRECT
+        # Direct mode prompts, trains and evaluates on the answer alone: its exemplars lose their rationales.
+        self.prefix = build_prefix(self.task, exemplars, with_hints=False, answer_only=self.direct)
         self.hint_prefix = build_prefix(self.task, exemplars, with_hints=True)
         self.rule = FilterRule(
             require_steps=self.config.filter == "verified" and self.task.can_verify_steps,
@@ -170,20 +174,43 @@ class _Runner:
             self._decode(0, AttemptKind.EVAL, self.eval, self.models.get(None))
             self._enter(0, Phase.DONE)
         for n in range(1, self.config.iterations + 1):
+            if self._plateaued(before=n):
+                return
             if self._phase(n) != Phase.DONE:
                 self._iteration(n)
 
+    def _plateaued(self, before: int) -> bool:
+        """Whether eval accuracy of iterations 0..before-1 has stopped improving (RunConfig.patience); says so."""
+        if not self.config.patience:
+            return False
+        acc = self.store.accuracy(self.run_id)
+        overall = acc[(acc.split == "eval") & acc.difficulty.isna() & (acc.iteration < before)].sort_values("iteration")
+        accuracies = [float(a) for a in overall.accuracy]
+        if not should_stop(accuracies, self.config.patience):
+            return False
+        self.reporter.message(stop_message(accuracies, self.config.patience) + f"; --iterations {self.config.iterations} "
+                              "was the upper bound")
+        return True
+
     def _iteration(self, n: int) -> None:
-        """One STaR iteration, from whichever phase it stopped in."""
+        """One STaR iteration, from whichever phase it stopped in.
+
+        Direct mode has no generate or rationalize phase: every iteration fine-tunes from the base
+        model on the gold answers of every training question, with iteration n's step count (the
+        schedule grows it), so iteration n is direct fine-tuning with STaR's iteration-n budget.
+        """
         previous = self._checkpoint(n - 1) if n > 1 else None
+        if self._phase(n).order <= Phase.RATIONALIZE.order and self.direct:
+            self._enter(n, Phase.FINETUNE)
         if self._phase(n).order <= Phase.RATIONALIZE.order:
+            train = self._training_questions(n)
             self._enter(n, Phase.GENERATE)
             model = self.models.get(previous)  # the current model: the previous iteration's
-            self._decode(n, AttemptKind.GENERATED, self.train, model, samples=self.config.samples_per_question)
+            self._decode(n, AttemptKind.GENERATED, train, model, samples=self.config.samples_per_question)
             if self.config.rationalize:
                 self._enter(n, Phase.RATIONALIZE)
                 solved = {c.problem_id for c in self._kept(n, rationalized=False)}
-                self._decode(n, AttemptKind.RATIONALIZED, [p for p in self.train if p.id not in solved], model)
+                self._decode(n, AttemptKind.RATIONALIZED, [p for p in train if p.id not in solved], model)
             self._enter(n, Phase.FINETUNE)
         if self._phase(n) == Phase.FINETUNE:
             self._finetune(n)
@@ -191,6 +218,20 @@ class _Runner:
         self._enter(n, Phase.DONE)
         if previous and previous.exists():
             shutil.rmtree(previous)  # fine-tuning restarts from the base model: only the latest is needed
+
+    def _training_questions(self, n: int) -> list[Problem]:
+        """The training questions iteration n generates for: all of them, or its curriculum range (curriculum.py)."""
+        if not self.config.curriculum:
+            return self.train
+        acc = self.store.accuracy(self.run_id)
+        train = acc[(acc.split == "train") & acc.difficulty.notna() & (acc.iteration >= 1) & (acc.iteration < n)]
+        solved = [{int(d): float(a) for d, a in zip(rows.difficulty, rows.accuracy)}
+                  for _, rows in sorted(train.groupby("iteration"), key=lambda g: g[0])]
+        top = curriculum_top(self.config.min_difficulty, self.config.max_difficulty, self.config.curriculum_threshold, solved)
+        chosen = [p for p in self.train if in_range(p.difficulty, top)]
+        self.reporter.message(f"iteration {n}: curriculum: difficulty {self.config.min_difficulty}-{top}, "
+                              f"{len(chosen)} of {len(self.train)} training questions")
+        return chosen
 
     # --- phases -------------------------------------------------------------
 
@@ -240,20 +281,27 @@ class _Runner:
         return select_kept(generated, hinted, self.rule)
 
     def _finetune(self, n: int) -> None:
-        kept = self._kept(n)
-        self.store.mark_training(self.run_id, n, [c.attempt_id for c in kept])
-        by_id = {p.id: p for p in self.train}
-        examples = [
-            # The saved example is the question without the hint, then the rationale written with it.
-            Example(self.task.format_question(by_id[c.problem_id]), cut_at_stop(c.completion) + STOP_TEXT)
-            for c in kept
-        ]
-        own = sum(c.kind == AttemptKind.GENERATED for c in kept)
-        steps = self.config.steps_for(n, len(kept)) if kept else 0
-        self.reporter.message(
-            f"iteration {n}: keeping {own} self-generated + {len(kept) - own} rationalized rationales; "
-            f"{steps} fine-tuning steps"
-        )
+        if self.direct:  # every training question's gold answer, no rationale: nothing is filtered
+            kept = self.train
+            examples = [Example(self.task.format_question(p), answer_only_completion(self.task, p.answer) + STOP_TEXT)
+                        for p in kept]
+            steps = self.config.steps_for(n, len(kept)) if kept else 0
+            self.reporter.message(f"iteration {n}: direct: {len(kept)} gold answers; {steps} fine-tuning steps")
+        else:
+            kept = self._kept(n)
+            self.store.mark_training(self.run_id, n, [c.attempt_id for c in kept])
+            by_id = {p.id: p for p in self.train}
+            examples = [
+                # The saved example is the question without the hint, then the rationale written with it.
+                Example(self.task.format_question(by_id[c.problem_id]), cut_at_stop(c.completion) + STOP_TEXT)
+                for c in kept
+            ]
+            own = sum(c.kind == AttemptKind.GENERATED for c in kept)
+            steps = self.config.steps_for(n, len(kept)) if kept else 0
+            self.reporter.message(
+                f"iteration {n}: keeping {own} self-generated + {len(kept) - own} rationalized rationales; "
+                f"{steps} fine-tuning steps"
+            )
         if not kept:
             self.reporter.message(f"iteration {n}: no rationale passed the filter; the model stays the base model")
             self._enter(n, Phase.EVALUATE, kept=0, steps=0, checkpoint=None)
