@@ -16,6 +16,7 @@ from star_core import jobs
 from star_core.config import field_help
 from star_core.errors import ConfigError, StarError
 from star_core.prepare import prepare_run, shown_defaults
+from star_core.presets import presets_for
 from star_core.present import duration, field_label, pct
 
 POLL_S = 2.0
@@ -23,11 +24,12 @@ ERRORS_KEY = "run_form_errors"
 # Form sections; a RunConfig field not listed here still gets a widget, under "Other".
 SECTIONS = {
     "Run": ["name", "task", "model", "exemplars", "train_size", "eval_size", "min_difficulty",
-            "max_difficulty", "iterations", "rationalize", "filter"],
+            "max_difficulty", "iterations", "patience", "mode", "rationalize", "filter"],
+    "Curriculum over difficulties": ["curriculum", "curriculum_threshold"],
     "Dataset file (gsm8k, commonsenseqa, jsonl)": ["data", "data_map", "answer_type", "skip_bad_lines"],
     "Filtering": ["max_kept_per_question", "keep_hint_leaks"],
     "Decoding": ["temperature", "top_p", "samples_per_question", "max_new_tokens", "gen_batch_size"],
-    "Fine-tuning": ["finetune", "lora_rank", "learning_rate", "batch_size", "epochs", "min_steps", "step_growth"],
+    "Fine-tuning": ["finetune", "lora_rank", "learning_rate", "batch_size", "epochs", "min_steps", "steps", "step_growth"],
     "Machine": ["device", "seed"],
 }
 ACTIVE = ("running", "pending")
@@ -73,14 +75,21 @@ def start_form(store) -> None:
     # The task is chosen outside the form: choosing one redraws the form with that task's suggested values
     # (gsm8k's longer rationales) filled in, so what the form shows is what the run gets.
     task = st.selectbox(field_label("task"), list(meta["task"]["choices"]), key="cfg_task", help=meta["task"]["help"])
-    shown = shown_defaults(task)
-    previous = st.session_state.get("cfg_form_task")
-    if previous is not None and previous != task:  # a field the tasks suggest differently shows the new suggestion
-        before = shown_defaults(previous)
+    # A preset (presets.py) is chosen the same way: the form then shows its values, and what is changed overrides them.
+    presets = [""] + presets_for(task)
+    if st.session_state.get("cfg_preset") not in presets:  # a preset made for another task
+        st.session_state.pop("cfg_preset", None)
+    preset = st.selectbox("Preset", presets, key="cfg_preset", format_func=lambda p: p or "none: the defaults",
+                          help="A named set of settings (star run --preset NAME); the form shows its values, and a "
+                               "value you change overrides the preset's.") or None
+    shown = shown_defaults(task, preset)
+    previous = st.session_state.get("cfg_form_shown")
+    if previous is not None and tuple(previous) != (task, preset):  # a field the choice changes shows its new value
+        before = shown_defaults(*previous)
         for name in meta:
             if name != "task" and before[name] != shown[name]:
                 st.session_state.pop(f"cfg_{name}", None)
-    st.session_state["cfg_form_task"] = task
+    st.session_state["cfg_form_shown"] = (task, preset)
     values = {"task": task}
     with st.form("new_run"):
         st.caption("Every setting of a run, with the defaults of `star run` and the task's suggestions filled in. "
@@ -110,7 +119,7 @@ def start_form(store) -> None:
     given = {k: v for k, v in values.items() if k == "task" or v != shown[k]}  # what the user changed
     try:
         with st.spinner("Checking the model and preparing the problems…"):
-            run_id = jobs.create_run(store, prepare_run(given).config)
+            run_id = jobs.create_run(store, prepare_run(given, preset).config)
             jobs.launch(store, run_id)
     except ConfigError as exc:  # InvalidSettings carries every invalid field
         errors = dict(getattr(exc, "errors", {exc.field: exc.message}))

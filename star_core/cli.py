@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-queue", action="store_true",
                      help="start at once instead of waiting for a free slot of this machine (one per GPU, one for "
                           "the CPU): the runs then share the cores")
+    _add_preset(run)
     group = run.add_argument_group("run settings (ignored with --resume: a run keeps its stored settings)")
     _add_settings(group, [f.name for f in fields(RunConfig)])
     run.set_defaults(handler=_cmd_run)
@@ -89,6 +90,15 @@ def _add_compare(sub) -> None:
     compare.add_argument("--format", choices=("table", "json"), default="table",
                          help="table (readable) or json (one object, for scripts; default: table)")
     compare.set_defaults(handler=_cmd_compare)
+
+
+def _add_preset(parser, default_note: str = "") -> None:
+    from .presets import PRESETS, describe
+
+    listed = "; ".join(f"{name} = {describe(name)}" for name in PRESETS)
+    parser.add_argument("--preset", metavar="NAME", choices=list(PRESETS),
+                        help=(f"a named set of settings ({', '.join(PRESETS)}); a setting given beside it overrides "
+                              f"the preset's value{default_note}. {listed}").replace("%", "%%"))
 
 
 def _add_settings(group, names: list[str]) -> None:
@@ -161,15 +171,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .prepare import create_run, prepare_run
 
     given = _given(args)
-    prepared = prepare_run(given) if args.resume is None else None  # a bad flag stops before the file is touched
+    prepared = prepare_run(given, args.preset) if args.resume is None else None  # a bad flag stops before the file is touched
     store = Store(args.db).init()
     if args.resume is not None:
+        if args.preset:
+            given["preset"] = args.preset
         if given:
             print(f"note: --resume keeps run {args.resume}'s stored settings; ignoring {', '.join('--' + k.replace('_', '-') for k in given)}", file=sys.stderr)
         args.run_id = args.resume
         store.get_run(args.resume)
     else:
         config = prepared.config
+        if args.preset:
+            print(f"note: preset {args.preset} (settings given beside it override its values)", file=sys.stderr)
         if prepared.suggested:
             shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in prepared.suggested.items())
             print(f"note: using {shown}, the {config.task} task's default (give the option to change it)", file=sys.stderr)

@@ -1,9 +1,10 @@
 """One way to prepare a run, for the CLI and the app alike.
 
 What a user gave (the flags of `star run`, or the form fields they changed) becomes
-a validated RunConfig: a task's suggested settings (gsm8k's longer rationales) apply
-only to the fields the user did not set, and every invalid field is reported with
-its own message, so both front ends can point at the field at fault.
+a validated RunConfig: a named preset's values (presets.py) apply to the fields the user
+did not set, a task's suggested settings (gsm8k's longer rationales) to those neither
+set, and every invalid field is reported with its own message, so both front ends can
+point at the field at fault. Order: given > preset > task suggestion > default.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, fields
 
 from .config import RunConfig, field_help
 from .errors import ConfigError, DatasetError, ModelLoadError
+from .presets import preset_values
 from .tasks import suggested_settings
 
 
@@ -30,23 +32,25 @@ class PreparedRun:
     suggested: dict  # the task's suggestions that were applied (field -> value)
 
 
-def shown_defaults(task: str) -> dict:
-    """Every field's value before the user changes anything: the default, or the task's suggestion."""
+def shown_defaults(task: str, preset: str | None = None) -> dict:
+    """Every field's value before the user changes anything: the preset's, the task's suggestion, or the default."""
     values = {name: meta["default"] for name, meta in field_help().items()}
-    values["task"] = task
     values.update(suggested_settings(task))
+    values.update(preset_values(preset) if preset else {})
+    values["task"] = task
     return values
 
 
-def prepare_run(given: dict) -> PreparedRun:
-    """A validated RunConfig from the settings a user gave (the rest: task suggestions, then defaults)."""
+def prepare_run(given: dict, preset: str | None = None) -> PreparedRun:
+    """A validated RunConfig from the settings a user gave (the rest: the preset, task suggestions, then defaults)."""
     errors = field_errors(given)
     if errors:
         raise InvalidSettings(errors)
-    task = given.get("task", RunConfig.__dataclass_fields__["task"].default)
-    suggested = {k: v for k, v in suggested_settings(task).items() if k not in given}
+    chosen = preset_values(preset) if preset else {}
+    task = given.get("task", chosen.get("task", RunConfig.__dataclass_fields__["task"].default))
+    suggested = {k: v for k, v in suggested_settings(task).items() if k not in given and k not in chosen}
     try:
-        config = RunConfig(**{**suggested, **given})
+        config = RunConfig(**{**suggested, **chosen, **given})
     except ConfigError as exc:  # a rule between fields, e.g. max_difficulty below min_difficulty
         raise InvalidSettings({exc.field: exc.message}) from exc
     return PreparedRun(config, suggested)
