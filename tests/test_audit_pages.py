@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_helpers import unescaped
 from audit_seed import seed
 from pages._ui import NAV_KEY
 from star_core import exemplars as ex
@@ -127,7 +128,7 @@ def test_an_invalid_exemplar_is_rejected_with_a_clear_reason(seeded):
     at.text_input(key=f"e_add_{set_id}_a").input("55")
     at.button[[b.label for b in at.button].index("Add exemplar")].click().run()
     assert not at.exception
-    assert "step 1 '50 + 6' makes 56, not 55" in at.error[0].value
+    assert "step 1 '50 + 6' makes 56, not 55" in unescaped(at.error[0].value)  # shown as text: escaped Markdown
     assert len(store.exemplar_set(set_id).items) == 1
 
 
