@@ -7,17 +7,21 @@ with `star run` shows up the same way, because both write their progress to the 
 from __future__ import annotations
 
 import math
+import time
+from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-from star_core import jobs
+from star_core import jobs, run_queue
 from star_core.config import field_help
 from star_core.errors import ConfigError, StarError
 from star_core.prepare import prepare_run, shown_defaults
 from star_core.presets import presets_for
 from star_core.present import duration, field_label, pct
+from star_core.states import Phase, RunStatus
 
 POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
@@ -137,57 +141,116 @@ def start_form(store) -> None:
 
 # --- watching a run ---------------------------------------------------------------
 
+IDLE_POLL_S = 5.0  # a run that is not active is still looked at: a resume elsewhere or a new run shows within seconds
+FLASH_KEY = "runs_flash"  # what a button did, shown on the next draw (a callback cannot draw)
+FLASH_S = 10.0  # how long a refusal stays on the page (it is redrawn every POLL_S)
+QUIET_S = 15.0  # an active run silent for longer gets a note (one fine-tuning step can take a minute)
+
 
 def _is_active(store, run_id: int, status: str) -> bool:
-    return status == "running" or (status == "pending" and jobs.worker_starting(store, run_id))
+    return status in (RunStatus.RUNNING, RunStatus.QUEUED) or (
+        status == RunStatus.PENDING and jobs.worker_starting(store, run_id))
 
 
 def watch(store, run_id: int) -> None:
     run = store.get_run(run_id)
     active = _is_active(store, run_id, run.status)
+    known = frozenset(store.run_labels())
 
-    @st.fragment(run_every=POLL_S if active else None)
+    # Always polling (slower when nothing runs): a run resumed or started elsewhere, by `star run` or
+    # another tab, shows without a reload.
+    @st.fragment(run_every=POLL_S if active else IDLE_POLL_S)
     def live() -> None:
         with ui.guard():
-            _live_view(store, run_id, was_active=active)
+            _live_view(store, run_id, was_active=active, known_runs=known)
 
     live()
 
 
-def _live_view(store, run_id: int, was_active: bool) -> None:
+def _flash(run_id: int, text: str, error: bool = False) -> None:
+    st.session_state[FLASH_KEY] = (run_id, time.monotonic(), text, error, False)
+
+
+def _show_flash(run_id: int) -> None:
+    """A button's outcome: a toast once for what it did, an error for a while for what it could not do."""
+    flash = st.session_state.get(FLASH_KEY)
+    if not flash or flash[0] != run_id:
+        return
+    _, at, text, error, toasted = flash
+    if error and time.monotonic() - at < FLASH_S:
+        st.error(ui.md_escape(text), icon=":material/block:")
+    if not toasted:
+        st.toast(ui.md_escape(text), icon=":material/block:" if error else ":material/check:")
+        st.session_state[FLASH_KEY] = (run_id, at, text, error, True)
+
+
+# Buttons act in callbacks: they run before the page's script, so a click is applied even when the
+# page's own refresh interrupts the run it triggered (an `if st.button()` body can be skipped then).
+
+
+def _on_cancel(store, run_id: int) -> None:
+    queued = store.get_run(run_id).status == RunStatus.QUEUED
+    try:
+        jobs.cancel(store, run_id)
+    except StarError as exc:
+        _flash(run_id, f"Run {run_id} was not cancelled: {exc}", error=True)
+    else:
+        _flash(run_id, f"Run {run_id} leaves the queue" if queued else
+               f"Cancelling run {run_id}: it stops after its current batch or fine-tuning step")
+
+
+def _on_resume(store, run_id: int, label: str) -> None:
+    try:
+        jobs.resume(store, run_id)
+    except StarError as exc:
+        _flash(run_id, f"Run {run_id} did not {label.lower()}: {exc}", error=True)
+    else:
+        doing = {"Start": "starting", "Resume": "resuming"}.get(label, label.lower())
+        _flash(run_id, f"Run {run_id} {doing} (it waits for a free slot if another run has it)")
+
+
+def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = frozenset()) -> None:
     run = store.get_run(run_id)
+    starting = run.status == RunStatus.PENDING and jobs.worker_starting(store, run_id)
+    died_early = run.status == RunStatus.PENDING and jobs.worker_died_early(store, run_id)
+    active = run.status in (RunStatus.RUNNING, RunStatus.QUEUED) or starting
+    if active != was_active or (known_runs and frozenset(store.run_labels()) != known_runs):
+        st.rerun(scope="app")  # it started or ended, or a run appeared: redraw the page (run list, polling)
     rows = store.list_runs()
     row = rows[rows.id == run_id].iloc[0]
-    starting = run.status == "pending" and jobs.worker_starting(store, run_id)
-    died_early = run.status == "pending" and jobs.worker_died_early(store, run_id)
-    active = run.status == "running" or starting
-    cancelling = run.status == "running" and store.cancel_requested(run_id)
-    if was_active and not active:
-        st.rerun(scope="app")  # it ended: redraw the page, polling off
+    cancelling = active and not starting and store.cancel_requested(run_id)
+    _show_flash(run_id)
 
     head, buttons = st.columns([4, 2])
     planned = int(row.iterations_planned) if pd.notna(row.iterations_planned) else run.config.iterations
+    place = run_queue.position(store, run_id) if run.status == RunStatus.QUEUED else None
     with head:
         shown = "starting" if starting else "crashed" if died_early else "cancelling" if cancelling else run.status
-        state = ui.status_badge(shown)
+        state = ui.status_badge(shown) + (f" {run_queue.ordinal(place)} in the queue" if place else "")
         st.markdown(f"{state} · " + ui.md_escape(f"{run.config.task} on {run.config.model} · "
                                                  f"{int(row.iterations_done)}/{planned} iterations done"))
     with buttons:
         _buttons(store, run_id, run.status, active, died_early, cancelling)
 
     phase, done, total = row.cur_phase, row.phase_done, row.phase_total
-    if active and isinstance(phase, str) and pd.notna(total) and total:
+    running = run.status == RunStatus.RUNNING
+    if running and isinstance(phase, str) and pd.notna(total) and total:
         st.progress(min(1.0, float(done) / float(total)),
                     text=f"Iteration {int(row.cur_iteration)} · {phase}: {int(done)}/{int(total)}")
+        _quiet_note(row, phase)
     elif starting:
-        st.progress(0.0, text="Starting the worker: loading the model…")
-    metrics = st.columns(6)
+        st.progress(0.0, text="Starting the worker…")
+    if run.status == RunStatus.QUEUED:
+        _queued_note(run, place, cancelling)
+    metrics = st.columns(7)
     metrics[0].metric("Iteration", f"{int(row.cur_iteration)}/{planned}" if pd.notna(row.cur_iteration) else "–")
     metrics[1].metric("Phase", phase if isinstance(phase, str) else ("finished" if run.status == "done" else "–"))
     metrics[2].metric("Done", f"{int(done)}/{int(total)}" if pd.notna(total) and isinstance(phase, str) else "–")
-    metrics[3].metric("Tokens/s", f"{row.tokens_per_s:,.0f}" if pd.notna(row.tokens_per_s) and active else "–")
-    metrics[4].metric("ETA (phase)", duration(row.eta_s) if active else "–")
-    metrics[5].metric("Latest accuracy", pct(row.latest_accuracy),
+    metrics[3].metric("Tokens/s", f"{row.tokens_per_s:,.0f}" if pd.notna(row.tokens_per_s) and running else "–")
+    metrics[4].metric("ETA (phase)", duration(row.eta_s) if running else "–")
+    metrics[5].metric("Loss", _running_loss(store, run_id, row) if running and phase == Phase.FINETUNE else "–",
+                      help="Fine-tuning loss, mean of the last 5 steps stored (written about every 2 s)")
+    metrics[6].metric("Latest accuracy", pct(row.latest_accuracy),
                       help=f"Eval accuracy of the latest evaluated iteration; baseline {pct(row.baseline_accuracy)}, "
                            f"best {pct(row.best_accuracy)}")
 
@@ -199,7 +262,8 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
         st.error(ui.md_escape(f"The run's worker process ({who}) died without recording why (killed, out of memory, or the "
                               "machine restarted). Everything stored so far is kept: resume it to continue."))
     elif run.status == "cancelled":
-        st.info(ui.md_escape("Cancelled. Resume continues from the last stored batch." + (f" ({run.error})" if run.error else "")))
+        st.info(ui.md_escape("Cancelled. Resume continues from the last stored batch (fine-tuning from its last saved "
+                             "step)." + (f" ({run.error})" if run.error else "")))
 
     st.markdown("**Newest rationales**")
     newest = store.newest_attempts(run_id, 8)
@@ -217,26 +281,49 @@ def _live_view(store, run_id: int, was_active: bool) -> None:
             st.code(log, language=None)
 
 
+def _queued_note(run, place: int | None, cancelling: bool) -> None:
+    if cancelling:
+        st.info("Leaving the queue…")
+        return
+    if place is None:
+        st.info(ui.md_escape(f"Queued on {run.host}: it starts there when a slot frees."))
+        return
+    busy = ", ".join(f"run {h.get('run_id')} of {Path(str(h.get('db', '?'))).name}" for h in run_queue.holders())
+    st.info(ui.md_escape(f"Waiting for a free slot on this machine: {run_queue.ordinal(place)} in the queue"
+                         + (f" ({busy} running)" if busy else "") + ". It starts by itself, before loading a model; "
+                         "Cancel takes it out of the queue."), icon=":material/hourglass_top:")
+
+
+def _quiet_note(row, phase: str) -> None:
+    """Progress is written between batches and steps; one can be slow on a busy machine: say it is still going."""
+    if row.heartbeat_at is None or pd.isna(row.heartbeat_at):
+        return
+    quiet = (datetime.now() - pd.Timestamp(row.heartbeat_at).to_pydatetime()).total_seconds()
+    if quiet > QUIET_S:
+        what = "fine-tuning step" if phase == Phase.FINETUNE else "batch"
+        st.caption(f"Last progress {duration(quiet)} ago: the next {what} is still being computed "
+                   "(slow when other processes share the cores).")
+
+
+def _running_loss(store, run_id: int, row) -> str:
+    steps = store.train_steps([run_id])
+    steps = steps[(steps.iteration == row.cur_iteration) & steps.loss.notna()]
+    return f"{steps.loss.tail(5).mean():.3f}" if not steps.empty else "–"
+
+
 def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, cancelling: bool) -> None:
     cols = st.columns(2)
     if active:
-        if cols[0].button("Cancel", key=f"cancel_{run_id}", icon=":material/stop:", disabled=cancelling,
-                          help="Stops after the current batch or fine-tuning step; resume continues from there."):
-            try:
-                jobs.cancel(store, run_id)
-                st.toast(f"Cancelling run {run_id} after its current batch…")
-            except StarError as exc:
-                st.error(ui.md_escape(str(exc)))
+        queued = status == RunStatus.QUEUED
+        cols[0].button("Cancel", key=f"cancel_{run_id}", icon=":material/stop:", disabled=cancelling,
+                       on_click=_on_cancel, args=(store, run_id),
+                       help="Takes the run out of the queue." if queued else
+                       "Stops after the current batch or fine-tuning step; resume continues from there.")
     elif status != "done":
         label = "Start" if status == "pending" and not died_early else "Resume"
-        if cols[0].button(label, key=f"resume_{run_id}", icon=":material/play_arrow:", type="primary"):
-            try:
-                jobs.resume(store, run_id)
-            except StarError as exc:
-                st.error(ui.md_escape(str(exc)))
-            else:
-                st.toast(f"Run {run_id} resumed")
-                st.rerun(scope="app")
+        cols[0].button(label, key=f"resume_{run_id}", icon=":material/play_arrow:", type="primary",
+                       on_click=_on_resume, args=(store, run_id, label),
+                       help="Runs in a background worker; it waits its turn if another run has this machine's slot.")
     cols[1].page_link("pages/browse.py", label="Browse", icon=":material/search:", query_params={"run": run_id})
 
 

@@ -59,6 +59,9 @@ def launch(store: Store, run_id: int, queue: bool = True) -> int:
         raise RunStateError(f"run {run_id} is already queued (pid {run.pid} on {run.host}); it starts when a slot frees")
     if worker_starting(store, run_id):
         raise RunStateError(f"run {run_id} is already starting in another worker")
+    # Pending from now until the worker claims it, so that every view shows it starting at once (a resumed
+    # run would otherwise look cancelled or failed, with a Resume button, while its worker loads).
+    store.claim_run(run_id, status=RunStatus.PENDING)
     folder = store.run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

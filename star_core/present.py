@@ -316,7 +316,7 @@ def field_label(name: str) -> str:
 # --- formats ----------------------------------------------------------------------
 
 # Streamlit markdown colours for a run's status (no emoji: many Linux browsers lack the font).
-STATUS_COLORS = {"running": "green", "cancelling": "orange", "starting": "blue", "pending": "gray", "done": "blue", "cancelled": "orange",
+STATUS_COLORS = {"running": "green", "cancelling": "orange", "starting": "blue", "pending": "gray", "queued": "violet", "done": "blue", "cancelled": "orange",
                  "failed": "red", "crashed": "red"}
 
 

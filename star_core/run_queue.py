@@ -268,12 +268,13 @@ def position(store, run_id: int, folder: Path | None = None) -> int | None:
     return positions(store, folder).get(run_id)
 
 
-def holders(family: str, folder: Path | None = None) -> list[dict]:
-    """Who holds the slots of a family now ({pid, db, run_id, since} each)."""
+def holders(family: str | None = None, folder: Path | None = None) -> list[dict]:
+    """Who holds the slots of a family (None: of every family) now ({pid, db, run_id, since, slot} each)."""
     folder = folder or slots_folder()
     if not folder.is_dir():
         return []
-    return [_read(p) | {"slot": p.stem} for p in sorted(folder.glob(f"{family}-*.lock")) if _is_held(p)]
+    pattern = f"{family}-*.lock" if family else "*-*.lock"
+    return [_read(p) | {"slot": p.stem} for p in sorted(folder.glob(pattern)) if _is_held(p)]
 
 
 def ordinal(n: int) -> str:
@@ -281,9 +282,9 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def status_labels(store, runs) -> list[str]:
+def status_labels(store, runs, folder: Path | None = None) -> list[str]:
     """The status column of a run list (Store.list_runs), with each queued run's place: 'queued (2nd)'."""
-    places = positions(store) if (runs.status == RunStatus.QUEUED).any() else {}
+    places = positions(store, folder) if (runs.status == RunStatus.QUEUED).any() else {}
     return [f"{s} ({ordinal(places[i])})" if s == RunStatus.QUEUED and i in places else str(s)
             for i, s in zip(runs.id, runs.status)]
 

@@ -49,8 +49,8 @@ class RunQueries:
                    TaskKey.parse(row[8]))
 
     def claim_run(self, run_id: int, status: RunStatus = RunStatus.RUNNING, from_queue: bool = False) -> None:
-        """Mark a run as running (or queued: waiting for a slot, run_queue.py) in this process; refuse a done
-        run, or one a live process runs or has queued.
+        """Mark a run as running (or queued: waiting for a slot, run_queue.py) in this process, or as pending
+        (a worker was launched for it); refuse a done run, or one a live process runs or has queued.
 
         The check and the update are one write transaction (the file is this
         process's alone while it lasts, and threads of this process write one at
@@ -75,7 +75,8 @@ class RunQueries:
             con.execute(
                 "UPDATE runs SET status = ?, error = NULL, pid = ?, host = ?, heartbeat_at = now(), "
                 f"cancel_requested = {'cancel_requested' if from_queue else 'false'}, finished_at = NULL WHERE id = ?",
-                [status, os.getpid(), socket.gethostname(), run_id],
+                # pending (launched, its worker not started yet) belongs to no process yet
+                [status, None if status == RunStatus.PENDING else os.getpid(), socket.gethostname(), run_id],
             )
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
