@@ -262,3 +262,30 @@ def test_an_interactive_wait_is_bounded_and_says_so(tmp_path):
         reader.join(30)
     assert len(heard) == 1
     assert Store(path).list_runs().empty  # the refused write left nothing behind
+
+
+def _write_and_hold(path: str, seconds: float, ready) -> None:
+    import duckdb as _duckdb
+
+    con = _duckdb.connect(path)  # read-write: every other process waits, readers too
+    ready.set()
+    time.sleep(seconds)
+    con.close()
+
+
+def test_a_page_waiting_for_the_database_says_so_and_then_shows_it(tmp_path, monkeypatch):
+    from app_helpers import open_page
+
+    path = tmp_path / "s.duckdb"
+    Store(path).init().create_run(RunConfig(name="behind the lock"))
+    open_page(None, monkeypatch, path)  # the app's store for this file exists (created and migrated)
+    ready = SPAWN.Event()
+    holder = SPAWN.Process(target=_write_and_hold, args=(str(path), 3.0, ready))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        at = open_page(None, monkeypatch, path)  # the overview, reading while the other process writes
+    finally:
+        holder.join(30)
+    assert [t.value for t in at.toast if "Waiting for the database" in t.value]
+    assert not at.error and "behind the lock" in " ".join(str(o) for s in at.selectbox for o in s.options)
