@@ -14,8 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
+from star_core import run_queue
 from star_core.errors import StarError
 from star_core.present import duration, pct
+from star_core.states import ACTIVE_STATUSES
 
 st.set_page_config(page_title="STaR Studio", page_icon=":material/star:", layout="wide")
 HERE = Path(__file__).resolve().parent
@@ -60,7 +62,7 @@ def _runs_overview() -> None:
         st.info("No runs in this database yet.")
         st.page_link("pages/runs.py", label="Start a run", icon=":material/play_arrow:")
         return
-    active = runs.status.isin(["running", "pending"]).any()
+    active = runs.status.isin(ACTIVE_STATUSES).any()
 
     @st.fragment(run_every=3 if active else None)
     def table() -> None:
@@ -72,7 +74,7 @@ def _runs_overview() -> None:
         shown = pd.DataFrame({
             "run": runs.id,
             "name": runs.name,
-            "status": runs.status,
+            "status": run_queue.status_labels(store, runs),  # a queued run with its place: queued (2nd)
             "task": runs.task,
             "model": runs.model.map(lambda m: m.rstrip("/").rsplit("/", 1)[-1]),
             "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
@@ -84,7 +86,7 @@ def _runs_overview() -> None:
             "created": runs.created_at.dt.strftime("%Y-%m-%d %H:%M"),
         }).iloc[::-1]
         st.dataframe(shown, hide_index=True, width="stretch")
-        if active and not runs.status.isin(["running", "pending"]).any():
+        if active and not runs.status.isin(ACTIVE_STATUSES).any():
             st.rerun()  # everything finished: redraw the page without polling
 
     table()

@@ -8,6 +8,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .states import Phase
+from . import run_queue
 from .store import Store
 
 
@@ -74,7 +75,7 @@ def runs_table(store: Store) -> str:
         "name": runs.name,
         "task": runs.task,
         "model": runs.model,
-        "status": runs.status,
+        "status": run_queue.status_labels(store, runs),  # a queued run with its place: queued (2nd)
         "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
         "now": [f"iter {i} {ph} {d}/{t}" if isinstance(ph, str) else "" for i, ph, d, t in
                 zip(runs.cur_iteration, runs.cur_phase, runs.phase_done, runs.phase_total)],
