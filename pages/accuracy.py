@@ -24,6 +24,13 @@ def _layout(fig, y_percent: bool = False, baseline: bool = True, x_title: str | 
     return fig
 
 
+def dodge(run_ids, width: float = 0.16):
+    """A small x offset per run (centred on 0, `width` in all) for overlaid points at the same iteration."""
+    order = {r: i for i, r in enumerate(sorted(set(run_ids)))}
+    n = len(order)
+    return run_ids.map(lambda r: 0.0 if n < 2 else width * (order[r] / (n - 1) - 0.5))
+
+
 def _n_caption(acc) -> str:
     ns = sorted({int(n) for n in acc.n})
     counts = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
@@ -31,10 +38,12 @@ def _n_caption(acc) -> str:
 
 
 def _accuracy_chart(df, lines: dict, title: str, key: str, height: int, facet: dict | None = None) -> None:
-    fig = px.line(df, x="iteration", y="accuracy", markers=True, error_y="err_plus", error_y_minus="err_minus",
-                  custom_data=["run", "n", "correct", "ci_low", "ci_high", "exemplar_set"], labels=LABELS,
+    # Runs are drawn a little apart at each iteration so their error bars do not hide each other.
+    df = df.assign(x=df.iteration + dodge(df.run_id))
+    fig = px.line(df, x="x", y="accuracy", markers=True, error_y="err_plus", error_y_minus="err_minus",
+                  custom_data=["run", "n", "correct", "ci_low", "ci_high", "exemplar_set", "iteration"], labels=LABELS,
                   title=title, **lines, **(facet or {}))
-    fig.update_traces(hovertemplate="%{customdata[0]}<br>iteration %{x}: %{y:.1%} (%{customdata[2]} of %{customdata[1]})"
+    fig.update_traces(hovertemplate="%{customdata[0]}<br>iteration %{customdata[6]}: %{y:.1%} (%{customdata[2]} of %{customdata[1]})"
                                     "<br>95% CI %{customdata[3]:.1%} to %{customdata[4]:.1%}"
                                     "<br>exemplar set %{customdata[5]}<extra></extra>")
     fig.update_layout(height=height)

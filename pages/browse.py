@@ -90,8 +90,9 @@ def table(store, flt, sort, descending, page, size, info_slot) -> int | None:
             rows.columns,
             attempt_id=st.column_config.NumberColumn("Attempt", width="small"),
             correct=st.column_config.CheckboxColumn(label("correct"), width="small"),
-            predicted_answer=st.column_config.TextColumn(label("predicted_answer"), width="small"),
-            gold_answer=st.column_config.TextColumn(label("gold_answer"), width="small"),
+            # Short words keep these columns narrow, so they stay in view beside the question.
+            predicted_answer=st.column_config.TextColumn("Answer", width="small", help=label("predicted_answer")),
+            gold_answer=st.column_config.TextColumn("Gold", width="small", help=label("gold_answer")),
             run_id=st.column_config.NumberColumn(label("run_id"), width="small"),
             iteration=st.column_config.NumberColumn(label("iteration"), width="small"),
             difficulty=st.column_config.NumberColumn(label("difficulty"), width="small"),

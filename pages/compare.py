@@ -76,23 +76,23 @@ def summary(c, labels: dict) -> None:
                 f"on {o.shared} shared eval questions ({o.discordant} answered right by one side only).")
     st.caption(f"Interval: {CI_METHOD}. p-value: {TEST_METHOD}. Questions are paired: both sides answered the same ones.")
     cells = pd.DataFrame({"": ["A right", "A wrong"], "B right": [o.both_right, o.only_b], "B wrong": [o.only_a, o.both_wrong]})
-    left, right = st.columns([2, 5])
+    per = c.difficulty_table()
+    left, right = st.columns([1, 3])
     with left:
         st.markdown("**The four cells**")
         st.dataframe(cells, hide_index=True, key="cmp_cells")
     with right:
-        per = c.difficulty_table()
-        st.markdown("**Per difficulty**")
-        shown = per.assign(**{k: per[k].map(pct) for k in ("accuracy_a", "accuracy_b")},
-                           difference=per.difference.map(_signed),
-                           ci=[f"{_signed(lo)} to {_signed(hi)}" for lo, hi in zip(per.ci_low, per.ci_high)],
-                           p_value=per.p_value.map(_p))
-        shown = shown[["difficulty", "shared", "accuracy_a", "accuracy_b", "difference", "ci", "p_value", "both_right",
-                       "only_a", "only_b", "both_wrong"]]
-        st.dataframe(shown, hide_index=True, key="cmp_by_difficulty",
-                     column_config=ui.column_config(shown.columns, ci=st.column_config.Column("95% CI of B − A")))
-    if len(per) > 1:
-        st.plotly_chart(_forest(c), key="fig_compare_difference")
+        if len(per) > 1:
+            st.plotly_chart(_forest(c), key="fig_compare_difference")
+    st.markdown("**Per difficulty**")
+    shown = per.assign(**{k: per[k].map(pct) for k in ("accuracy_a", "accuracy_b")},
+                       difference=per.difference.map(_signed),
+                       ci=[f"{_signed(lo)} to {_signed(hi)}" for lo, hi in zip(per.ci_low, per.ci_high)],
+                       p_value=per.p_value.map(_p))
+    shown = shown[["difficulty", "shared", "accuracy_a", "accuracy_b", "difference", "ci", "p_value", "both_right",
+                   "only_a", "only_b", "both_wrong"]]
+    st.dataframe(shown, hide_index=True, key="cmp_by_difficulty", width="stretch",
+                 column_config=ui.column_config(shown.columns, ci=st.column_config.Column("95% CI of B − A")))
     ui.download_csv(c.difficulty_table(overall=True), "comparison")
 
 

@@ -90,7 +90,8 @@ def grid_section(df, split: str):
         hovertemplate="%{y}<br>iteration %{x}: %{text}<extra></extra>"))
     fig.update_layout(height=min(2000, 120 + 16 * len(ys)), margin=dict(l=10, r=10, t=40, b=10),
                       title=f"{len(sub):,} questions" + (f" (first {GRID_ROWS} drawn)" if len(sub) > GRID_ROWS else ""),
-                      yaxis=dict(autorange="reversed", tickfont=dict(size=10)), xaxis=dict(title="iteration"))
+                      yaxis=dict(autorange="reversed", tickfont=dict(size=10)),
+                      xaxis=dict(title="iteration", type="category"))
     st.plotly_chart(fig, key="fig_trajectory_grid")
     ui.download_csv(cells, "trajectory_grid")
     return sub

@@ -61,8 +61,10 @@ def test_charts_show_each_runs_accuracy_by_iteration(tmp_path, tmp_path_factory,
     expected = accuracy_figures_data(store, [1, 2])["accuracy"]
     for trace in overall:
         run = expected[expected.run == trace["name"]]
-        assert values(trace["x"]) == list(run.iteration)
+        assert [round(x) for x in values(trace["x"])] == list(run.iteration)  # drawn a little apart per run
         assert [round(y, 6) for y in values(trace["y"])] == [round(y, 6) for y in run.accuracy]
+    assert values(overall[0]["x"])[0] != values(overall[1]["x"])[0]  # so their error bars do not overlap
+    assert all(t["error_y"]["array"] is not None for t in overall)
     copy = expected[expected.run_id == 2]
     assert (copy.accuracy == 1.0).all()  # the copy answered everything right
     assert len(at.get("download_button")) == 4  # one CSV per figure

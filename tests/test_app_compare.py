@@ -137,7 +137,7 @@ def test_browse_filters_by_trajectory_class(db, monkeypatch):
     proto = at.dataframe[0].proto
     assert list(proto.column_order)[:4] == ["attempt_id", "correct", "predicted_answer", "gold_answer"]
     headers = {k: v.get("label") for k, v in json.loads(proto.columns).items()}
-    assert headers["predicted_answer"] == "Answer given" and headers["gold_answer"] == "Gold answer"
+    assert headers["predicted_answer"] == "Answer" and headers["gold_answer"] == "Gold"
     assert headers["hint_leak"] == "Hint leak" and headers["used_for_training"] == "Trained on"
 
 
