@@ -43,8 +43,13 @@ def _pick_side(col, name: str, evaluated: pd.DataFrame, labels: dict, default_ru
     return RunRef(run_id, iteration)
 
 
-def _defaults(evaluated: pd.DataFrame) -> tuple[tuple[int, int | None], tuple[int, int | None]]:
-    """A = ?a=RUN[@IT] or the second-newest evaluated run, B = ?b= or the newest; one run alone: its first vs last iteration."""
+# Runs with these settings alike ask the same eval questions.
+SAME_QUESTIONS = ("task", "data", "seed", "eval_size", "min_difficulty", "max_difficulty")
+
+
+def _defaults(store, evaluated: pd.DataFrame) -> tuple[tuple[int, int | None], tuple[int, int | None]]:
+    """A = ?a=RUN[@IT], else the newest earlier run asking the same eval questions as B; B = ?b=, else the newest
+    evaluated run. One run alone (or none alike): its first vs its last evaluated iteration."""
     runs = list(dict.fromkeys(int(r) for r in evaluated.run_id))
     parsed = {}
     for side in ("a", "b"):
@@ -54,12 +59,16 @@ def _defaults(evaluated: pd.DataFrame) -> tuple[tuple[int, int | None], tuple[in
         except Exception:  # noqa: BLE001 - a bad URL parameter falls back to the defaults
             ref = None
         parsed[side] = (ref.run_id, ref.iteration) if ref else None
-    if len(runs) == 1:
-        its = sorted(int(i) for i in evaluated.iteration)
-        fallback = ((runs[0], its[0]), (runs[0], None))
+    b_run = parsed["b"][0] if parsed["b"] else runs[-1]
+    settings = store.run_settings(runs)
+    key = lambda r: tuple(settings.get(r, {}).get(k) for k in SAME_QUESTIONS)  # noqa: E731
+    alike = [r for r in runs if r != b_run and key(r) == key(b_run)]
+    if alike:
+        fallback_a = (alike[-1], None)
     else:
-        fallback = ((runs[-2], None), (runs[-1], None))
-    return parsed["a"] or fallback[0], parsed["b"] or fallback[1]
+        its = sorted(int(i) for i in evaluated[evaluated.run_id == b_run].iteration)
+        fallback_a = (b_run, its[0])
+    return parsed["a"] or fallback_a, parsed["b"] or (b_run, None)
 
 
 def summary(c, labels: dict) -> None:
@@ -154,7 +163,7 @@ def main() -> None:
         st.info("No evaluated run yet: a run evaluates its few-shot baseline (iteration 0) first. Start one on the Runs page.")
         return
     labels = store.run_labels()
-    (a_run, a_it), (b_run, b_it) = _defaults(evaluated)
+    (a_run, a_it), (b_run, b_it) = _defaults(store, evaluated)
     c = st.columns(2)
     a = _pick_side(c[0], "A", evaluated, labels, a_run, a_it)
     b = _pick_side(c[1], "B", evaluated, labels, b_run, b_it)

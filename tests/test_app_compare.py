@@ -159,3 +159,14 @@ def test_accuracy_page_error_bars_colours_and_legend(db, monkeypatch):
     assert "95% Wilson interval" in texts(at) and "n = 3 to 9" in texts(at)
     loss = [s for s in specs(at) if "every step" in s["layout"]["title"]["text"]]
     assert loss and {t["name"] for t in loss[0]["data"]} == {names[0]}
+
+
+def test_compare_page_defaults_to_runs_asking_the_same_questions(db, monkeypatch):
+    # The newest evaluated run (3) asked other questions (seed 7): it is compared with its own first iteration,
+    # not refused against run 2.
+    at = open_page("pages/compare.py", monkeypatch, db)
+    assert not at.error, [e.value for e in at.error]
+    assert (at.selectbox(key="cmp_a_run").value, at.selectbox(key="cmp_b_run").value) == (3, 3)
+    at = open_page("pages/compare.py", monkeypatch, db, query={"b": "2"})
+    assert (at.selectbox(key="cmp_a_run").value, at.selectbox(key="cmp_a_iteration").value) == (1, 2)
+    assert not at.error
