@@ -63,34 +63,46 @@ def _is_mode_clash(exc: Exception) -> bool:
 class _Gate:
     """Per file and process: any number of reading threads, or one writing thread.
 
-    A waiting writer keeps new readers out, so a page that reads in a loop cannot
-    starve a label save. A thread already inside an operation on this file may
-    open nested ones (see Connection._open).
+    Threads are served in the order they arrive, readers that arrive together
+    together, so neither a page that reads in a loop nor a stream of label
+    saves keeps the other waiting. A thread already inside an operation on this
+    file may open nested ones (see Connection._open).
     """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
-        self._writers_waiting = 0
+        self._queue: list[tuple[object, bool]] = []  # (ticket, wants to write), in arrival order
         self._held = threading.local()
 
     def held(self) -> str | None:
         """'read' or 'write' if this thread is inside an operation on the file, else None."""
         return getattr(self._held, "mode", None)
 
+    def _may_enter(self, ticket: object, write: bool) -> bool:
+        if self._writing:
+            return False
+        if write:
+            return self._readers == 0 and self._queue[0][0] is ticket
+        for other, other_writes in self._queue:  # a reader goes unless a writer arrived before it
+            if other is ticket:
+                return True
+            if other_writes:
+                return False
+        return False
+
     def acquire(self, write: bool, wait: "_Wait") -> None:
+        ticket = object()
         with self._cond:
-            if write:
-                self._writers_waiting += 1
+            self._queue.append((ticket, write))
             try:
-                while self._writing or (self._readers if write else self._writers_waiting):
+                while not self._may_enter(ticket, write):
                     self._cond.wait(timeout=_POLL_S)
                     wait.tick("in use by another thread of this process")
             finally:
-                if write:
-                    self._writers_waiting -= 1
-                    self._cond.notify_all()  # readers held back for this writer may go if it gave up
+                self._queue.remove((ticket, write))
+                self._cond.notify_all()  # whoever queued behind this one may go now (or if it gave up)
             if write:
                 self._writing = True
             else:
