@@ -84,9 +84,10 @@ class CompareQueries:
         """Both sides' eval outcomes on their shared questions: the four cells per difficulty and the
         discordant questions. `iteration_* = None` is the run's last evaluated iteration."""
         with self.db.read() as con:  # one connection: opening one is most of a small query's time
+            done_both = _evaluated(con, [run_a, run_b])
             sides = []
             for run_id, iteration in ((run_a, iteration_a), (run_b, iteration_b)):
-                done = _evaluated_run(con, self.db.path, run_id)
+                done = _check_evaluated(con, self.db.path, run_id, done_both[done_both.run_id == int(run_id)])
                 if iteration is None:
                     iteration = _last_complete(done)
                 answered = done[done.iteration == int(iteration)].answered
@@ -95,28 +96,26 @@ class CompareQueries:
                     raise ComparisonError(f"run {run_id} has no eval answers at iteration {iteration} (evaluated: {its})")
                 sides.append(EvaluatedSide(int(run_id), int(iteration), int(answered.iloc[0])))
             a, b = sides
-            params = [a.run_id, a.iteration, b.run_id, b.iteration]
+            # The pairs once, in a temporary table (read-only connections may make them), then both summaries.
+            con.execute(f"CREATE TEMP TABLE pairs AS {_PAIRED} SELECT * FROM paired",
+                        [a.run_id, a.iteration, b.run_id, b.iteration])
             cells = con.execute(
-                f"""
-                {_PAIRED}
+                """
                 SELECT difficulty,
                        count(*) FILTER (WHERE a_correct AND b_correct) AS both_right,
                        count(*) FILTER (WHERE a_correct AND NOT b_correct) AS only_a,
                        count(*) FILTER (WHERE b_correct AND NOT a_correct) AS only_b,
                        count(*) FILTER (WHERE NOT a_correct AND NOT b_correct) AS both_wrong
-                FROM paired GROUP BY difficulty ORDER BY difficulty NULLS LAST
-                """,
-                params,
+                FROM pairs GROUP BY difficulty ORDER BY difficulty NULLS LAST
+                """
             ).df()
             discordant = con.execute(
-                f"""
-                {_PAIRED}
+                """
                 SELECT problem_id, difficulty, question, gold_answer, CASE WHEN a_correct THEN 'A' ELSE 'B' END AS right_side,
                        a_answer, b_answer, a_attempt_id, b_attempt_id
-                FROM paired WHERE a_correct <> b_correct
+                FROM pairs WHERE a_correct <> b_correct
                 ORDER BY difficulty NULLS LAST, right_side, a_attempt_id
-                """,
-                params,
+                """
             ).df()
         pairing = EvalPairing(a, b, cells, discordant)
         if pairing.shared == 0:
@@ -144,10 +143,13 @@ def _evaluated(con, run_ids: list[int]) -> pd.DataFrame:
 
 
 def _evaluated_run(con, path, run_id: int) -> pd.DataFrame:
-    """One run's evaluated iterations; ComparisonError when there is no such run or no evaluation yet."""
+    return _check_evaluated(con, path, run_id, _evaluated(con, [run_id]))
+
+
+def _check_evaluated(con, path, run_id: int, done: pd.DataFrame) -> pd.DataFrame:
+    """`done` (one run's evaluated iterations), or a ComparisonError when there is no such run or no evaluation yet."""
     if not con.execute("SELECT count(*) FROM runs WHERE id = ?", [int(run_id)]).fetchone()[0]:
         raise ComparisonError(f"there is no run {run_id} in {path} (see: star runs --db {path})")
-    done = _evaluated(con, [run_id])
     if done.empty:
         raise ComparisonError(f"run {run_id} has no evaluated iteration yet (iteration 0, the few-shot baseline, "
                               "is evaluated first)")
