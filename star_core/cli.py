@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_exemplars(sub)
 
+    _add_experiment(sub)
+
     app = sub.add_parser("app", help="open STaR Studio in the browser")
     _add_db(app)
     app.add_argument("--port", type=int, default=8501, help="port to listen on (default: 8501)")
@@ -92,11 +94,11 @@ def _add_compare(sub) -> None:
     compare.set_defaults(handler=_cmd_compare)
 
 
-def _add_preset(parser, default_note: str = "") -> None:
+def _add_preset(parser, default_note: str = "", none: bool = False) -> None:
     from .presets import PRESETS, describe
 
     listed = "; ".join(f"{name} = {describe(name)}" for name in PRESETS)
-    parser.add_argument("--preset", metavar="NAME", choices=list(PRESETS),
+    parser.add_argument("--preset", metavar="NAME", choices=list(PRESETS) + (["none"] if none else []),
                         help=(f"a named set of settings ({', '.join(PRESETS)}); a setting given beside it overrides "
                               f"the preset's value{default_note}. {listed}").replace("%", "%%"))
 
@@ -156,6 +158,35 @@ def _add_exemplars(sub) -> None:
     exp.set_defaults(handler=_cmd_exemplars_export)
 
 
+def _add_experiment(sub) -> None:
+    from .presets import PAPER_EXPERIMENT_PRESETS
+
+    experiment = sub.add_parser(
+        "experiment", help="run the paper's comparison: five arms on the same problems and eval questions",
+        description="An experiment is a named group of runs on the same problems and eval questions.",
+    )
+    kinds = experiment.add_subparsers(dest="kind", required=True, metavar="KIND")
+    paper = kinds.add_parser(
+        "paper", help="few-shot answer only, few-shot with rationales, direct fine-tuning, STaR without "
+                      "rationalization, STaR",
+        description="The arms of the paper's tables, run in order as ordinary runs: (1) few-shot, answer only; "
+        "(2) few-shot with rationales; (3) direct fine-tuning on the gold answers; (4) STaR without "
+        "rationalization; (5) STaR. Every setting given applies to every arm, so they share the problems and the "
+        "eval questions; every arm that trains gets the same fine-tuning steps per iteration (--steps, or by "
+        "default those of direct fine-tuning: epochs passes over every training question). Prints the table: "
+        "eval accuracy overall and per difficulty, iterations, kept rationales, training tokens, wall time.",
+    )
+    _add_db(paper)
+    paper.add_argument("--resume", type=int, metavar="EXPERIMENT_ID", help="continue an experiment's unfinished arms")
+    paper.add_argument("--no-queue", action="store_true", help="start each arm at once instead of waiting for a "
+                                                               "free slot of this machine")
+    defaults = ", ".join(f"{p} for --task {t}" for t, p in PAPER_EXPERIMENT_PRESETS.items())
+    _add_preset(paper, f" (default: {defaults}; none = no preset)", none=True)
+    group = paper.add_argument_group("settings applied to every arm (ignored with --resume)")
+    _add_settings(group, [f.name for f in fields(RunConfig) if f.name not in ("mode", "rationalize")])
+    paper.set_defaults(handler=_cmd_experiment)
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB database file (default: {DEFAULT_DB})")
 
@@ -165,14 +196,14 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .loop import Cancelled, execute_run
+    from .prepare import create_run, prepare_run
     from .progress import ConsoleReporter, accuracy_table
     from .store import Store
 
-    from .prepare import create_run, prepare_run
-
     given = _given(args)
     prepared = prepare_run(given, args.preset) if args.resume is None else None  # a bad flag stops before the file is touched
-    store = Store(args.db).init()
+    # A run never gives up on its database: a reader holding the file (duckdb -readonly) only makes it wait.
+    store = Store(args.db, lock_timeout=None, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
     if args.resume is not None:
         if args.preset:
             given["preset"] = args.preset
@@ -207,6 +238,52 @@ def _cmd_run(args: argparse.Namespace) -> int:
     chance = chance_accuracy(store.get_run(args.run_id).config.task)
     if chance is not None:
         print(f"(chance accuracy of this task: {chance:.0%})")
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiments import create_experiment, experiment_table, format_table, plan, run_experiment
+    from .loop import Cancelled
+    from .presets import PAPER_EXPERIMENT_PRESETS
+    from .progress import ConsoleReporter
+    from .store import Store
+
+    given = _given(args)
+    preset = args.preset
+    if preset is None:
+        task = given.get("task", RunConfig.__dataclass_fields__["task"].default)
+        preset = PAPER_EXPERIMENT_PRESETS.get(task)
+    preset = None if preset == "none" else preset
+    reporter = ConsoleReporter()
+    if args.resume is None:
+        plan(given, preset, args.kind)  # a bad flag stops before the file is touched
+        store = Store(args.db).init()
+        experiment_id = create_experiment(store, given, preset, args.kind, reporter)
+        runs = store.get_experiment(experiment_id).runs
+        print(f"experiment {experiment_id} in {args.db}: {args.kind}{', preset ' + preset if preset else ''}; "
+              f"runs {', '.join(str(r) for r in runs.values())}")
+    else:
+        experiment_id = args.resume
+        store = Store(args.db).init()
+        store.get_experiment(experiment_id)
+        if given or args.preset:
+            print(f"note: --resume keeps experiment {experiment_id}'s stored settings; ignoring the settings given",
+                  file=sys.stderr)
+    resume = f"star experiment {args.kind} --db {args.db} --resume {experiment_id}"
+    try:
+        run_experiment(store, experiment_id, reporter, queue=not args.no_queue,
+                       on_arm=lambda label, run_id: print(f"\n== {label}: run {run_id}", flush=True))
+    except Cancelled:
+        print(f"experiment {experiment_id}: an arm was cancelled; continue with: {resume}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: {resume}", file=sys.stderr)
+        return 130
+    except StarError as exc:
+        print(f"error: {exc}\nContinue with: {resume}", file=sys.stderr)
+        return 1
+    table = experiment_table(store.experiment_summary(experiment_id), store.experiment_accuracy(experiment_id))
+    print(f"\nExperiment {experiment_id} ({args.kind}): eval accuracy at each arm's last iteration\n{format_table(table)}")
     return 0
 
 
