@@ -94,9 +94,13 @@ class PrefixGenerator:
             self._prefix = prefix_kv(lm.model, self.prefix_ids)
         self.stats.seconds += time.perf_counter() - started
 
-    def generate(self, suffixes: list[str]) -> list[Completion]:
+    def generate(self, suffixes: list[str], seed: int | None = None) -> list[Completion]:
+        """One completion per suffix. `seed` reseeds sampling first, so that a batch's samples depend on
+        its own seed only, not on the batches decoded before it (greedy decoding uses no randomness)."""
         if not suffixes:
             return []
+        if seed is not None:
+            self.generator.manual_seed(seed)
         started = time.perf_counter()
         with torch.inference_mode():
             rows = self._decode([encode_piece(self.lm, s) for s in suffixes])

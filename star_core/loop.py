@@ -13,6 +13,7 @@ The science lives in small parts: `judge` (a completion's verdict),
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import traceback
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import run_queue, train_state
+from .batch_decoder import BatchDecoder, DecodeBatch, LocalDecoder, batch_seed, plan_batches
 from .config import RunConfig
 from .curriculum import curriculum_top, in_range
 from .errors import RunStateError, StarError
@@ -235,34 +237,46 @@ class _Runner:
 
     # --- phases -------------------------------------------------------------
 
-    def _decode(self, n: int, kind: AttemptKind, problems: list[Problem], lm: LoadedModel, samples: int = 1) -> None:
-        """Decode every (problem, sample) not yet stored for this iteration and kind, batch by batch."""
+    def _decode(self, n: int, kind: AttemptKind, problems: list[Problem], decoder: BatchDecoder, samples: int = 1) -> None:
+        """Decode every (problem, sample) not yet stored for this iteration and kind, batch by batch.
+
+        Batches are planned over all the phase's problems and the stored ones skipped (batch_decoder.py), so a
+        resumed phase decodes the same batches with the same seeds; each is judged and stored as it comes back.
+        """
         done = self.store.done_problems(self.run_id, n, kind)
-        todo = sorted((p for p in problems if p.id not in done), key=lambda p: len(p.question))  # similar lengths together
+        ordered = sorted(problems, key=lambda p: len(p.question))  # similar lengths together
         hinted = kind == AttemptKind.RATIONALIZED
         prefix = self.hint_prefix if hinted else self.prefix
         prompt_id = self.store.prompt_id(prefix)
         temperature = self.config.temperature if kind != AttemptKind.EVAL else 0.0  # eval is always greedy
         decoding = Decoding(self.config.max_new_tokens, temperature, self.config.top_p)
-        generator = PrefixGenerator(lm, prefix, decoding, seed=self.config.seed * 1000 + n)
-        clock = PhaseClock(n, kind.phase, len(problems), done=len(done))
+        clock = PhaseClock(n, kind.phase, len(problems), done=len(done & {p.id for p in problems}))
         self.reporter.phase(n, clock.phase, clock.total)
         self.store.set_progress(self.run_id, **clock.values())
         per_batch = max(1, self.config.gen_batch_size // samples)
-        for start in range(0, len(todo), per_batch):
-            self._check_cancel()
-            jobs = [(p, s) for p in todo[start : start + per_batch] for s in range(samples)]
+        planned: dict[int, tuple[list, list[str | None]]] = {}
+        batches = []
+        for index, chunk in plan_batches(ordered, per_batch, lambda p: p.id in done):
+            jobs = [(p, s) for p in chunk for s in range(samples)]
             hints = [self.task.format_hint(p) if hinted else None for p, _ in jobs]
-            questions = [self.task.format_question(p, h) for (p, _), h in zip(jobs, hints)]
-            completions = generator.generate(questions)
-            rows = [
-                self._attempt(n, kind, p, s, prompt_id, q, h, c)
-                for (p, s), q, h, c in zip(jobs, questions, hints, completions)
-            ]
-            clock.done += len(jobs) // samples
-            clock.new_tokens += sum(c.new_tokens for c in completions)
-            self.store.add_attempts(rows, progress=clock.values())
-            self.reporter.advance(clock.done, clock.total, clock.tokens_per_s())
+            questions = tuple(self.task.format_question(p, h) for (p, _), h in zip(jobs, hints))
+            planned[index] = (jobs, hints)
+            batches.append(DecodeBatch(index, batch_seed(self.config.seed, n, kind.value, index), questions))
+        if batches:
+            self._check_cancel()
+        with contextlib.closing(decoder.decode(prefix, decoding, batches)) as results:
+            for batch, completions in results:
+                jobs, hints = planned.pop(batch.index)
+                rows = [
+                    self._attempt(n, kind, p, s, prompt_id, q, h, c)
+                    for (p, s), q, h, c in zip(jobs, batch.questions, hints, completions)
+                ]
+                clock.done += len(jobs) // samples
+                clock.new_tokens += sum(c.new_tokens for c in completions)
+                self.store.add_attempts(rows, progress=clock.values())
+                self.reporter.advance(clock.done, clock.total, clock.tokens_per_s())
+                if planned:  # before the next batch is stored
+                    self._check_cancel()
 
     def _attempt(self, n, kind, problem: Problem, sample, prompt_id, question, hint, completion) -> AttemptRow:
         verdict = judge(self.task, problem, kind, completion.text)
@@ -373,19 +387,30 @@ class _Runner:
 
 
 class _GenerationModels:
-    """The one model kept loaded for decoding, by checkpoint (bf16 where that is fast; it is never trained)."""
+    """The decoder of the model kept loaded for decoding, by checkpoint (bf16 where that is fast; it is never
+    trained): in this process, or on the run's Ray workers with --workers (distributed/ray_generation.py)."""
 
     def __init__(self, config: RunConfig):
         self.config = config
         self._model: LoadedModel | None = None
         self._key: str | None = None
+        self._pool = None  # the Ray actors, started by the first phase that needs them
 
-    def get(self, checkpoint: Path | None) -> LoadedModel:
+    def get(self, checkpoint: Path | None) -> BatchDecoder:
+        if self.config.workers:
+            if self._pool is None:
+                from .distributed.ray_generation import RayDecoderPool  # Ray is imported only for runs with workers
+
+                self._pool = RayDecoderPool(self.config)
+            return self._pool.for_checkpoint(checkpoint)
         if self._model is None or self._key != str(checkpoint):
             self.release()
             self._model = load_model(self.config.model, self.config.device, checkpoint=checkpoint)
             self._key = str(checkpoint)
-        return self._model
+        return LocalDecoder(self._model, PrefixGenerator)  # the name looked up here, so that tests can replace it
 
     def release(self) -> None:
+        """Free the decoding model(s): fine-tuning needs the memory and the devices."""
         self._model = self._key = None
+        if self._pool is not None:
+            self._pool.release()

@@ -32,14 +32,15 @@ class Script:
     answer_only = False
     prefixes: list[str] = []
     seen: list[tuple[int, str]] = []  # (iteration, question prompt)
+    iteration = 0  # of the phase being decoded
 
 
 class ScriptedGenerator:
     def __init__(self, lm, prefix, decoding, seed=0):
-        self.iteration = seed % 1000  # the loop seeds iteration n's generator with seed * 1000 + n
+        self.iteration = Script.iteration  # the phase's iteration, noted by the fixture's _decode
         Script.prefixes.append(prefix)
 
-    def generate(self, questions):
+    def generate(self, questions, seed=None):
         return [Completion(self._answer(q), 5, 10, 0.01) for q in questions]
 
     def _answer(self, question: str) -> str:
@@ -60,6 +61,13 @@ def scripted(monkeypatch):
     Script.eval_right, Script.eval_questions, Script.prefixes, Script.seen = {}, [], [], []
     Script.train_right_digits, Script.answer_only = {1, 2, 3, 4, 5}, False
     monkeypatch.setattr(loop, "PrefixGenerator", ScriptedGenerator)
+    real_decode = loop._Runner._decode
+
+    def decode(self, n, *args, **kwargs):
+        Script.iteration = n
+        return real_decode(self, n, *args, **kwargs)
+
+    monkeypatch.setattr(loop._Runner, "_decode", decode)
     return Script
 
 

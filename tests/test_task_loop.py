@@ -82,7 +82,7 @@ class CannedGenerator:
     def __init__(self, lm, prefix, decoding, seed=0):
         self.hinted = "(The answer is" in prefix
 
-    def generate(self, questions):
+    def generate(self, questions, seed=None):
         CannedGenerator.calls.append(questions)
         return [Completion(self._answer(q), 5, 10, 0.01) for q in questions]
 
