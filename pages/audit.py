@@ -170,6 +170,11 @@ def _step(ids: list[int], offset: int) -> None:
 def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
     """Button callback: save the label now, then move to the next item."""
     if _stale(attempt_id):
+        # Said, not swallowed: the key was pressed for an item the page had already left (a second press
+        # before the next item was drawn, or right after J/K), so it would land on one nobody has read.
+        now = st.session_state.get("a_item")
+        st.session_state["a_error"] = (f"Not saved: that key was for #{attempt_id}, but the page had already moved "
+                                       f"on to #{now}. Press it again to rate #{now}.")
         return
     auditor = st.session_state.get("a_auditor", "").strip()
     if not auditor:
@@ -232,8 +237,13 @@ def audit_view(store) -> None:
     if item is None:
         st.warning(f"Attempt {attempt_id} is no longer in the database.")
         return
-    show_item(item, index, len(ids))
+    # The item is shown above its controls, but the controls are made first: a key's callback gets what
+    # its button was last made with, so once an item can be read, its keys act on it (made after it, a
+    # key pressed while a slow redraw had shown the item but not yet its buttons acted on the previous one).
+    content = st.container()
     label_controls(store, ids, item)
+    with content:
+        show_item(item, index, len(ids))
 
 
 def show_item(item, index: int, total: int) -> None:

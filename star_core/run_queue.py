@@ -308,8 +308,7 @@ def unqueued(store, run_id: int, slots: tuple[str, list[str]], folder: Path | No
     """--no-queue: start at once, registered as a running model process (for the others' share of the cores).
     `slots`: device_slots() of the run's device."""
     family, _ = slots
-    folder = folder or slots_folder()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _usable(folder or slots_folder())
     held = _new_held(folder / f"unqueued_{family}_{os.getpid()}_{time.time_ns()}.lock", _holder_info(store, run_id))
     return Slot("unqueued", family, held)
 
@@ -331,8 +330,7 @@ def wait_for_slot(
     `slots`: device_slots() of the run's device.
     """
     family, names = slots
-    folder = folder or slots_folder()
-    (folder / "queue").mkdir(parents=True, exist_ok=True)
+    folder = _usable(folder or slots_folder())
     store.claim_run(run_id, status=RunStatus.QUEUED)
     ticket, order = _new_ticket(folder, family, store, run_id)
     said = None
@@ -356,6 +354,19 @@ def wait_for_slot(
             time.sleep(poll_s)
     finally:
         ticket.release(unlink=True)
+
+
+def _usable(folder: Path) -> Path:
+    """The slots folder, made if missing; a clear error (before anything is stored) if it cannot be."""
+    try:
+        (folder / "queue").mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise RunStateError(f"cannot use the run queue's folder {folder}: {exc.strerror or exc}; set STAR_SLOTS to a "
+                            "writable folder, or start with --no-queue") from exc
+    return folder
 
 
 def _new_ticket(folder: Path, family: str, store, run_id: int) -> tuple[_HeldFile, int]:

@@ -241,3 +241,13 @@ def test_the_runs_page_shows_a_queued_run_with_its_place_and_cancels_it(tmp_path
     finally:
         ticket.release(unlink=True)
         slot.release(unlink=False)
+
+
+def test_a_queue_folder_that_cannot_be_used_is_one_clear_error_and_changes_nothing(tmp_path):
+    store = Store(tmp_path / "q.duckdb").init()
+    run_id = store.create_run(RunConfig())
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(RunStateError, match="cannot use the run queue's folder .*STAR_SLOTS"):
+        run_queue.wait_for_slot(store, run_id, CPU, folder=blocked / "slots")
+    assert store.get_run(run_id).status == "pending"
