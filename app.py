@@ -109,6 +109,7 @@ pages = [
     st.Page("pages/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
     st.Page("pages/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
     st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 # Pages built beside this one; listed when present.
 for file, title, icon in (("pages/audit.py", "Audit", ":material/fact_check:"), ("pages/exemplars.py", "Exemplars", ":material/library_books:")):

@@ -9,7 +9,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.present import GROUP_BY, LABELS, accuracy_figures_data, colors_for, runs_with_data
+from star_core.present import GROUP_BY, LABELS, accuracy_figures_data, colors_for, kept_steps_table, runs_with_data
 
 INTERVAL_NOTE = "Bars: 95% Wilson interval of each point's accuracy; hover a point for n (questions) and the interval."
 
@@ -50,6 +50,18 @@ def _accuracy_chart(df, lines: dict, title: str, key: str, height: int, facet: d
     if facet:
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     st.plotly_chart(ui.safe_figure(_layout(fig, y_percent=True)), key=key)
+
+
+def _kept_steps(store, run_ids: list[int], labels: dict) -> None:
+    """How many kept rationales had their steps, per iteration: with the answer filter a bare sum can be kept."""
+    table = kept_steps_table(store.kept_with_steps(run_ids), labels)
+    if table.empty:
+        return
+    st.subheader("Kept rationales with their steps")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"share with steps": st.column_config.NumberColumn(format="percent")})
+    st.caption("With steps: the step check verified the rationale and it is not a bare sum ('no steps'), as judged "
+               "when the run was made (runs made before the check required place sums count a bare sum as verified).")
 
 
 def main() -> None:
@@ -115,6 +127,8 @@ def main() -> None:
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
         st.plotly_chart(ui.safe_figure(_layout(fig, y_percent=True, baseline=False)), key="fig_coverage")
         ui.download_csv(data["coverage"], "coverage")
+
+    _kept_steps(store, run_ids, labels)
 
     st.subheader("Fine-tuning loss")
     steps = data["train_steps"].dropna(subset=["loss"])

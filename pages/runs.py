@@ -19,7 +19,7 @@ from star_core import jobs, run_queue
 from star_core.config import field_help
 from star_core.errors import ConfigError, StarError
 from star_core.prepare import prepare_run, shown_defaults
-from star_core.presets import presets_for
+from star_core.presets import PAPER_EXPERIMENT_PRESETS, preset_names, presets_for
 from star_core.present import duration, field_label, pct
 from star_core.states import Phase, RunStatus
 
@@ -330,12 +330,42 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, ca
 # --- page -------------------------------------------------------------------------
 
 
+def experiment_controls(store) -> None:
+    """The paper's comparison (star experiment paper): its five arms, one after another, in a background worker."""
+    from star_core import experiments, experiments_worker
+
+    with st.expander("Run the paper's comparison", icon=":material/science:"):
+        st.caption("Five runs on the same problems and eval questions, one after another: few-shot answer only, "
+                   "few-shot with rationales, direct fine-tuning, STaR without rationalization, STaR. Each arm that "
+                   "trains gets the same fine-tuning steps per iteration. The Experiments page shows the table and "
+                   "the figure; each arm also shows here as a run.")
+        names = [""] + preset_names()
+        default = PAPER_EXPERIMENT_PRESETS.get("arithmetic", "")
+        cols = st.columns(2)
+        preset = cols[0].selectbox("Preset", names, index=names.index(default) if default in names else 0,
+                                   key="exp_preset", format_func=lambda p: p or "none: the defaults",
+                                   help="The settings every arm gets (star experiment paper --preset NAME).")
+        seed = cols[1].number_input("Seed", min_value=0, value=0, step=1, key="exp_seed",
+                                    help="Decides the problems, the splits, sampling and fine-tuning of every arm.")
+        if st.button("Run the paper's comparison", key="exp_start", icon=":material/science:"):
+            try:
+                with st.spinner("Checking the model and preparing the problems of every arm…"):
+                    experiment_id = experiments.create_experiment(store, {"seed": int(seed)}, preset or None)
+                    experiments_worker.launch(store, experiment_id)
+            except StarError as exc:
+                st.error(ui.md_escape(str(exc)))
+            else:
+                st.toast(f"Experiment {experiment_id} started")
+        st.page_link("pages/experiments.py", label="Experiments", icon=":material/science:")
+
+
 def main() -> None:
     st.title("Runs")
     store = ui.get_store()
     runs = store.list_runs()
     with st.expander("Start a new run", expanded=runs.empty or bool(st.session_state.get(ERRORS_KEY)), icon=":material/add:"):
         start_form(store)
+    experiment_controls(store)
     if runs.empty:
         st.info("No runs yet. Start one above, or from a terminal: `star run --db " + str(store.path) + "`.")
         return

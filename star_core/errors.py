@@ -35,3 +35,7 @@ class RunStateError(StarError):
 
 class ExportError(StarError):
     """An export file cannot be written where it was asked for (a folder, no permission, a full disk)."""
+
+
+class ExperimentError(StarError):
+    """An experiment does not exist, or cannot be run or resumed in its current state."""

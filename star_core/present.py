@@ -340,3 +340,16 @@ def flag(value) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "–"
     return "✓" if bool(value) else "✗"
+
+
+def kept_steps_table(kept: pd.DataFrame, labels: dict[int, str]) -> pd.DataFrame:
+    """Per run and iteration: kept rationales, how many had their steps, and the share (Store.kept_with_steps),
+    for the runs whose task checks steps."""
+    rows = kept[kept.checked > 0]
+    return pd.DataFrame({
+        "run": rows.run_id.map(labels).fillna(rows.run_id.map(lambda r: f"#{r}")),
+        "iteration": rows.iteration.astype(int),
+        "kept": rows.kept.astype(int),
+        "with steps": rows.with_steps.astype(int),
+        "share with steps": rows.with_steps / rows.kept,
+    }).reset_index(drop=True)

@@ -47,9 +47,10 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "v_accuracy") == V_ACCURACY
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars",
-            "train_steps"} <= tables
+            "train_steps", "experiments", "experiment_runs"} <= tables
     with store.db.read() as con:
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
+        assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
 
 
 def test_train_steps_are_stored_once_per_step(tmp_path):

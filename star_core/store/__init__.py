@@ -2,8 +2,8 @@
 
 `Store` combines the query groups (runs, attempts, and those the app adds) over
 one `Connection`, which handles migrations and the one-writer-per-file rule.
-Researchers can query the same file directly through the views `v_attempts`
-and `v_accuracy` (see README).
+Researchers can query the same file directly through the views `v_attempts`,
+`v_accuracy` and `v_experiment_runs` (see README).
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from .browse import AttemptFilter, BrowseQueries
 from .compare import ComparisonError, CompareQueries, EvalPairing
 from .connection import Connection, OnWait
 from .exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetQueries
+from .experiments import Experiment, ExperimentQueries, KeptStepQueries
 from .runs import Run, RunQueries
 from .training import TrainStepQueries
 from .trajectories import TrajectoryQueries
 
 
 class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSetQueries, CompareQueries,
-            TrajectoryQueries, TrainStepQueries):
+            TrajectoryQueries, TrainStepQueries, ExperimentQueries, KeptStepQueries):
     def __init__(self, path: str | Path, lock_timeout: float | None = 60.0, on_wait: OnWait | None = None):
         """`lock_timeout`: seconds an operation waits for a busy file before a StoreError (None: as long as it
         takes, for a run's worker); `on_wait(message)` hears once per operation that it waits."""
@@ -43,5 +44,5 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
         return self
 
 
-__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "ExemplarItem", "ExemplarSet", "QueueFilter",
-           "Run", "Store"]
+__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "ExemplarItem", "ExemplarSet",
+           "Experiment", "QueueFilter", "Run", "Store"]

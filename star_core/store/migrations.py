@@ -283,5 +283,39 @@ def m006_train_steps(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m007_experiments(con: duckdb.DuckDBPyConnection) -> None:
+    """Experiments: named groups of runs on the same problems and eval questions (the paper's comparison),
+    each run one arm; the public view v_experiment_runs lists them."""
+    con.execute("CREATE SEQUENCE experiment_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE experiments (
+            id          INTEGER PRIMARY KEY DEFAULT nextval('experiment_id_seq'),
+            name        TEXT NOT NULL,
+            created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            config      TEXT NOT NULL             -- JSON: the kind, the preset and the settings applied to every arm
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE experiment_runs (
+            experiment_id INTEGER NOT NULL,
+            arm           TEXT NOT NULL,          -- e.g. fewshot-answer, direct, star (star_core/experiments.py)
+            run_id        INTEGER NOT NULL,
+            PRIMARY KEY (experiment_id, arm),
+            UNIQUE (run_id)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE VIEW v_experiment_runs AS
+        SELECT e.id AS experiment_id, e.name AS experiment, er.arm, er.run_id
+        FROM experiments e JOIN experiment_runs er ON er.experiment_id = e.id
+        """
+    )
+
+
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
-              m005_task_keys, m006_train_steps]
+              m005_task_keys, m006_train_steps, m007_experiments]

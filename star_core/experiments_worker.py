@@ -1,0 +1,100 @@
+"""An experiment's arms in a background worker process, for the app.
+
+    python -m star_core.experiments_worker EXPERIMENT_ID --db PATH
+
+runs (or resumes) the arms in order (experiments.run_experiment), logging to
+``<db stem>-runs/experiment-<id>/worker.log``. Each arm is an ordinary run claimed by this
+process, so the Runs page follows it live like any other; ``worker.pid`` beside the log
+tells the app whether the experiment's worker is still alive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from .errors import ExperimentError, StarError
+from .jobs import PROJECT_ROOT, LogReporter, _alive
+from .store import Store
+
+LOG_NAME = "worker.log"
+PID_NAME = "worker.pid"
+
+
+def folder(store: Store, experiment_id: int) -> Path:
+    """Where an experiment's worker keeps its log: beside the runs' folders."""
+    return store.path.parent / f"{store.path.stem}-runs" / f"experiment-{experiment_id}"
+
+
+def worker_alive(store: Store, experiment_id: int) -> bool:
+    try:
+        pid = int((folder(store, experiment_id) / PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return _alive(pid)
+
+
+def launch(store: Store, experiment_id: int) -> int:
+    """Run (or resume) an experiment's arms in a detached worker; return its pid."""
+    store.get_experiment(experiment_id)  # exists
+    if worker_alive(store, experiment_id):
+        raise ExperimentError(f"experiment {experiment_id} is already running in a worker")
+    where = folder(store, experiment_id)
+    where.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(where / LOG_NAME, "a") as log:
+        log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for experiment {experiment_id}\n")
+        log.flush()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "star_core.experiments_worker", str(experiment_id), "--db", str(store.path.resolve())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT), env=env,
+            start_new_session=True,  # survives the app's restart
+        )
+    (where / PID_NAME).write_text(str(process.pid))
+    threading.Thread(target=process.wait, name=f"reap-experiment-{experiment_id}", daemon=True).start()
+    return process.pid
+
+
+def log_tail(store: Store, experiment_id: int, lines: int = 30) -> str:
+    path = folder(store, experiment_id) / LOG_NAME
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m star_core.experiments_worker",
+                                     description="Run (or resume) the arms of one stored experiment.")
+    parser.add_argument("experiment_id", type=int)
+    parser.add_argument("--db", required=True)
+    args = parser.parse_args(argv)
+
+    from .experiments import format_table, experiment_table, run_experiment
+    from .loop import Cancelled
+
+    reporter = LogReporter()
+    store = Store(args.db, lock_timeout=None, on_wait=reporter.message)  # a run never gives up on the database
+    try:
+        run_experiment(store, args.experiment_id, reporter,
+                       on_arm=lambda label, run_id: reporter.message(f"arm '{label}': run {run_id}"))
+    except Cancelled:
+        print(f"experiment {args.experiment_id}: an arm was cancelled; resume the experiment to continue", flush=True)
+        return 1
+    except StarError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    table = experiment_table(store.experiment_summary(args.experiment_id), store.experiment_accuracy(args.experiment_id))
+    print(f"experiment {args.experiment_id} done\n{format_table(table)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

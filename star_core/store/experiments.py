@@ -1,0 +1,132 @@
+"""Experiments: named groups of runs on the same problems (tables experiments and experiment_runs, m007)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from ..errors import ExperimentError
+from ..tasks.base import NO_STEPS
+from .runs import _live_status
+
+
+@dataclass
+class Experiment:
+    id: int
+    name: str
+    created_at: datetime
+    config: dict  # the kind, the preset and the settings applied to every arm
+    runs: dict[str, int]  # arm -> run id, in the order they were added
+
+
+class ExperimentQueries:
+    def create_experiment(self, name: str, config: dict, runs: dict[str, int]) -> int:
+        """An experiment and its runs (arm -> run id), in one transaction."""
+        with self.db.write() as con:
+            experiment_id = con.execute(
+                "INSERT INTO experiments (name, config) VALUES (?, ?) RETURNING id", [name, json.dumps(config, sort_keys=True)]
+            ).fetchone()[0]
+            con.executemany("INSERT INTO experiment_runs (experiment_id, arm, run_id) VALUES (?, ?, ?)",
+                            [(experiment_id, arm, run_id) for arm, run_id in runs.items()])
+        return experiment_id
+
+    def add_experiment_run(self, experiment_id: int, arm: str, run_id: int) -> None:
+        with self.db.write() as con:
+            con.execute("INSERT INTO experiment_runs (experiment_id, arm, run_id) VALUES (?, ?, ?)", [experiment_id, arm, run_id])
+
+    def get_experiment(self, experiment_id: int) -> Experiment:
+        with self.db.read() as con:
+            row = con.execute("SELECT id, name, created_at, config FROM experiments WHERE id = ?", [experiment_id]).fetchone()
+            runs = con.execute("SELECT arm, run_id FROM experiment_runs WHERE experiment_id = ? ORDER BY rowid",
+                               [experiment_id]).fetchall()
+        if row is None:
+            raise ExperimentError(f"there is no experiment {experiment_id} in {self.db.path} (see the Experiments page)")
+        return Experiment(row[0], row[1], row[2], json.loads(row[3]), dict(runs))
+
+    def list_experiments(self) -> pd.DataFrame:
+        """One row per experiment: id, name, created_at, its runs, and how many of them are done."""
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT e.id, e.name, e.created_at, count(er.run_id) AS runs,
+                       count(*) FILTER (WHERE r.status = 'done') AS done
+                FROM experiments e LEFT JOIN experiment_runs er ON er.experiment_id = e.id
+                LEFT JOIN runs r ON r.id = er.run_id
+                GROUP BY ALL ORDER BY e.id
+                """
+            ).df()
+
+    def experiment_summary(self, experiment_id: int) -> pd.DataFrame:
+        """Per arm: its run's status, trained iterations, what the last trained iteration kept, training
+        steps and tokens over all iterations, and wall seconds (the sum of its iterations' spans)."""
+        with self.db.read() as con:
+            df = con.execute(
+                """
+                SELECT er.arm, er.run_id, r.status, r.pid, r.host, r.name,
+                       json_extract(r.config, '$.iterations')::INTEGER AS iterations_planned,
+                       count(i.iteration) FILTER (WHERE i.phase = 'done' AND i.iteration > 0) AS iterations_done,
+                       max(i.iteration) FILTER (WHERE i.phase = 'done') AS last_done,
+                       arg_max(i.kept, i.iteration) FILTER (WHERE i.phase = 'done' AND i.iteration > 0) AS kept,
+                       sum(i.steps) AS train_steps, sum(i.train_tokens) AS train_tokens,
+                       sum(epoch(i.finished_at - i.started_at)) AS wall_s
+                FROM experiment_runs er JOIN runs r ON r.id = er.run_id
+                LEFT JOIN iterations i ON i.run_id = er.run_id
+                WHERE er.experiment_id = ?
+                GROUP BY ALL ORDER BY min(er.rowid)
+                """,
+                [experiment_id],
+            ).df()
+        df["status"] = [_live_status(s, p, h) for s, p, h in zip(df["status"], df["pid"], df["host"])]
+        return df.drop(columns=["pid", "host"])
+
+    def experiment_accuracy(self, experiment_id: int) -> pd.DataFrame:
+        """Eval accuracy of every arm's run per iteration, overall (difficulty NULL) and per difficulty."""
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT er.arm, a.run_id, a.iteration, a.difficulty, a.n, a.correct, a.accuracy
+                FROM experiment_runs er JOIN v_accuracy a ON a.run_id = er.run_id AND a.split = 'eval'
+                WHERE er.experiment_id = ?
+                ORDER BY er.rowid, a.iteration, a.difficulty NULLS FIRST
+                """,
+                [experiment_id],
+            ).df()
+
+    def experiment_eval_questions(self, experiment_id: int) -> dict[str, list[str]]:
+        """Each arm's eval questions (problem ids, sorted): the arms of one experiment share them."""
+        with self.db.read() as con:
+            rows = con.execute(
+                """
+                SELECT er.arm, list(p.problem_id ORDER BY p.problem_id)
+                FROM experiment_runs er JOIN problems p ON p.run_id = er.run_id AND p.split = 'eval'
+                WHERE er.experiment_id = ? GROUP BY er.arm
+                """,
+                [experiment_id],
+            ).fetchall()
+        return dict(rows)
+
+
+class KeptStepQueries:
+    def kept_with_steps(self, run_ids: list[int]) -> pd.DataFrame:
+        """Per run and iteration: kept (used for training) rationales, and how many of them had their steps
+        (verified, and not the bare sum the step check calls NO_STEPS). verified is NULL for tasks that
+        cannot check steps: those rows count as kept only."""
+        ids = [int(r) for r in run_ids]
+        cols = ["run_id", "iteration", "kept", "with_steps", "checked"]
+        if not ids:
+            return pd.DataFrame(columns=cols)
+        with self.db.read() as con:
+            return con.execute(
+                f"""
+                SELECT run_id, iteration, count(*) AS kept,
+                       count(*) FILTER (WHERE verified AND coalesce(verify_reason, '') <> ?) AS with_steps,
+                       count(verified) AS checked
+                FROM attempts
+                WHERE used_for_training AND run_id IN ({', '.join('?' * len(ids))})
+                GROUP BY run_id, iteration ORDER BY run_id, iteration
+                """,
+                [NO_STEPS, *ids],
+            ).df()
