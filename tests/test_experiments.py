@@ -257,3 +257,30 @@ def test_the_experiments_page_shows_the_table_and_the_figures(paper_db, tmp_path
 def test_the_experiments_page_without_experiments(tmp_path, monkeypatch):
     at = open_page("pages/experiments.py", monkeypatch, tmp_path / "none.duckdb")
     assert any("No experiments yet" in i.value for i in at.info)
+
+
+def test_the_runs_page_button_stores_the_experiment_and_launches_its_worker(tmp_path, monkeypatch):
+    """The button stores the five arms (the default model is only checked, never loaded here) and hands the
+    experiment to a worker; the Experiments page then offers to resume it while no worker runs it."""
+    from star_core import experiments_worker
+
+    launched = []
+    monkeypatch.setattr(experiments_worker, "launch", lambda store, experiment_id: launched.append(experiment_id) or 1)
+    db = tmp_path / "r.duckdb"
+    at = open_page("pages/runs.py", monkeypatch, db)
+    assert at.selectbox(key="exp_preset").value == "paper-arithmetic"
+    at.number_input(key="exp_seed").set_value(3)
+    next(b for b in at.button if b.key == "exp_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert launched == [1]
+    store = Store(db)
+    experiment = store.get_experiment(1)
+    assert list(experiment.runs) == ARMS and experiment.config == {"kind": "paper", "preset": "paper-arithmetic",
+                                                                   "given": {"seed": 3}}
+    configs = [store.get_run(r).config for r in experiment.runs.values()]
+    assert {c.seed for c in configs} == {3} and {c.max_difficulty for c in configs} == {5}
+
+    at = open_page("pages/experiments.py", monkeypatch, db)
+    assert any("no worker is running them" in w.value for w in at.warning)
+    next(b for b in at.button if b.key == "exp_resume_1").click().run()
+    assert launched == [1, 1]
