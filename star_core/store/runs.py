@@ -45,8 +45,10 @@ class RunQueries:
             ).fetchone()
         if row is None:
             raise RunStateError(f"there is no run {run_id} in {self.db.path}")
-        return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), RunConfig.from_json(row[3]), row[4], row[5], row[6], row[7],
-                   TaskKey.parse(row[8]))
+        config = RunConfig.from_json(row[3])
+        # A row written by hand (or a tool) may lack the key: it follows from the config.
+        key = TaskKey.parse(row[8]) if row[8] else task_key(config)
+        return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), config, row[4], row[5], row[6], row[7], key)
 
     def claim_run(self, run_id: int, status: RunStatus = RunStatus.RUNNING, from_queue: bool = False) -> None:
         """Mark a run as running (or queued: waiting for a slot, run_queue.py) in this process, or as pending
