@@ -125,6 +125,21 @@ class RunConfig:
     step_growth: float = _f(0.2, "Growth of the step count per iteration (0.2 = +20%).", min=0.0, max=5.0)
     gen_batch_size: int = _f(32, "Questions decoded together.", min=1)
     device: str = _f("auto", "Where to run: auto (CUDA when present), cpu or cuda.", choices=DEVICES)
+    # Where a run computes, not what it computes: they are stored with the run so that a resume runs the same
+    # way, and greedy results are the same with or without them (docs/scale.md).
+    workers: int = _f(
+        0, "Decode each generation phase on this many Ray actors, each with its own model replica (one GPU each where "
+        "the cluster has GPUs, else an equal share of the CPU cores); 0 = in this process. Needs the 'ray' extra. "
+        "Does not change what is generated.", min=0,
+    )
+    ray_address: str = _f(
+        "", "With --workers: the Ray cluster to join (host:6379, or ray://host:10001); empty = start Ray on this machine."
+    )
+    train_processes: int = _f(
+        1, "Fine-tune in this many processes with data parallelism (one GPU each where there are GPUs, else a share "
+        "of the cores); each takes its part of every batch, so the steps and the result are those of one process, up "
+        "to float rounding.", min=1,
+    )
     seed: int = _f(0, "Seed for problem generation, splits, sampling and fine-tuning.", min=0)
 
     def __post_init__(self) -> None:
@@ -146,6 +161,11 @@ class RunConfig:
             raise ConfigError("curriculum", "needs mode star: a direct run solves no training questions to widen the range by")
         if not self.model.strip():
             raise ConfigError("model", "must name a model")
+        if self.ray_address.strip() and not self.workers:
+            raise ConfigError("ray_address", "needs --workers N: how many decode workers to start on that cluster")
+        if self.train_processes > self.batch_size:
+            raise ConfigError("train_processes", f"must be at most batch_size ({self.batch_size}): each process "
+                              "trains on its part of every batch")
         parse_data_map(self.data_map)
 
     def field_map(self) -> dict[str, str]:
