@@ -105,7 +105,8 @@ def _add_preset(parser, default_note: str = "", none: bool = False) -> None:
 
 def _add_settings(group, names: list[str]) -> None:
     """A flag per RunConfig field, generated from its metadata; an absent flag is None (not given)."""
-    aliases = {"data_map": ["--map"]}  # the short spelling the docs use: --map question=q,answer=a
+    # Short spellings the docs use: --map question=q,answer=a; --ray ADDRESS.
+    aliases = {"data_map": ["--map"], "ray_address": ["--ray"]}
     meta = {f.name: f for f in fields(RunConfig)}
     for name in names:
         f = meta[name]
