@@ -251,3 +251,24 @@ def test_a_queue_folder_that_cannot_be_used_is_one_clear_error_and_changes_nothi
     with pytest.raises(RunStateError, match="cannot use the run queue's folder .*STAR_SLOTS"):
         run_queue.wait_for_slot(store, run_id, CPU, folder=blocked / "slots")
     assert store.get_run(run_id).status == "pending"
+
+
+def test_star_run_no_queue_starts_at_once_with_its_share_of_the_cores(tmp_path, tiny_model, capsys):
+    import torch
+
+    from star_core.cli import main
+
+    db = tmp_path / "n.duckdb"
+    holder = run_queue._try_hold(run_queue.slots_folder() / "cpu-0.lock")  # another run has the CPU's slot
+    threads = torch.get_num_threads()
+    try:
+        code = main(["run", "--db", str(db), "--no-queue", "--model", tiny_model, "--train-size", "4", "--eval-size", "2",
+                     "--max-new-tokens", "8", "--min-steps", "2", "--device", "cpu"])
+        assert code == 0, capsys.readouterr().err
+        assert torch.get_num_threads() == run_queue.threads_for(run_queue.cores(), 2)  # it and the slot's holder
+    finally:
+        torch.set_num_threads(threads)
+        holder.release(unlink=False)
+    assert Store(db).get_run(1).status == "done"
+    err = capsys.readouterr().err
+    assert "--no-queue:" in err and "waiting for a free" not in err
