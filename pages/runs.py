@@ -367,7 +367,8 @@ def main() -> None:
         start_form(store)
     experiment_controls(store)
     if runs.empty:
-        st.info("No runs yet. Start one above, or from a terminal: `star run --db " + str(store.path) + "`.")
+        st.info("No runs yet. Start one above, or from a terminal:")
+        st.code(f"star run --db {store.path}", language=None)
         return
     labels = store.run_labels()
     ids = sorted(labels, reverse=True)  # newest first
