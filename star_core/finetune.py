@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
@@ -49,6 +49,20 @@ class TrainSettings:
     seed: int = 0
 
 
+class StepSharing(Protocol):
+    """How several processes share every step (distributed/data_parallel.py); without one, this process does it all."""
+
+    is_main: bool  # the process that saves the training state
+
+    def start(self, trained: list[torch.Tensor]) -> None: ...
+
+    def loss(self, lm: LoadedModel, prefix_ids: list[int], batch: list) -> tuple[torch.Tensor, int]: ...
+
+    def reduce_gradients(self, trained: list[torch.Tensor]) -> None: ...
+
+    def batch_loss(self) -> float: ...
+
+
 @dataclass
 class FinetuneResult:
     steps: int
@@ -68,12 +82,16 @@ def finetune(
     on_step: Callable[[int, int, float, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     state_dir: Path | None = None,
+    sharing: StepSharing | None = None,
 ) -> FinetuneResult:
     """Train `lm.model` (replaced by its LoRA wrapper for that method). on_step(step, steps, loss, tokens_per_s).
 
     With `state_dir`, the training state is saved there every few steps and when `should_stop` stops it
     (train_state.py), and a state found there for the same job is resumed: the result is the same as if
     training had not stopped. The caller removes the folder once it has saved the final checkpoint.
+
+    With `sharing`, this is one of several processes that take each step together (`should_stop` must then
+    answer the same in all of them).
     """
     if not examples:
         raise ValueError("no examples to fine-tune on")
@@ -89,6 +107,8 @@ def finetune(
     rows = [_encode(lm, ex) for ex in examples]
     rng = random.Random(settings.seed)
     trained = [p for p in model.parameters() if p.requires_grad]
+    if sharing is not None:
+        sharing.start(trained)
     optimizer = torch.optim.AdamW(trained, lr=settings.learning_rate, weight_decay=0.0)
     steps, batch_size = settings.steps, settings.batch_size
     warmup = max(1, steps // 10)
@@ -118,6 +138,8 @@ def finetune(
     cadence = train_state.Cadence(last_step=first)
 
     def save_state(step: int) -> None:
+        if sharing is not None and not sharing.is_main:
+            return  # the processes' states are the same: one copy
         took = train_state.save(state_dir, step, dict(
             fingerprint=job, params={n: p.detach() for n, p in named}, optimizer=optimizer.state_dict(),
             scheduler=schedule.state_dict(), python_rng=rng.getstate(), torch_rng=torch.get_rng_state(),
@@ -138,13 +160,15 @@ def finetune(
         batch = [rows[i] for i in order[:batch_size]]
         del order[:batch_size]
         with autocast(lm):
-            loss, row_tokens = _loss(lm, prefix_ids, batch)
+            loss, row_tokens = _loss(lm, prefix_ids, batch) if sharing is None else sharing.loss(lm, prefix_ids, batch)
         loss.backward()
+        if sharing is not None:
+            sharing.reduce_gradients(trained)
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(loss.item() if sharing is None else sharing.batch_loss())
         tokens += row_tokens + len(batch) * len(prefix_ids)
         computed += row_tokens + len(prefix_ids)
         if state_dir is not None and step + 1 < steps and cadence.due(step + 1):

@@ -321,7 +321,9 @@ class _Runner:
             self._enter(n, Phase.EVALUATE, kept=0, steps=0, checkpoint=None)
             return
         self.models.release()
-        lm = load_model(self.config.model, self.config.device, for_training=True)  # always from the base model (STaR)
+        # Always from the base model (STaR); with --train-processes each of those processes loads its own.
+        lm = None if self.config.train_processes > 1 else load_model(self.config.model, self.config.device,
+                                                                        for_training=True)
         state_dir = self.store.run_folder(self.run_id) / f"iteration-{n}.train"  # fine-tuning's saved state
         saved = train_state.saved_step(state_dir) or 0
         if saved:
@@ -349,11 +351,21 @@ class _Runner:
 
         settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
                                  self.config.lora_rank, seed=self.config.seed + n)
-        result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested,
-                          state_dir=state_dir)
+        checkpoint = self.store.run_folder(self.run_id) / f"iteration-{n}"
+        if lm is None:  # the processes train; the main one saves the checkpoint as this process would
+            from .distributed.train_processes import finetune_in_processes
+
+            result = finetune_in_processes(
+                self.config.model, self.config.device, self.config.train_processes, self.prefix, examples, settings,
+                state_dir.with_name(f"iteration-{n}.train-job"), checkpoint, on_step=on_step,
+                should_stop=self._cancel_requested, state_dir=state_dir)
+        else:
+            result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested,
+                              state_dir=state_dir)
         self.store.add_train_steps(self.run_id, n, losses)  # the steps since the last write (a cancel stops early)
         self._check_cancel()  # a cancel during fine-tuning left its state in state_dir: a resume continues from it
-        checkpoint = save_checkpoint(lm, self.store.run_folder(self.run_id) / f"iteration-{n}")
+        if lm is not None:
+            save_checkpoint(lm, checkpoint)
         shutil.rmtree(state_dir, ignore_errors=True)  # the final checkpoint is saved: the state is not needed
         del lm
         self._enter(n, Phase.EVALUATE, kept=len(kept), steps=result.steps, train_loss=result.final_loss,

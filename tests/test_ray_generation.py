@@ -8,6 +8,7 @@ it holds batches, and a whole run with workers against one without.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -161,7 +162,8 @@ GREEDY = Decoding(max_new_tokens=8)
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'star-studio[ray]')")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False,
+                 logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
 
@@ -211,30 +213,54 @@ class KillsAWorker:
         pass
 
 
-@pytest.mark.slow
-def test_a_run_on_two_workers_stores_what_one_process_stores_even_when_a_worker_is_killed(ray_cluster, tiny_model,
-                                                                                        tmp_path, pools):
+def run_tiny(folder, tiny_model, reporter=None, **settings):
     from star_core.loop import execute_run, start_run
     from star_core.store import Store
 
-    def run(folder, reporter=None, **workers):
-        store = Store(folder / "s.duckdb").init()
-        # Batches of one question: the actors hold two each, and the phase has more than they hold.
-        run_id = start_run(store, tiny_config(tiny_model, eval_size=6, gen_batch_size=1, **workers))
-        execute_run(store, run_id, reporter)
-        assert store.get_run(run_id).status == "done"
-        return attempt_table(store, run_id)
+    folder.mkdir(exist_ok=True)
+    store = Store(folder / "s.duckdb").init()
+    run_id = start_run(store, tiny_config(tiny_model, eval_size=6, **settings))
+    execute_run(store, run_id, reporter)
+    assert store.get_run(run_id).status == "done"
+    return store, run_id
 
-    one_process = run(tmp_path / "local")
-    (tmp_path / "ray").mkdir()
+
+@pytest.mark.slow
+def test_a_run_on_two_workers_stores_what_one_process_stores_even_when_a_worker_is_killed(ray_cluster, tiny_model,
+                                                                                        tmp_path, pools):
+    # Batches of one question: the actors hold two each, and each phase has more than they hold.
+    one_process = attempt_table(*run_tiny(tmp_path / "local", tiny_model, gen_batch_size=1))
     reporter = KillsAWorker(pools)
-    on_workers = run(tmp_path / "ray", reporter, workers=2)
-    assert {kind for _, kind, *_ in on_workers} == {"eval", "generated", "rationalized"}
+    stored = attempt_table(*run_tiny(tmp_path / "ray", tiny_model, reporter, gen_batch_size=1, workers=2))
+    assert {kind for _, kind, *_ in stored} == {"eval", "generated", "rationalized"}
     assert reporter.killed is not None and pools[0].replaced == 1  # killed mid-phase; a fresh actor took its place
     assert pools[0].workers_info[1]["pid"] != reporter.killed
-    keys = [(n, kind, problem, sample) for n, kind, problem, sample, *_ in on_workers]
+    keys = [(n, kind, problem, sample) for n, kind, problem, sample, *_ in stored]
     assert len(keys) == len(set(keys))  # nothing stored twice
-    # Nothing lost or changed: the same attempts in the same order (greedy), so the same kept set, the same
-    # fine-tuning, and the same evaluation after it.
-    assert on_workers == one_process
+    # Nothing lost or changed: the same attempts in the same order (greedy), hence the same kept set in the same
+    # order for fine-tuning (a random model keeps none: the direct run below fine-tunes).
+    assert stored == one_process
+    pools[0].release()
+
+
+@pytest.mark.slow
+def test_a_direct_run_with_two_workers_and_two_train_processes_matches_one_process(ray_cluster, tiny_model, tmp_path,
+                                                                                   pools):
+    """Direct mode fine-tunes on every training question's gold answer: a run that fine-tunes even on a random model,
+    and whose final evaluation decodes with the new checkpoint on the workers."""
+    from test_distributed_finetune import assert_same_weights
+
+    def outcome(store, run_id):
+        steps = store.train_steps([run_id])
+        losses = [float(x) for x in steps[steps.iteration == 1].sort_values("step").loss]
+        return attempt_table(store, run_id), losses, store.run_folder(run_id) / "iteration-1"
+
+    direct = dict(mode="direct", min_steps=4)
+    one_attempts, one_losses, one_checkpoint = outcome(*run_tiny(tmp_path / "local", tiny_model, **direct))
+    attempts, losses, checkpoint = outcome(*run_tiny(tmp_path / "ray", tiny_model, workers=2, train_processes=2, **direct))
+    assert len(losses) == len(one_losses) == 4 and losses == pytest.approx(one_losses, rel=1e-4, abs=1e-5)
+    assert (checkpoint / "adapter_config.json").exists()
+    assert_same_weights(tiny_model, one_checkpoint, checkpoint)
+    assert [row[:4] for row in attempts] == [row[:4] for row in one_attempts]  # every eval attempt, once each
+    assert [row for row in attempts if row[0] == 0] == [row for row in one_attempts if row[0] == 0]
     pools[0].release()
