@@ -157,14 +157,26 @@ def watch(store, run_id: int) -> None:
     active = _is_active(store, run_id, run.status)
     known = frozenset(store.run_labels())
 
-    # Always polling (slower when nothing runs): a run resumed or started elsewhere, by `star run` or
-    # another tab, shows without a reload.
-    @st.fragment(run_every=POLL_S if active else IDLE_POLL_S)
+    @st.fragment(run_every=POLL_S if active else None)
     def live() -> None:
         with ui.guard():
             _live_view(store, run_id, was_active=active, known_runs=known)
 
     live()
+    if not active:
+        # Still looking, cheaply: a run resumed or started elsewhere (`star run`, another tab) shows without a reload.
+        @st.fragment(run_every=IDLE_POLL_S)
+        def idle() -> None:
+            with ui.guard():
+                _notice_changes(store, run_id, was_active=False, known_runs=known)
+
+        idle()
+
+
+def _notice_changes(store, run_id: int, was_active: bool, known_runs: frozenset) -> None:
+    run = store.get_run(run_id)
+    if _is_active(store, run_id, run.status) != was_active or frozenset(store.run_labels()) != known_runs:
+        st.rerun(scope="app")  # it started or ended, or a run appeared: redraw the page (run list, polling)
 
 
 def _flash(run_id: int, text: str, error: bool = False) -> None:
