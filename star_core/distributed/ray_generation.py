@@ -152,10 +152,13 @@ class RayDecoderPool:
     """The run's N decode actors, started on first use and stopped by `release()` (before fine-tuning, which
     needs the devices) or when the pool is collected."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, cpus_per_worker: int | None = None):
+        """`cpus_per_worker` fixes CPU workers' cores (bench/scale.py compares workers of one core each); by default
+        each gets an equal share of the cluster's."""
         import torch
 
         self.config = config
+        self._cpus_per_worker = cpus_per_worker
         self._local_cpus = torch.get_num_threads()  # the run's share of this machine (run_queue set it)
         self._actors: list = []
         self._generation: list[int] = []  # per slot: bumped when its actor is replaced
@@ -181,6 +184,8 @@ class RayDecoderPool:
         connect(self.config.ray_address, self._local_cpus)
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
         cpus, gpus, device = placement(self.config.device, self.config.workers, nodes)
+        if device == "cpu" and self._cpus_per_worker:
+            cpus = self._cpus_per_worker
         self._options = dict(num_cpus=cpus, num_gpus=gpus, max_restarts=0)
         self._device, self._threads = device, cpus
         self._generation = [0] * self.config.workers
