@@ -111,6 +111,9 @@ def start_form(store) -> None:
                             st.error(ui.md_escape(errors[name]), icon=":material/error:")
         if "" in errors:
             st.error(ui.md_escape(errors[""]), icon=":material/error:")
+        no_queue = st.checkbox("Start without waiting in the queue", key="cfg_no_queue",
+                               help="Starts at once even while another run holds this machine's slot; the running runs "
+                                    "then share the cores (each slower). By default a run waits its turn.")
         submitted = st.form_submit_button("Start", type="primary")
     if "task" in errors:
         st.error(ui.md_escape(errors["task"]), icon=":material/error:")
@@ -124,7 +127,7 @@ def start_form(store) -> None:
     try:
         with st.spinner("Checking the model and preparing the problems…"):
             run_id = jobs.create_run(store, prepare_run(given, preset).config)
-            jobs.launch(store, run_id)
+            jobs.launch(store, run_id, queue=not no_queue)
     except ConfigError as exc:  # InvalidSettings carries every invalid field
         errors = dict(getattr(exc, "errors", {exc.field: exc.message}))
     except StarError as exc:  # e.g. an exemplar set that does not exist: not one field's fault

@@ -138,7 +138,7 @@ def test_add_the_opened_attempt_to_an_exemplar_set(db, monkeypatch):
     at.selectbox(key="browse_attempt").set_value(second).run()
     assert at.selectbox(key="b_set_name").value == "curated"  # the name picked before is kept
     at.button(key="b_add_to_set").click().run()
-    assert "Added to curated@2, a new version: curated@1 is used by a run" in at.success[-1].value
+    assert "Added to curated@2, a new version: curated@1 is used by a run" in unescaped(at.success[-1].value)
     assert [it.source_attempt_id for it in store.find_exemplar_set("curated").items] == [first, second]
     assert [it.source_attempt_id for it in store.exemplar_set(curated.id).items] == [first]  # the run's version is untouched
 
@@ -146,7 +146,7 @@ def test_add_the_opened_attempt_to_an_exemplar_set(db, monkeypatch):
     at.selectbox(key="browse_attempt").set_value(bad).run()
     at.button(key="b_add_to_set").click().run()
     assert not at.exception and not at.success
-    assert at.error[0].value.startswith("Not added: ") and "step" in at.error[0].value
+    assert unescaped(at.error[0].value).startswith("Not added: ") and "step" in at.error[0].value
     assert store.find_exemplar_set("curated").label == "curated@2" and len(store.find_exemplar_set("curated").items) == 2
 
 

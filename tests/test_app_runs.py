@@ -129,7 +129,7 @@ def test_the_tasks_suggested_settings_apply_unless_changed(tmp_path, monkeypatch
         f'{{"question": "Tom has {n} apples and buys 2 more. How many now?", "answer": "{n} + 2 = <<{n}+2={n + 2}>>{n + 2}\\n#### {n + 2}"}}\n'
         for n in range(1, 9)
     ))
-    monkeypatch.setattr(jobs, "launch", lambda store, run_id: 0)  # store the run only; no worker
+    monkeypatch.setattr(jobs, "launch", lambda store, run_id, queue=True: 0)  # store the run only; no worker
     db = tmp_path / "r.duckdb"
     at = open_page(PAGE, monkeypatch, db)
     at.selectbox(key="cfg_task").set_value("gsm8k")
