@@ -59,7 +59,8 @@ def connect(address: str, local_cpus: int) -> None:
     ray = import_ray()
     if ray.is_initialized():
         return
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    # Errors reach the run as exceptions; Ray's own notices would only break the progress bars.
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
     try:
         if address.strip():
             ray.init(address=address.strip(), **quiet)
