@@ -29,6 +29,7 @@ from .config import RunConfig
 from .errors import RunStateError, StarError
 from .states import RunStatus
 from .store import Store
+from .processes import alive as _alive
 
 LOG_NAME = "worker.log"
 PID_NAME = "worker.pid"
@@ -146,16 +147,6 @@ def _launched_pid(store: Store, run_id: int) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- the worker -------------------------------------------------------------------

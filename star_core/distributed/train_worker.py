@@ -17,24 +17,15 @@ is saved, so that a resume continues from it.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from ..processes import alive as _alive
+
 
 def read_job(job_dir: Path) -> dict:
     return json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
