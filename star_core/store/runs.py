@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..errors import RunStateError
+from ..processes import alive
 from ..states import Phase, RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
@@ -194,11 +195,6 @@ def _live_status(status: str, pid, host) -> str:
     """'running' (or 'queued') only while the worker process is alive; a killed one shows as crashed."""
     if status not in (RunStatus.RUNNING, RunStatus.QUEUED) or pid is None or pd.isna(pid):
         return status
-    if host == socket.gethostname():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return RunStatus.CRASHED.value
-        except PermissionError:
-            pass
+    if host == socket.gethostname() and not alive(int(pid)):
+        return RunStatus.CRASHED.value
     return status
