@@ -75,11 +75,11 @@ def test_start_watch_browse_and_plot_in_chromium(server, tmp_path, tiny_model):
             time.sleep(0.3)
             expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)  # the page's script has finished
             page.get_by_label("Model", exact=True).fill(tiny_model)
-            for label, value in (("Train size", "6"), ("Eval size", "4"), ("Iterations", "1")):
+            for label, value in (("Training questions", "6"), ("Eval questions", "4"), ("Iterations", "1")):
                 page.get_by_label(label, exact=True).fill(value)
             page.get_by_text("Decoding", exact=True).click()
-            page.get_by_label("Max new tokens", exact=True).fill("8")
-            page.get_by_label("Max new tokens", exact=True).press("Tab")
+            page.get_by_label("Max. new tokens", exact=True).fill("8")
+            page.get_by_label("Max. new tokens", exact=True).press("Tab")
             page.get_by_role("button", name="Start", exact=True).click()
 
             # Live progress, then done, without reloading the page.
