@@ -2,8 +2,9 @@
 
 The batch split and its token counts on hand cases; then two real processes launched as a
 run launches them, against one process with the same global batch: the same loss at every
-step (up to float rounding), a checkpoint in the one-process format that loads to the same
-weights, and a stop at a step that a second launch resumes to the same loss curve.
+step (up to float rounding), a stop where it was asked, and a saved state that one process
+resumes to the same loss curve and weights. The checkpoint two processes write is checked
+by the run with --train-processes 2 in test_ray_generation.py.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def assert_same_weights(tiny_model, a, b):
 
 
 @pytest.mark.slow
-def test_two_processes_lora_stop_and_resume_match_one_process(tmp_path, tiny_model):
+def test_two_processes_stop_where_asked_and_their_state_resumes_to_one_process_s_curve(tmp_path, tiny_model):
     expected, one_checkpoint = one_process(tiny_model, "lora", tmp_path / "one")
     state, checkpoint = tmp_path / "state", tmp_path / "two"
     seen = []
@@ -107,13 +108,14 @@ def test_two_processes_lora_stop_and_resume_match_one_process(tmp_path, tiny_mod
                                     should_stop=lambda: len(seen) >= 2, state_dir=state)
     assert 2 <= stopped.steps < 12 and not checkpoint.exists()  # stopped early: its state saved, no checkpoint
     assert [s for s, _ in seen] == list(range(1, stopped.steps + 1))  # every step reported as one process reports it
-    resumed = finetune_in_processes(tiny_model, "cpu", 2, PREFIX, EXAMPLES, settings("lora"), tmp_path / "job",
-                                    checkpoint, on_step=lambda step, total, loss, tps: seen.append((step, loss)),
-                                    state_dir=state)
-    assert resumed.resumed_from == stopped.steps and resumed.steps == 12 and [s for s, _ in seen] == list(range(1, 13))
-    assert resumed.losses == pytest.approx(expected.losses, rel=1e-4, abs=1e-5)  # the global batch's loss each step
-    assert [loss for _, loss in seen] == resumed.losses
-    assert resumed.tokens == expected.tokens  # the whole batch's tokens, counted once
+    assert [loss for _, loss in seen] == stopped.losses
+    assert stopped.losses == pytest.approx(expected.losses[: stopped.steps], rel=1e-4, abs=1e-5)  # the whole batch's
     assert not (tmp_path / "job").exists()
-    assert (checkpoint / "adapter_config.json").exists()  # the adapter, as one process saves it
-    assert_same_weights(tiny_model, one_checkpoint, checkpoint)
+
+    # The state two processes saved is the one a single process saves: one process resumes it (any N could).
+    lm = load_model(tiny_model, "cpu", for_training=True)
+    resumed = finetune(lm, PREFIX, EXAMPLES, settings("lora"), state_dir=state)
+    assert resumed.resumed_from == stopped.steps and resumed.steps == 12
+    assert resumed.losses == pytest.approx(expected.losses, rel=1e-4, abs=1e-5)
+    assert resumed.tokens == expected.tokens  # the whole batch's tokens, counted once
+    assert_same_weights(tiny_model, one_checkpoint, save_checkpoint(lm, checkpoint))

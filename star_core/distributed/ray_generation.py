@@ -135,6 +135,17 @@ class DecodeWorker:
         return self._generator.generate(list(batch.questions), seed=batch.seed)
 
 
+_REMOTE_WORKER = None
+
+
+def _remote_worker():
+    """DecodeWorker as a Ray actor class, made once per process (each new one is exported to the cluster again)."""
+    global _REMOTE_WORKER
+    if _REMOTE_WORKER is None:
+        _REMOTE_WORKER = import_ray().remote(DecodeWorker)
+    return _REMOTE_WORKER
+
+
 def _kill_all(actors: list) -> None:
     if not actors:
         return
@@ -197,8 +208,7 @@ class RayDecoderPool:
         self._wait_ready(range(self.config.workers))
 
     def _spawn(self, slot: int, wait: bool = True) -> None:
-        ray = import_ray()
-        remote = ray.remote(DecodeWorker).options(**self._options)
+        remote = _remote_worker().options(**self._options)
         self._actors[slot] = remote.remote(self.config.model, self._device, self._threads)
         if wait:
             self._wait_ready([slot])
