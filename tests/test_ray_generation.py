@@ -249,4 +249,10 @@ def test_a_run_on_two_workers_and_two_train_processes_matches_one_process_despit
     assert len(losses) == len(one_losses) == 4 and losses == pytest.approx(one_losses, rel=1e-4, abs=1e-5)
     assert (checkpoint / "adapter_config.json").exists()
     assert_same_weights(tiny_model, one_checkpoint, checkpoint)
+
+    # Sampling, on the same (live) actors: each batch's samples come from its own seed, on whichever actor.
+    sampling = Decoding(max_new_tokens=8, temperature=1.0, top_p=1.0)
+    batches = batches_of(QUESTIONS)
+    expected = texts(LocalDecoder(load_model(tiny_model, "cpu")).decode(PREFIX, sampling, batches))
+    assert texts(pools[0].for_checkpoint(None).decode(PREFIX, sampling, batches)) == expected
     pools[0].release()
