@@ -11,19 +11,13 @@ tells the app whether the experiment's worker is still alive.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import threading
-from datetime import datetime
 from pathlib import Path
 
 from .errors import ExperimentError, StarError
-from .jobs import PROJECT_ROOT, LogReporter, _alive
+from .jobs import LOG_NAME, PID_NAME, LogReporter, _alive, spawn_worker
 from .store import Store
 
-LOG_NAME = "worker.log"
-PID_NAME = "worker.pid"
 
 
 def folder(store: Store, experiment_id: int) -> Path:
@@ -46,20 +40,8 @@ def launch(store: Store, experiment_id: int) -> int:
         raise ExperimentError(f"experiment {experiment_id} is already running in a worker")
     where = folder(store, experiment_id)
     where.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(where / LOG_NAME, "a") as log:
-        log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for experiment {experiment_id}\n")
-        log.flush()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "star_core.experiments_worker", str(experiment_id), "--db", str(store.path.resolve())],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT), env=env,
-            start_new_session=True,  # survives the app's restart
-        )
-    (where / PID_NAME).write_text(str(process.pid))
-    threading.Thread(target=process.wait, name=f"reap-experiment-{experiment_id}", daemon=True).start()
-    return process.pid
+    return spawn_worker("star_core.experiments_worker", [str(experiment_id), "--db", str(store.path.resolve())],
+                        where, f"experiment {experiment_id}")
 
 
 def log_tail(store: Store, experiment_id: int, lines: int = 30) -> str:

@@ -65,21 +65,26 @@ def launch(store: Store, run_id: int, queue: bool = True) -> int:
     store.claim_run(run_id, status=RunStatus.PENDING)
     folder = store.run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
+    args = [str(run_id), "--db", str(store.path.resolve())] + ([] if queue else ["--no-queue"])
+    return spawn_worker("star_core.jobs", args, folder, f"run {run_id}")
+
+
+def spawn_worker(module: str, args: list[str], folder: Path, what: str) -> int:
+    """Start `python -m module args` detached, logging to folder/worker.log; write folder/worker.pid; return the pid."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     with open(folder / LOG_NAME, "a") as log:
-        log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for run {run_id}\n")
+        log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for {what}\n")
         log.flush()
         process = subprocess.Popen(
-            [sys.executable, "-m", "star_core.jobs", str(run_id), "--db", str(store.path.resolve())]
-            + ([] if queue else ["--no-queue"]),
+            [sys.executable, "-m", module, *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT), env=env,
             start_new_session=True,  # survives the app's restart; Ctrl-C in the app's terminal does not reach it
         )
     (folder / PID_NAME).write_text(str(process.pid))
     # Reap the worker when it exits, so that a finished one is not a zombie that looks alive.
-    threading.Thread(target=process.wait, name=f"reap-run-{run_id}", daemon=True).start()
+    threading.Thread(target=process.wait, name=f"reap-{what.replace(' ', '-')}", daemon=True).start()
     return process.pid
 
 
