@@ -105,7 +105,9 @@ def queue_filters(store) -> QueueFilter:
         st.subheader("Audit queue")
         runs = [None] + sorted(labels, reverse=True)
         if "a_run" not in st.session_state or st.session_state["a_run"] not in runs:
-            st.session_state["a_run"] = runs[1] if len(runs) > 1 else None  # the latest run
+            # The newest run with rationales: a run that is queued or just started has none to audit yet.
+            with_attempts = [int(r) for r in options.run_id.unique() if int(r) in labels]
+            st.session_state["a_run"] = max(with_attempts) if with_attempts else (runs[1] if len(runs) > 1 else None)
         run_id = st.selectbox("Run", runs, key="a_run", format_func=lambda r: "all runs" if r is None else labels.get(r, f"#{r}"))
         iterations = sorted(set(options.iteration[options.run_id == run_id] if run_id is not None else options.iteration))
         iterations = [None] + [int(i) for i in iterations if i > 0]

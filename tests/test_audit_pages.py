@@ -154,3 +154,12 @@ def test_the_auditor_and_filters_survive_a_visit_to_another_page(seeded):
     assert not at.exception
     assert at.text_input(key="a_auditor").value == "ada"
     assert at.selectbox(key="a_kind").value == "rationalized"
+
+
+def test_the_queue_opens_on_the_newest_run_that_has_rationales(seeded):
+    store, run_id = seeded
+    queued = store.create_run(RunConfig(name="queued behind it"))  # newer, but nothing written yet
+    at = page("audit", order="oldest")
+    assert not at.exception
+    assert at.selectbox(key="a_run").value == run_id != queued
+    assert store.audit_item(current_item(at)).run_id == run_id
