@@ -14,7 +14,8 @@ from star_core.errors import ConfigError, RunStateError
 from star_core.store import Store
 
 
-def test_worker_is_cancelled_killed_and_resumed_to_the_end(tmp_path, tiny_model):
+def test_a_worker_killed_mid_run_is_resumed_to_the_end(tmp_path, tiny_model):
+    # (Cancel -> resume -> done through the same workers: test_app_runs_live.py.)
     store = Store(tmp_path / "j.duckdb").init()
     config = tiny_config(tiny_model, train_size=16, eval_size=8, gen_batch_size=2, iterations=1)
     run_id = jobs.create_run(store, config)
@@ -24,13 +25,7 @@ def test_worker_is_cancelled_killed_and_resumed_to_the_end(tmp_path, tiny_model)
     assert pid > 0
     with pytest.raises(RunStateError):
         jobs.launch(store, run_id)  # one worker per run
-    wait_for(lambda: store.get_run(run_id).status == "running", what="the worker to claim the run")
-    jobs.cancel(store, run_id)
-    wait_for(lambda: store.get_run(run_id).status == "cancelled", what="the cancel")
-    stored = store.attempt_count()
-
-    jobs.resume(store, run_id)
-    wait_for(lambda: store.attempt_count() > stored, what="the resumed run to write attempts")
+    wait_for(lambda: store.attempt_count() > 0, what="the worker to write attempts")
     run = store.get_run(run_id)
     os.kill(run.pid, signal.SIGKILL)  # a crash: nothing gets recorded by the worker itself
     wait_for(lambda: store.get_run(run_id).status == "crashed", timeout=10, what="the crash to be seen")
@@ -41,7 +36,7 @@ def test_worker_is_cancelled_killed_and_resumed_to_the_end(tmp_path, tiny_model)
     assert "run %d done" % run_id in jobs.log_tail(store, run_id)
     with pytest.raises(RunStateError):
         jobs.resume(store, run_id)  # nothing left to do
-    # Nothing duplicated by the cancel and the crash: one attempt per (iteration, kind, question).
+    # Nothing duplicated by the crash: one attempt per (iteration, kind, question).
     with store.db.read() as con:
         dupes = con.execute(
             "SELECT count(*) FROM (SELECT 1 FROM attempts GROUP BY run_id, iteration, kind, problem_id, sample HAVING count(*) > 1)"
