@@ -34,9 +34,8 @@ SECTIONS = {
     "Filtering": ["max_kept_per_question", "keep_hint_leaks"],
     "Decoding": ["temperature", "top_p", "samples_per_question", "max_new_tokens", "gen_batch_size"],
     "Fine-tuning": ["finetune", "lora_rank", "learning_rate", "batch_size", "epochs", "min_steps", "steps", "step_growth"],
-    "Machine": ["device", "seed"],
+    "Machine": ["device", "workers", "ray_address", "train_processes", "seed"],
 }
-ACTIVE = ("running", "pending")
 
 
 # --- the form ---------------------------------------------------------------------
