@@ -9,6 +9,7 @@ real run.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,16 @@ def _cache_in_tmp(tmp_path_factory):
     # only make torch deterministic and quiet here.
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_main_module():
+    # AppTest leaves a page's script as sys.modules["__main__"]; a child started with the "spawn"
+    # method afterwards re-runs __main__'s file, so it would run that page and die (NoSessionContext).
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(autouse=True, scope="session")
