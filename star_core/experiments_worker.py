@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from .errors import ExperimentError, StarError
-from .jobs import LOG_NAME, PID_NAME, LogReporter, _alive, spawn_worker
+from .jobs import LOG_NAME, LogReporter, spawn_worker, worker_pid
+from .processes import alive
 from .store import Store
 
 
@@ -26,11 +27,8 @@ def folder(store: Store, experiment_id: int) -> Path:
 
 
 def worker_alive(store: Store, experiment_id: int) -> bool:
-    try:
-        pid = int((folder(store, experiment_id) / PID_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return False
-    return _alive(pid)
+    pid = worker_pid(folder(store, experiment_id))
+    return pid is not None and alive(pid)
 
 
 def launch(store: Store, experiment_id: int) -> int:

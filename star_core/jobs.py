@@ -29,7 +29,7 @@ from .config import RunConfig
 from .errors import RunStateError, StarError
 from .states import RunStatus
 from .store import Store
-from .processes import alive as _alive
+from .processes import alive
 
 LOG_NAME = "worker.log"
 PID_NAME = "worker.pid"
@@ -107,7 +107,7 @@ def cancel(store: Store, run_id: int) -> None:
         store.request_cancel(run_id)
         return
     pid = _launched_pid(store, run_id)
-    if run.status == RunStatus.PENDING and pid is not None and _alive(pid):
+    if run.status == RunStatus.PENDING and pid is not None and alive(pid):
         # Not claimed yet: a cancel flag would be cleared by the claim, so stop the worker itself.
         try:
             os.kill(pid, 15)
@@ -121,13 +121,13 @@ def cancel(store: Store, run_id: int) -> None:
 def worker_starting(store: Store, run_id: int) -> bool:
     """Whether a worker launched for a pending run is still alive (loading, before it claims the run)."""
     pid = _launched_pid(store, run_id)
-    return pid is not None and _alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
+    return pid is not None and alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
 
 
 def worker_died_early(store: Store, run_id: int) -> bool:
     """A worker was launched for this pending run and is gone without claiming it."""
     pid = _launched_pid(store, run_id)
-    return pid is not None and not _alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
+    return pid is not None and not alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
 
 
 def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
@@ -147,9 +147,13 @@ def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
 # --- process bookkeeping ----------------------------------------------------------
 
 def _launched_pid(store: Store, run_id: int) -> int | None:
-    path = store.run_folder(run_id) / PID_NAME
+    return worker_pid(store.run_folder(run_id))
+
+
+def worker_pid(folder: Path) -> int | None:
+    """The pid spawn_worker wrote in `folder`; None if it has not (yet)."""
     try:
-        return int(path.read_text().strip())
+        return int((folder / PID_NAME).read_text().strip())
     except (OSError, ValueError):
         return None
 

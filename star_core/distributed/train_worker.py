@@ -21,7 +21,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from ..processes import alive as _alive
+from ..processes import alive
 
 
 def read_job(job_dir: Path) -> dict:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_file, driver = job_dir / "stop", job["driver_pid"]
 
     def should_stop() -> bool:
-        asked = sharing.is_main and (stop_file.exists() or not _alive(driver))
+        asked = sharing.is_main and (stop_file.exists() or not alive(driver))
         return sharing.agree(asked)
 
     def on_step(step: int, total: int, loss: float, tokens_per_s: float) -> None:
