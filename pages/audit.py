@@ -174,8 +174,9 @@ def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
     if _stale(attempt_id):
         # Said, not swallowed: the key was pressed for an item the page had already left (a second press
         # before the next item was drawn, or right after J/K), so it would land on one nobody has read.
+        # A notice, not an error: nothing went wrong, and pressing again does what was meant.
         now = st.session_state.get("a_item")
-        st.session_state["a_error"] = (f"Not saved: that key was for #{attempt_id}, but the page had already moved "
+        st.session_state["a_notice"] = (f"Not saved: that key was for #{attempt_id}, but the page had already moved "
                                        f"on to #{now}. Press it again to rate #{now}.")
         return
     auditor = st.session_state.get("a_auditor", "").strip()
@@ -232,7 +233,7 @@ def audit_view(store) -> None:
     with top[1]:
         st.caption(f"Audited {len(audited):,} of {len(ids):,} in this queue")
         st.progress(len(audited) / len(ids))
-    for key, show in (("a_error", st.error), ("a_saved", st.toast)):
+    for key, show in (("a_error", st.error), ("a_notice", st.warning), ("a_saved", st.toast)):
         if st.session_state.get(key):
             show(ui.md_escape(st.session_state.pop(key)))  # an error may quote a tag or a note
     item = store.audit_item(attempt_id)
