@@ -13,6 +13,7 @@ takes ~15 s on a laptop CPU and every run, test and app start would pay it again
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import importlib.util
 import os
@@ -162,22 +163,34 @@ def _dequantized_cache(folder: str, gguf_file: str) -> str:
     """A safetensors copy of a GGUF model, written the first time it is loaded."""
     source = Path(folder) / gguf_file
     target = _dequantized_folder(source)
-    if not (target / "config.json").exists():
-        try:
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"could not read GGUF file {source}: {exc}") from exc
-        # Dequantized weights are plain float32: drop the GGUF marker so they can be saved.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmp.replace(target)
+    if (target / "config.json").exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Two processes loading the model on a fresh machine at once (two runs, the app and a run, two
+    # test workers) would both dequantize and then race to rename: the second waits here instead.
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            _write_dequantized(folder, gguf_file, source, target)
     return str(target)
+
+
+def _write_dequantized(folder: str, gguf_file: str, source: Path, target: Path) -> None:
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not read GGUF file {source}: {exc}") from exc
+    # Dequantized weights are plain float32: drop the GGUF marker so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)  # a folder left without its config.json by an older version
+    tmp.replace(target)
 
 
 def _cpu_has_fast_bf16() -> bool:

@@ -37,3 +37,32 @@ def test_the_same_weights_load_from_the_gguf_file_path(default_model):
     assert by_path.model.config.num_hidden_layers == default_model.model.config.num_hidden_layers
     ids = default_model.tokenizer("12 + 30 = 42", return_tensors="pt").input_ids
     assert by_path.tokenizer("12 + 30 = 42", return_tensors="pt").input_ids.tolist() == ids.tolist()
+
+
+def test_processes_dequantizing_at_once_write_the_cache_once(tmp_path, monkeypatch):
+    # Two runs (or two test workers) starting on a fresh machine: the second waits for the first's copy.
+    import threading
+    import time
+
+    from star_core import model
+
+    source = tmp_path / "m.gguf"
+    source.write_bytes(b"gguf")
+    monkeypatch.setenv("STAR_CACHE", str(tmp_path / "cache"))
+    writes = []
+
+    def slow_write(folder, gguf_file, source, target):
+        writes.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for the other thread to arrive while this one writes
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+
+    monkeypatch.setattr(model, "_write_dequantized", slow_write)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(model._dequantized_cache(str(tmp_path), "m.gguf")))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(writes) == 1 and len(set(results)) == 1 and results[0].endswith("m-4")
