@@ -45,9 +45,10 @@ def tiny_model(tmp_path_factory) -> str:
 
 @pytest.fixture(autouse=True, scope="session")
 def _cache_in_tmp(tmp_path_factory):
-    # Keep the dequantized-model cache where the user's is, so it is built once per machine;
-    # only make torch deterministic and quiet here.
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # Keep the dequantized-model cache where the user's is, so it is built once per machine.
+    # The suite's pytest-xdist processes (pyproject's addopts) split the cores between them.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // workers))
     yield
 
 
