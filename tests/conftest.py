@@ -52,6 +52,17 @@ def _cache_in_tmp(tmp_path_factory):
     yield
 
 
+def pytest_collection_modifyitems(items):
+    # Longest first, so that the suite's two test processes end together: a long test left for the
+    # end would keep one process busy while the other has finished. `slow(seconds=N)` is how long
+    # the test took alone here; an unmeasured slow test counts as 30 s.
+    def expected_seconds(item) -> float:
+        mark = item.get_closest_marker("slow")
+        return 0 if mark is None else mark.kwargs.get("seconds", 30)
+
+    items.sort(key=expected_seconds, reverse=True)  # stable: the rest keep their order
+
+
 @pytest.fixture(autouse=True)
 def _keep_the_main_module():
     # AppTest leaves a page's script as sys.modules["__main__"]; a child started with the "spawn"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from app_helpers import open_page, texts, unescaped, wait_for
 from star_core.config import RunConfig, field_help
 from star_core.store import Store
@@ -45,6 +47,7 @@ def test_invalid_values_get_a_message_beside_the_field(tmp_path, monkeypatch):
     assert Store(tmp_path / "r.duckdb").list_runs().empty
 
 
+@pytest.mark.slow(seconds=26)
 def test_start_a_run_and_watch_it_to_the_end(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     at = open_page(PAGE, monkeypatch, db)

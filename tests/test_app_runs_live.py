@@ -3,6 +3,8 @@ takes effect (or says why not) even when the page's own refresh reruns it."""
 
 from __future__ import annotations
 
+import pytest
+
 from app_helpers import open_page, texts, wait_for
 from conftest import tiny_config
 from star_core import jobs
@@ -11,6 +13,7 @@ from star_core.store import Store
 PAGE = "pages/runs.py"
 
 
+@pytest.mark.slow(seconds=30)
 def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     store = Store(db).init()
