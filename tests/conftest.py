@@ -53,14 +53,13 @@ def _cache_in_tmp(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(items):
-    # Longest first, so that the suite's two test processes end together: a long test left for the
-    # end would keep one process busy while the other has finished. `slow(seconds=N)` is how long
-    # the test took alone here; an unmeasured slow test counts as 30 s.
-    def expected_seconds(item) -> float:
-        mark = item.get_closest_marker("slow")
-        return 0 if mark is None else mark.kwargs.get("seconds", 30)
-
-    items.sort(key=expected_seconds, reverse=True)  # stable: the rest keep their order
+    # The slow tests run whole models in other processes, and two model processes on a 2-core machine
+    # slow each other many times over (docs/measurements.md): so they run one after another in one
+    # test process, started first, while the other test process takes the quick ones.
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)

@@ -47,7 +47,7 @@ def test_invalid_values_get_a_message_beside_the_field(tmp_path, monkeypatch):
     assert Store(tmp_path / "r.duckdb").list_runs().empty
 
 
-@pytest.mark.slow(seconds=26)
+@pytest.mark.slow
 def test_start_a_run_and_watch_it_to_the_end(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     at = open_page(PAGE, monkeypatch, db)

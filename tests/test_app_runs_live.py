@@ -13,7 +13,7 @@ from star_core.store import Store
 PAGE = "pages/runs.py"
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow
 def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     store = Store(db).init()

@@ -20,7 +20,7 @@ import pytest
 from audit_seed import seed
 from star_core.store import QueueFilter
 
-pytestmark = pytest.mark.slow(seconds=21)
+pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -138,7 +138,7 @@ def _busy_writer(path: str, run_id: int, seconds: float) -> None:
         n += 1
 
 
-@pytest.mark.slow(seconds=38)
+@pytest.mark.slow
 def test_labels_are_saved_while_a_run_writes(seeded):
     import multiprocessing
 

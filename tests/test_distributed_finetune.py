@@ -98,7 +98,7 @@ def assert_same_weights(tiny_model, a, b):
         torch.testing.assert_close(wa[name], wb[name], rtol=2e-2, atol=1e-3, msg=name)
 
 
-@pytest.mark.slow(seconds=21)
+@pytest.mark.slow
 def test_two_processes_stop_where_asked_and_their_state_resumes_to_one_process_s_curve(tmp_path, tiny_model):
     expected, one_checkpoint = one_process(tiny_model, "lora", tmp_path / "one")
     state, checkpoint = tmp_path / "state", tmp_path / "two"

@@ -11,7 +11,7 @@ from star_core.model import DEFAULT_MODEL, embedded_gguf_path, load_model
 from star_core.tasks import get_task
 from star_core.tasks.base import build_prefix
 
-pytestmark = pytest.mark.slow(seconds=18)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

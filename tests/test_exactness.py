@@ -329,7 +329,7 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tokenizer, method
 # --- the embedded model ----------------------------------------------------------
 
 
-@pytest.mark.slow(seconds=77)
+@pytest.mark.slow
 def test_embedded_model_decodes_iteration_0_as_plain_generate():
     """The default run's iteration-0 eval prompt on SmolLM2: PrefixGenerator vs `generate`, same weights and dtype."""
     from star_core.config import RunConfig

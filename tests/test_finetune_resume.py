@@ -138,7 +138,7 @@ class CancelAtStep:
         pass
 
 
-@pytest.mark.slow(seconds=24)
+@pytest.mark.slow
 def test_a_run_cancelled_while_fine_tuning_resumes_it_to_the_same_result(tmp_path, tiny_model, monkeypatch):
     from star_core.loop import Cancelled, execute_run, start_run
     from star_core.store import Store

@@ -14,7 +14,7 @@ from star_core.errors import ConfigError, RunStateError
 from star_core.store import Store
 
 
-@pytest.mark.slow(seconds=31)
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_is_resumed_to_the_end(tmp_path, tiny_model):
     # (Cancel -> resume -> done through the same workers: test_app_runs_live.py.)
     store = Store(tmp_path / "j.duckdb").init()

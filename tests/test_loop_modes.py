@@ -173,7 +173,7 @@ def test_a_direct_run_cannot_use_the_curriculum():
 # --- stopping by patience ---------------------------------------------------------------
 
 
-@pytest.mark.slow(seconds=20)
+@pytest.mark.slow
 def test_patience_stops_the_run_when_eval_accuracy_plateaus(tmp_path, tiny_model, scripted):
     # eval accuracy 1/4, 2/4, 2/4, 1/4, (4/4): best at iteration 1, no improvement in 2 and 3 -> stop after 3
     scripted.eval_right = {0: 1, 1: 2, 2: 2, 3: 1, 4: 4}
@@ -222,7 +222,7 @@ def test_in_range():
     assert in_range(2, 2) and in_range(1, 2) and not in_range(3, 2) and in_range(None, 1)
 
 
-@pytest.mark.slow(seconds=18)
+@pytest.mark.slow
 def test_the_curriculum_widens_the_training_range_and_keeps_the_full_eval(tmp_path, tiny_model, scripted):
     scripted.train_right_digits = {1, 2}  # 3-digit training questions are never solved
     config = tiny_config(tiny_model, iterations=3, curriculum=True, curriculum_threshold=0.5, min_difficulty=1,

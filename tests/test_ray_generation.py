@@ -226,7 +226,7 @@ def run_tiny(folder, tiny_model, reporter=None, **settings):
     return attempt_table(store, run_id), losses, store.run_folder(run_id) / "iteration-1"
 
 
-@pytest.mark.slow(seconds=70)
+@pytest.mark.slow
 def test_a_run_on_two_workers_and_two_train_processes_matches_one_process_despite_a_kill_9(ray_cluster, tiny_model,
                                                                                            tmp_path, pools):
     """A direct run (it fine-tunes on every training question's gold answer, so even a random model fine-tunes),

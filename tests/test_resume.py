@@ -79,7 +79,7 @@ def _kill_at(store: Store, proc: multiprocessing.Process, moment) -> None:
     assert store.get_run(1).status == "crashed"
 
 
-@pytest.mark.slow(seconds=82)
+@pytest.mark.slow
 def test_kill_9_during_generation_then_during_fine_tuning_then_resume(tmp_path, tiny_model):
     # One run killed twice (one run instead of two saves the suite a minute): in the middle of a
     # generation phase, then, resumed, in the middle of fine-tuning; the second resume ends it.
