@@ -177,7 +177,7 @@ def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
         # A notice, not an error: nothing went wrong, and pressing again does what was meant.
         now = st.session_state.get("a_item")
         st.session_state["a_notice"] = (f"Not saved: that key was for #{attempt_id}, but the page had already moved "
-                                       f"on to #{now}. Press it again to rate #{now}.")
+                                        f"on to #{now}. Press it again to rate #{now}.")
         return
     auditor = st.session_state.get("a_auditor", "").strip()
     if not auditor:
