@@ -39,7 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from star_core.store import AttemptFilter, QueueFilter, Store  # noqa: E402
 
-SCENARIOS = ("alone", "queued", "unqueued", "latency")
+# The scenarios that time whole runs: name, runs started at once, queued, row label.
+TIMED_RUNS = (("alone", 1, True, "one run alone"), ("queued", 2, True, "two at once, queued"),
+              ("unqueued", 2, False, "two at once, --no-queue"))
+SCENARIOS = tuple(name for name, *_ in TIMED_RUNS) + ("latency",)
 TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--max-new-tokens", "12", "--gen-batch-size", "4",
               "--batch-size", "4", "--min-steps", "30", "--device", "cpu"]
 
@@ -164,8 +167,7 @@ def print_tables(results: dict, latencies: Latencies, phases: tuple[str, ...], t
 
     print()
     print(f"{'scenario':<28} {'wall s':>8} {'x alone':>8}  {'each run ends at (s)':<22} {'fine-tune tok/s':<18} status")
-    for key, name in (("alone", "one run alone"), ("queued", "two at once, queued"),
-                      ("unqueued", "two at once, --no-queue")):
+    for key, _, _, name in TIMED_RUNS:
         if key not in results:
             continue
         wall, runs = results[key]
@@ -228,15 +230,10 @@ def main() -> int:
     # A tiny random model keeps no rationale, so it never fine-tunes: time the queries in whatever it does.
     phases = ("generate", "rationalize", "finetune", "evaluate") if args.tiny else ("finetune",)
     results = {}
-    if "alone" in scenarios:
-        results["alone"] = run_together(folder, "alone", 1, flags, env_for("alone"), queue=True)
-        print(f"one alone: {results['alone'][0]:.1f} s", flush=True)
-    if "queued" in scenarios:
-        results["queued"] = run_together(folder, "queued", 2, flags, env_for("queued"), queue=True)
-        print(f"two queued: {results['queued'][0]:.1f} s", flush=True)
-    if "unqueued" in scenarios:
-        results["unqueued"] = run_together(folder, "unqueued", 2, flags, env_for("unqueued"), queue=False)
-        print(f"two --no-queue: {results['unqueued'][0]:.1f} s", flush=True)
+    for name, count, queue, label in TIMED_RUNS:
+        if name in scenarios:
+            results[name] = run_together(folder, name, count, flags, env_for(name), queue=queue)
+            print(f"{label}: {results[name][0]:.1f} s", flush=True)
     if "latency" in scenarios:
         probe_flags = flags + ([] if args.tiny else ["--train-size", "64", "--eval-size", "16"])
         run_together(folder, "latency", 1, probe_flags, env_for("latency"), queue=True,

@@ -44,8 +44,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _cache_in_tmp(tmp_path_factory):
-    # Keep the dequantized-model cache where the user's is, so it is built once per machine.
+def _torch_threads():
+    # The dequantized-model cache stays where the user's is, so it is built once per machine.
     # The suite's pytest-xdist processes (pyproject's addopts) split the cores between them.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // workers))
