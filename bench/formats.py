@@ -6,6 +6,11 @@ default embedded model were chosen; it prints accuracy per format, model and
 difficulty.
 
     python bench/formats.py [--models MODEL ...] [--per-digit 32] [--formats ...]
+
+For the 1-5 digit range: `--max-digits 5 --exemplars long --steps` adds a 4- and a
+5-digit exemplar, and prints beside each accuracy how many answers were also
+step-verified (what the `verified` filter keeps), for the plain prompt and for the
+rationalization prompt (the answer as a hint).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from star_core.config import RunConfig
 from star_core.embedded import EMBEDDED_MODELS
 from star_core.generate import Decoding, PrefixGenerator
 from star_core.model import load_model
-from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
+from star_core.tasks.arithmetic import ArithmeticTask, place_sums, rationale_for
 from star_core.tasks.base import Exemplar, build_prefix, last_answer, rationale_of
 
 EXEMPLAR_PAIRS = [(3, 4), (6, 8), (27, 15), (58, 34), (406, 275), (839, 187)]
+# The shipped pairs stop at 3 digits; a 1-5 digit run asks about numbers the prompt never shows.
+LONG_PAIRS = EXEMPLAR_PAIRS + [(4729, 3586), (56847, 29375)]
+EXEMPLAR_SETS = {"shipped": EXEMPLAR_PAIRS, "long": LONG_PAIRS}
 
 
 def column_steps(a: int, b: int, carries: bool = True) -> list[str]:
@@ -56,11 +64,24 @@ def place_value_explicit(a: int, b: int) -> str:
     return f"{a} + {b} = {split} = " + " + ".join(str(x + y) for x, y in parts) + f" = {a + b}."
 
 
+def place_value_chained(a: int, b: int) -> str:
+    """The shipped place sums, then folded from the right one place at a time, so that no step adds more
+    than two numbers: 56847 + 29375 = 70000 + 15000 + 1100 + 110 + 12 = 70000 + 15000 + 1100 + 122 = ...
+    Every step is a sum equal to a + b, so the task's step check reads it as it is."""
+    sums = place_sums(a, b)
+    steps = [" + ".join(map(str, sums))] if len(sums) > 1 else []
+    while len(sums) > 2:
+        sums = sums[:-2] + [sums[-2] + sums[-1]]
+        steps.append(" + ".join(map(str, sums)))
+    return " = ".join([f"{a} + {b}", *steps, str(a + b)]) + "."
+
+
 FORMATS = {
     "column+carry": column_carry,
     "column": column_no_carry_words,
     "place-value (shipped)": rationale_for,
     "place-value-explicit": place_value_explicit,
+    "place-value-chained": place_value_chained,
     "direct": lambda a, b: "",
 }
 
@@ -76,26 +97,44 @@ def main() -> None:
     parser.add_argument("--per-digit", type=int, default=32)
     parser.add_argument("--max-digits", type=int, default=3)
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
+    parser.add_argument("--exemplars", default="shipped", choices=list(EXEMPLAR_SETS))
+    parser.add_argument("--steps", action="store_true",
+                        help="also count step-verified answers, with the plain and with the hinted prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args()
     task = FormatTask()
     n = args.per_digit * args.max_digits
     problems = task.problems(RunConfig(train_size=n, eval_size=1, max_difficulty=args.max_digits, seed=123))[:n]
-    print(f"{'model':14} {'format':20} " + " ".join(f"{d}-digit" for d in range(1, args.max_digits + 1)) + "  overall  tok/s")
+    digits = range(1, args.max_digits + 1)
+    prompts = [False, True] if args.steps else [False]
+    print(f"exemplars: {args.exemplars}; " + ("each cell: right answers / of them step-verified" if args.steps else "right answers"))
+    print(f"{'model':14} {'format':20} {'prompt':7} " + " ".join(f"{d}-digit".rjust(9) for d in digits) + "    overall  tok/s")
     for spec in args.models:
         lm = load_model(spec)
         for name in args.formats:
             rationale = FORMATS[name]
-            exemplars = [Exemplar(f"{a} + {b}", rationale(a, b), str(a + b)) for a, b in EXEMPLAR_PAIRS]
-            gen = PrefixGenerator(lm, build_prefix(task, exemplars, with_hints=False), Decoding(max_new_tokens=64))
-            started = time.perf_counter()
-            outs = []
-            for i in range(0, n, 64):
-                outs += gen.generate([task.format_question(p) for p in problems[i : i + 64]])
-            seconds = time.perf_counter() - started
-            right = [task.is_correct(last_answer(rationale_of(o.text)), p) for o, p in zip(outs, problems)]
-            by_digit = [sum(r for r, p in zip(right, problems) if p.difficulty == d) / args.per_digit for d in range(1, args.max_digits + 1)]
-            tps = sum(o.new_tokens for o in outs) / seconds
-            print(f"{spec:14} {name:20} " + " ".join(f"{x:7.0%}" for x in by_digit) + f"  {sum(right) / n:7.0%}  {tps:5.0f}", flush=True)
+            exemplars = [Exemplar(f"{a} + {b}", rationale(a, b), str(a + b)) for a, b in EXEMPLAR_SETS[args.exemplars]]
+            for hinted in prompts:
+                prefix = build_prefix(task, exemplars, with_hints=hinted)
+                gen = PrefixGenerator(lm, prefix, Decoding(max_new_tokens=args.max_new_tokens))
+                started = time.perf_counter()
+                outs = []
+                for i in range(0, n, 32):
+                    chunk = problems[i : i + 32]
+                    outs += gen.generate([task.format_question(p, task.format_hint(p) if hinted else None) for p in chunk])
+                seconds = time.perf_counter() - started
+                right = [task.is_correct(last_answer(rationale_of(o.text)), p) for o, p in zip(outs, problems)]
+                steps = [r and task.verify_steps(o.text, p).ok for r, o, p in zip(right, outs, problems)]
+
+                def cell(d: int) -> str:
+                    of = [(r, v) for r, v, p in zip(right, steps, problems) if p.difficulty == d]
+                    got = f"{sum(r for r, _ in of) / len(of):.0%}"
+                    return (got + "/" + f"{sum(v for _, v in of) / len(of):.0%}" if args.steps else got).rjust(9)
+
+                overall = f"{sum(right) / n:.0%}" + (f"/{sum(steps) / n:.0%}" if args.steps else "")
+                tps = sum(o.new_tokens for o in outs) / seconds
+                print(f"{spec:14} {name:20} {'hint' if hinted else 'plain':7} " + " ".join(cell(d) for d in digits)
+                      + f"  {overall:>9}  {tps:5.0f}", flush=True)
 
 
 if __name__ == "__main__":
