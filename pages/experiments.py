@@ -106,7 +106,8 @@ def main() -> None:
                + duration(float(table["wall s"].fillna(0).sum())) + ".")
     _table(table)
     ui.download_csv(table, "experiment_table")
-    cols = st.columns(min(5, max(1, len(summary))))
+    # Three to a row: five columns cut the longer arm names off ("few-shot, answer only (").
+    cols = st.columns(min(3, max(1, len(summary))))
     for i, r in enumerate(summary.itertuples()):
         cols[i % len(cols)].page_link("pages/runs.py", label=f"{ARM_LABELS.get(r.arm, r.arm)} (run {r.run_id})",
                                       icon=":material/play_circle:", query_params={"run": int(r.run_id)})
