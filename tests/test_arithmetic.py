@@ -110,6 +110,11 @@ def test_a_wrong_place_sum_never_verifies(a, b, error):
         (105, 203, " 105 + 203 = 300 + 8 = 308. The answer is 308.", True, "place sums"),  # a place summing to 0 left out
         (105, 203, " 105 + 203 = 300 + 0 + 8 = 308. The answer is 308.", True, "place sums"),  # or written as 0
         (10, 5, " 10 + 5 = 10 + 5 = 15. The answer is 15.", True, "place sums"),  # operands of different lengths
+        # the place sums folded one place at a time (bench/formats.py's chained format): every fold is a step
+        (56847, 29375, " 56847 + 29375 = 70000 + 15000 + 1100 + 110 + 12 = 70000 + 15000 + 1100 + 122 = 70000 + 15000"
+         " + 1222 = 70000 + 16222 = 86222. The answer is 86222.", True, "all 5 steps hold (place sums)"),
+        (56847, 29375, " 56847 + 29375 = 70000 + 15000 + 1100 + 110 + 12 = 70000 + 15000 + 1100 + 132 = 86232."
+         " The answer is 86232.", False, "step 2 '70000 + 15000 + 1100 + 132' makes 86232, not 86222"),
         # a bare sum on a problem with places to add: a right answer with no reasoning in it
         (47, 85, " 47 + 85 = 132. The answer is 132.", False, "no steps"),
         (85, 47, " 85 + 47 = 132. The answer is 132.", False, "no steps"),

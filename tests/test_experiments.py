@@ -59,7 +59,7 @@ def test_every_training_arm_gets_the_same_step_budget():
 
 
 def test_a_preset_applies_to_every_arm_and_direct_fine_tuning_has_no_curriculum():
-    configs = plan({"seed": 1, "max_difficulty": 4}, "paper-arithmetic").configs
+    configs = plan({"seed": 1, "max_difficulty": 4, "curriculum": True}, "paper-arithmetic").configs
     assert {c.max_difficulty for c in configs.values()} == {4}  # given beats the preset
     assert {c.train_size for c in configs.values()} == {PRESETS["paper-arithmetic"]["train_size"]}
     assert configs[Arm.STAR].curriculum and configs[Arm.STAR_NO_RATIONALIZATION].curriculum
