@@ -125,16 +125,17 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 right = [task.is_correct(last_answer(rationale_of(o.text)), p) for o, p in zip(outs, problems)]
                 steps = [r and task.verify_steps(o.text, p).ok for r, o, p in zip(right, outs, problems)]
-
-                def cell(d: int) -> str:
-                    of = [(r, v) for r, v, p in zip(right, steps, problems) if p.difficulty == d]
-                    got = f"{sum(r for r, _ in of) / len(of):.0%}"
-                    return (got + "/" + f"{sum(v for _, v in of) / len(of):.0%}" if args.steps else got).rjust(9)
-
-                overall = f"{sum(right) / n:.0%}" + (f"/{sum(steps) / n:.0%}" if args.steps else "")
+                scored = list(zip(problems, right, steps))
+                cells = [score([s for s in scored if s[0].difficulty == d], args.steps) for d in digits]
                 tps = sum(o.new_tokens for o in outs) / seconds
-                print(f"{spec:14} {name:20} {'hint' if hinted else 'plain':7} " + " ".join(cell(d) for d in digits)
-                      + f"  {overall:>9}  {tps:5.0f}", flush=True)
+                print(f"{spec:14} {name:20} {'hint' if hinted else 'plain':7} " + " ".join(c.rjust(9) for c in cells)
+                      + f"  {score(scored, args.steps):>9}  {tps:5.0f}", flush=True)
+
+
+def score(scored: list, with_steps: bool) -> str:
+    """'right%', or 'right%/step-verified%', over (problem, right, verified) rows."""
+    right = f"{sum(r for _, r, _ in scored) / len(scored):.0%}"
+    return f"{right}/{sum(bool(v) for _, _, v in scored) / len(scored):.0%}" if with_steps else right
 
 
 if __name__ == "__main__":

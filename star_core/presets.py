@@ -23,7 +23,7 @@ PRESETS: dict[str, dict] = {
         "patience": 2,  # the paper iterates until accuracy plateaus; 2 iterations without a gain ends a run
         # Measured: with the curriculum, iteration 1 trained on 1-2 digits only (50 of 128 questions); without it
         # the filter already keeps mostly the small sums, and the 4-5 digit questions get rationalized from
-        # iteration 1, as in the paper's own loop. It also keeps STaR comparable with direct fine-tuning.
+        # iteration 1. It also keeps STaR comparable with direct fine-tuning, which has no curriculum.
         "curriculum": False,
         "curriculum_threshold": 0.8,  # used only with --curriculum
         "samples_per_question": 1,  # the paper's one near-greedy sample per question (more samples: not measured)
