@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(export)
     export.add_argument("--run", type=int, required=True, dest="run", help="the run id (see `star runs`)")
     export.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (default: jsonl)")
-    export.add_argument("--out", required=True, help="the file to write")
+    export.add_argument("--out", required=True, help="the file to write (- for standard output; a FIFO or a "
+                                                     "character device is written through)")
     export.set_defaults(handler=_cmd_export)
 
     _add_compare(sub)
@@ -155,7 +156,7 @@ def _add_exemplars(sub) -> None:
     exp = actions.add_parser("export", help="write a set as JSONL (the import format)")
     _add_db(exp)
     exp.add_argument("ref", metavar="NAME[@VERSION]", help="the set (NAME alone: its latest version)")
-    exp.add_argument("--out", required=True, help="the file to write")
+    exp.add_argument("--out", required=True, help="the file to write (- for standard output)")
     exp.set_defaults(handler=_cmd_exemplars_export)
 
 
@@ -305,8 +306,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         raise StarError(f"database {args.db} does not exist")
     count = export_kept(Store(args.db, on_wait=_say_waiting), args.run, Path(args.out), args.format)
-    print(f"wrote {count} kept rationales of run {args.run} to {args.out}")
+    _say_written(f"{count} kept rationales of run {args.run}", args.out)
     return 0
+
+
+def _say_written(what: str, out: str) -> None:
+    """What an export wrote where: on stderr when the rows went to stdout, so that the pipe gets only the rows."""
+    from .export import is_stdout
+
+    if is_stdout(out):
+        print(f"wrote {what} to standard output", file=sys.stderr)
+    else:
+        print(f"wrote {what} to {out}")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -383,7 +394,7 @@ def _cmd_exemplars_export(args: argparse.Namespace) -> int:
     store = _existing_store(args.db)
     s = store.find_exemplar_set(args.ref)
     write_text(Path(args.out), ex.to_jsonl(s.items))
-    print(f"wrote {len(s.items)} exemplars of {s.label} ({s.task_key.describe()}) to {args.out}")
+    _say_written(f"{len(s.items)} exemplars of {s.label} ({s.task_key.describe()})", args.out)
     return 0
 
 

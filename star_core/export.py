@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import stat
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import pandas as pd
 
@@ -22,14 +25,17 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
 
     The prompt is the question as the model is asked it, without the hint and
     without the shared few-shot prefix; the completion is what the model wrote.
-    The file appears whole or not at all: a write that fails (a full disk, a
+    A file appears whole or not at all: a write that fails (a full disk, a
     folder that cannot be written) leaves no partial file and an older file of
-    that name as it was.
+    that name as it was. '-' writes to standard output; a FIFO or a character
+    device is written through (write_file).
     """
     out = Path(out)
     if fmt not in FORMATS:
         raise StarError(f"unknown export format {fmt!r}; use jsonl or parquet")
-    if out.is_dir():
+    if fmt == "parquet":
+        refuse_binary_on_terminal(out)  # before the database is read
+    if not is_stdout(out) and out.is_dir():
         raise ExportError(f"{out} is a folder; give the file to write, e.g. {out / f'run-{run_id}.{fmt}'}")
     run = store.get_run(run_id)
     task = get_task(run.config.task, run.config)
@@ -47,30 +53,107 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
 
 
 def write_whole(rows: pd.DataFrame, out: Path, fmt: str) -> None:
-    """Write `rows` to `out` as jsonl or parquet, whole or not at all (write_file)."""
+    """Write `rows` to `out` as jsonl or parquet (write_file: '-' is standard output)."""
     if fmt == "jsonl":
-        write_file(out, lambda part: rows.to_json(part, orient="records", lines=True, force_ascii=False))
+        write_file(out, lambda f: rows.to_json(f, orient="records", lines=True, force_ascii=False))
     else:
-        write_file(out, lambda part: rows.to_parquet(part, index=False))
+        refuse_binary_on_terminal(out)
+        write_file(out, lambda f: rows.to_parquet(f, index=False))
+
+
+def refuse_binary_on_terminal(out: Path | str) -> None:
+    """Parquet to standard output is written as bytes (for a pipe or a redirect), but not onto a terminal:
+    binary there is unreadable and can leave the terminal in a bad state (gzip refuses it too)."""
+    if is_stdout(out) and sys.stdout.isatty():
+        raise ExportError("parquet is binary: redirect standard output to a file or a pipe, or give --out FILE")
 
 
 def write_text(out: Path, text: str) -> None:
-    """Write a text file whole or not at all (write_file)."""
-    if out.is_dir():
+    """Write a text file (write_file: '-' is standard output)."""
+    if not is_stdout(out) and out.is_dir():
         raise ExportError(f"{out} is a folder; give the file to write")
-    write_file(out, lambda part: part.write_text(text, encoding="utf-8"))
+    data = text.encode("utf-8")
+    write_file(out, lambda f: f.write(data))
 
 
-def write_file(out: Path, write: Callable[[Path], None]) -> None:
-    """Call `write` on a temporary file beside `out`, renamed over `out` once complete."""
+def is_stdout(out: Path | str) -> bool:
+    """'-' names standard output, as for most command-line tools (./- is a file of that name)."""
+    return str(out) == "-"
+
+
+def write_file(out: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Have `write` write the whole content to a binary file, put where `out` says.
+
+    '-' is standard output. A regular file (new or existing, or the file a symlink points to: the
+    link stays) is written to a temporary file beside it and renamed over it once complete, so it
+    appears whole or not at all. A character device or a FIFO is written through: renaming over it
+    would replace the device node or the pipe with a regular file.
+    """
+    if is_stdout(out):
+        _write_through_stdout(_render(write))
+        return
+    target = _real_target(out)
+    kind = _kind(target, out)
+    if kind == "regular":
+        _write_atomically(target, out, write)
+        return
+    data = _render(write)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        # No O_CREAT: the node is there (stat said so just now); O_TRUNC means nothing to a device or a FIFO.
+        fd = os.open(target, os.O_WRONLY)
     except OSError as exc:
-        raise ExportError(f"cannot create the folder {out.parent} for {out}: {_reason(exc)}") from exc
-    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+        raise ExportError(f"cannot open {out} ({kind}) for writing: {_reason(exc)}") from exc
     try:
-        write(part)
-        os.replace(part, out)
+        _write_all(fd, data, f"{out} ({kind})")
+    finally:
+        os.close(fd)
+
+
+def _real_target(out: Path) -> Path:
+    """The file `out` names, through any symlinks (a dangling link: the file it would create)."""
+    if not out.is_symlink():
+        return out
+    try:
+        return Path(os.path.realpath(out, strict=True))
+    except FileNotFoundError:
+        return Path(os.path.realpath(out))
+    except OSError as exc:  # e.g. a link loop
+        raise ExportError(f"cannot follow the link {out}: {_reason(exc)}") from exc
+
+
+def _kind(target: Path, out: Path) -> str:
+    """'regular' for a new or regular file; 'character device' or 'FIFO' for what is written through;
+    anything else (a folder, a block device, a socket) is refused."""
+    try:
+        mode = os.stat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # a new file (its folder, if a file is in the way, says so)
+        return "regular"
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {_reason(exc)}") from exc
+    if stat.S_ISREG(mode):
+        return "regular"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISDIR(mode):
+        raise ExportError(f"{out} is a folder; give the file to write")
+    # A block device is a disk: rows written over it destroy what is on it, never what an export means.
+    what = "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+    raise ExportError(f"{out} is {what}; give a file, a FIFO, a character device or - (standard output)")
+
+
+def _write_atomically(target: Path, out: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a temporary file beside `target`, renamed over it once complete (`out`: the name the user gave)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the folder {target.parent} for {out}: {_reason(exc)}") from exc
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with open(part, "wb") as f:
+            write(f)
+        os.replace(part, target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             part.unlink()
@@ -79,6 +162,45 @@ def write_file(out: Path, write: Callable[[Path], None]) -> None:
         with contextlib.suppress(OSError):
             part.unlink()
         raise
+
+
+def _render(write: Callable[[BinaryIO], object]) -> memoryview:
+    """The whole content, in memory: a stream cannot be rewound, so an error while rendering must come
+    before its first byte, and a parquet writer need not be able to seek."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getbuffer()
+
+
+def _write_through_stdout(data: memoryview) -> None:
+    try:
+        sys.stdout.flush()  # what was printed before stays before the rows
+        stream = sys.stdout.buffer
+        fd = _fileno(stream)
+        if fd is None:  # an in-memory stream (a test's capture)
+            stream.write(data)
+            stream.flush()
+            return
+        stream.flush()
+    except OSError as exc:
+        raise ExportError(f"cannot write standard output: {_reason(exc)}") from exc
+    # Straight to the descriptor: a failed write leaves nothing in Python's buffer to fail again at exit.
+    _write_all(fd, data, "standard output")
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        return None
+
+
+def _write_all(fd: int, data: memoryview, name: str) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError as exc:  # ENOSPC from /dev/full, EPIPE from a reader that left
+        raise ExportError(f"cannot write {name}: {_reason(exc)}") from exc
 
 
 def _reason(exc: OSError) -> str:

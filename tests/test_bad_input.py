@@ -179,10 +179,10 @@ def test_a_full_disk_during_export_leaves_no_partial_file(kept_db, tmp_path, mon
     old.write_bytes(b"the previous export")
     written = []
 
-    def fills_the_disk(self, path, *args, **kwargs):
-        with open(path, "wb") as f:  # part of the file makes it to disk, then the disk is full
-            f.write(b'{"prompt": "Question: 12 + 35')
-        written.append(Path(path))
+    def fills_the_disk(self, f, *args, **kwargs):
+        f.write(b'{"prompt": "Question: 12 + 35')  # part of the file makes it to disk, then the disk is full
+        f.flush()
+        written.append(Path(f.name))
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(pd.DataFrame, writer, fills_the_disk)
