@@ -1,4 +1,4 @@
-"""The `star` command: run STaR loops, list runs, export kept rationales, open the app."""
+"""The `star` command: run STaR loops, list and cancel runs, export kept rationales, open the app."""
 
 from __future__ import annotations
 
@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs in a database with status and accuracy")
     _add_db(runs)
     runs.set_defaults(handler=_cmd_runs)
+
+    cancel = sub.add_parser(
+        "cancel", help="cancel a queued or running run (as the app's Cancel button; resume it later)",
+        description="Ask a run to stop: a running run stops after its current batch or step, a queued one leaves "
+        "the queue before it loads a model, one whose worker is still starting is stopped. Its attempts stay "
+        "stored; resume it with star run --resume RUN_ID.",
+    )
+    _add_db(cancel)
+    # Not dest run_id: main's Ctrl-C message offers to resume args.run_id, which fits only `star run`.
+    cancel.add_argument("run", type=int, metavar="RUN_ID", help="the run (see `star runs`)")
+    cancel.set_defaults(handler=_cmd_cancel)
 
     export = sub.add_parser("export", help="export a run's kept rationales as a fine-tuning dataset (prompt/completion rows)")
     _add_db(export)
@@ -299,6 +310,23 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from .jobs import cancel
+    from .states import RunStatus
+
+    store = _existing_store(args.db, on_wait=_say_waiting)
+    was = cancel(store, args.run)
+    resume = f"resume it with: star run --db {args.db} --resume {args.run}"
+    if was == RunStatus.RUNNING:
+        print(f"run {args.run}: cancel requested; it stops after its current batch or step ({resume})")
+    elif was == RunStatus.QUEUED:
+        print(f"run {args.run}: cancel requested; it leaves the queue within seconds, before it loads a model "
+              f"({resume})")
+    else:
+        print(f"run {args.run} cancelled before its worker started ({resume})")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_kept
     from .store import Store
@@ -343,12 +371,12 @@ def _say_waiting(message: str) -> None:
     print(f"note: {message}…", file=sys.stderr, flush=True)
 
 
-def _existing_store(path: str):
+def _existing_store(path: str, **options):
     from .store import Store
 
     if not Path(path).exists():
         raise StarError(f"database {path} does not exist (start a run with: star run --db {path})")
-    return Store(path)
+    return Store(path, **options)
 
 
 def _cmd_exemplars_list(args: argparse.Namespace) -> int:

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from .errors import ExperimentError, StarError
-from .jobs import LOG_NAME, LogReporter, spawn_worker, worker_pid
-from .processes import alive
+from .jobs import LOG_NAME, LogReporter, live_worker, spawn_worker
 from .store import Store
 
 
@@ -27,8 +26,8 @@ def folder(store: Store, experiment_id: int) -> Path:
 
 
 def worker_alive(store: Store, experiment_id: int) -> bool:
-    pid = worker_pid(folder(store, experiment_id))
-    return pid is not None and alive(pid)
+    """Whether the experiment's worker still lives (its locked pid file, not a pid that may be reused)."""
+    return live_worker(folder(store, experiment_id)) is not None
 
 
 def launch(store: Store, experiment_id: int) -> int:

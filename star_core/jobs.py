@@ -11,13 +11,16 @@ unless launched with ``--no-queue``. The worker claims the run in the store (pid
 live run from a dead one (runs.py `_live_status`) whoever started it: the app or
 `star run` on the command line. Between launch and claim the run is 'pending';
 ``worker.pid`` in the run folder lets the app tell a worker still starting from one
-that died before it could claim the run.
+that died before it could claim the run. The worker holds that file locked for its
+whole life (processes.spawn_holding), so the pid in it is believed, and signalled,
+only while it is the worker's: never a stale pid that another process has by now.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +32,7 @@ from .config import RunConfig
 from .errors import RunStateError, StarError
 from .states import RunStatus
 from .store import Store
-from .processes import alive
+from .processes import live_holder, signal_holder, spawn_holding
 
 LOG_NAME = "worker.log"
 PID_NAME = "worker.pid"
@@ -70,19 +73,20 @@ def launch(store: Store, run_id: int, queue: bool = True) -> int:
 
 
 def spawn_worker(module: str, args: list[str], folder: Path, what: str) -> int:
-    """Start `python -m module args` detached, logging to folder/worker.log; write folder/worker.pid; return the pid."""
+    """Start `python -m module args` detached, logging to folder/worker.log; return the pid.
+
+    folder/worker.pid holds the pid, locked by the worker while it lives (live_worker)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     with open(folder / LOG_NAME, "a") as log:
         log.write(f"\n--- {datetime.now():%Y-%m-%d %H:%M:%S} worker launched for {what}\n")
         log.flush()
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+        process = spawn_holding(
+            folder / PID_NAME, [sys.executable, "-m", module, *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=str(PROJECT_ROOT), env=env,
             start_new_session=True,  # survives the app's restart; Ctrl-C in the app's terminal does not reach it
         )
-    (folder / PID_NAME).write_text(str(process.pid))
     # Reap the worker when it exits, so that a finished one is not a zombie that looks alive.
     threading.Thread(target=process.wait, name=f"reap-{what.replace(' ', '-')}", daemon=True).start()
     return process.pid
@@ -96,8 +100,9 @@ def resume(store: Store, run_id: int, queue: bool = True) -> int:
     return launch(store, run_id, queue=queue)
 
 
-def cancel(store: Store, run_id: int) -> None:
-    """Ask a run to stop after its current batch or step (it can be resumed later).
+def cancel(store: Store, run_id: int) -> RunStatus:
+    """Ask a run to stop after its current batch or step (it can be resumed later); return the status
+    it had (running, queued, or pending: its worker was still starting, and is stopped).
 
     A queued run leaves the queue: its worker sees the request within a second and ends
     as cancelled without loading a model.
@@ -105,29 +110,35 @@ def cancel(store: Store, run_id: int) -> None:
     run = store.get_run(run_id)
     if run.status in (RunStatus.RUNNING, RunStatus.QUEUED):
         store.request_cancel(run_id)
-        return
-    pid = _launched_pid(store, run_id)
-    if run.status == RunStatus.PENDING and pid is not None and alive(pid):
-        # Not claimed yet: a cancel flag would be cleared by the claim, so stop the worker itself.
-        try:
-            os.kill(pid, 15)
-        except ProcessLookupError:
-            pass
+        return RunStatus(run.status)
+    # Not claimed yet: a cancel flag would be cleared by the claim, so stop the worker itself (only if it
+    # is still the one launched: signal_holder signals no stale pid).
+    if run.status == RunStatus.PENDING and signal_holder(_pid_file(store, run_id), signal.SIGTERM) is not None:
         store.finish_run(run_id, RunStatus.CANCELLED, "cancelled before the worker started")
-        return
-    raise RunStateError(f"run {run_id} is {run.status}, not running or queued")
+        return RunStatus.PENDING
+    raise RunStateError(_not_cancellable(store, run_id, run.status))
+
+
+def _not_cancellable(store: Store, run_id: int, status: str) -> str:
+    if status == RunStatus.PENDING:
+        if worker_died_early(store, run_id):
+            return (f"run {run_id} is not running: its worker ended before it started the run (see "
+                    f"{log_path(store, run_id)}); nothing to cancel")
+        return f"run {run_id} has not been started; nothing to cancel"
+    state = {RunStatus.FAILED: "has failed", RunStatus.CRASHED: "has crashed (its process is gone)"}.get(
+        status, f"is already {status}")
+    return f"run {run_id} {state}; nothing to cancel"
 
 
 def worker_starting(store: Store, run_id: int) -> bool:
     """Whether a worker launched for a pending run is still alive (loading, before it claims the run)."""
-    pid = _launched_pid(store, run_id)
-    return pid is not None and alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
+    return live_worker(store.run_folder(run_id)) is not None and store.get_run(run_id).status == RunStatus.PENDING
 
 
 def worker_died_early(store: Store, run_id: int) -> bool:
     """A worker was launched for this pending run and is gone without claiming it."""
-    pid = _launched_pid(store, run_id)
-    return pid is not None and not alive(pid) and store.get_run(run_id).status == RunStatus.PENDING
+    return (_launched_pid(store, run_id) is not None and live_worker(store.run_folder(run_id)) is None
+            and store.get_run(run_id).status == RunStatus.PENDING)
 
 
 def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
@@ -146,16 +157,23 @@ def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
 
 # --- process bookkeeping ----------------------------------------------------------
 
+def _pid_file(store: Store, run_id: int) -> Path:
+    return store.run_folder(run_id) / PID_NAME
+
+
 def _launched_pid(store: Store, run_id: int) -> int | None:
-    return worker_pid(store.run_folder(run_id))
-
-
-def worker_pid(folder: Path) -> int | None:
-    """The pid spawn_worker wrote in `folder`; None if it has not (yet)."""
+    """The pid spawn_worker wrote for the run, alive or long gone: whether a worker was ever launched.
+    Never signal it, nor take it for alive: live_worker says whether it is still the worker's."""
     try:
-        return int((folder / PID_NAME).read_text().strip())
+        return int(_pid_file(store, run_id).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def live_worker(folder: Path) -> int | None:
+    """The pid of the worker spawn_worker started in `folder` while it lives; None if none was started or it
+    has ended (its pid file is then not held, whichever process has that pid now)."""
+    return live_holder(folder / PID_NAME)
 
 
 # --- the worker -------------------------------------------------------------------
