@@ -60,8 +60,8 @@ class GenerationStats:
 
 
 def autocast(lm: LoadedModel):
-    """bf16 autocast for float32 weights where bf16 is fast; a no-op context elsewhere."""
-    if lm.fast_bf16 and next(lm.model.parameters()).dtype == torch.float32:
+    """bf16 autocast for float32 weights where the model runs in bf16 (model.use_bf16); a no-op context elsewhere."""
+    if lm.bf16 and next(lm.model.parameters()).dtype == torch.float32:
         return torch.autocast(lm.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -37,12 +37,26 @@ class LoadedModel:
     device: torch.device
 
     @property
-    def fast_bf16(self) -> bool:
-        return bf16_is_fast(self.device)
+    def bf16(self) -> bool:
+        return use_bf16(self.device)
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bf16 matmuls are fast here: on CUDA, and on CPUs with AVX512-BF16 or AMX."""
+# STAR_BF16 overrides the choice below: "1" runs bf16 on any CPU (slow without AVX512-BF16, but it is how the
+# suite checks the bf16 paths on a float32 machine), "0" runs float32 even where bf16 is fast. Child processes
+# (run workers, training processes, Ray actors) inherit it with the environment, so one setting reaches them all.
+BF16_ENV = "STAR_BF16"
+_BF16_CHOICES = {"1": True, "on": True, "true": True, "0": False, "off": False, "false": False, "auto": None, "": None}
+
+
+def use_bf16(device: torch.device) -> bool:
+    """Whether the model runs in bf16: STAR_BF16 if set, else where bf16 matmuls are fast (CUDA, and CPUs
+    with AVX512-BF16 or AMX)."""
+    raw = os.environ.get(BF16_ENV, "auto").strip().lower()
+    if raw not in _BF16_CHOICES:
+        raise ModelLoadError(f"{BF16_ENV}={raw!r} is not a choice: use 1 (bf16), 0 (float32) or auto")
+    forced = _BF16_CHOICES[raw]
+    if forced is not None:
+        return forced
     return device.type == "cuda" or _cpu_has_fast_bf16()
 
 
@@ -94,7 +108,7 @@ def load_model(
         folder, gguf_file = _dequantized_cache(folder, gguf_file), None
     checkpoint = Path(checkpoint) if checkpoint else None
     full_weights = checkpoint is not None and not (checkpoint / "adapter_config.json").exists()
-    dtype = torch.bfloat16 if not for_training and bf16_is_fast(dev) else torch.float32
+    dtype = torch.bfloat16 if not for_training and use_bf16(dev) else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(checkpoint if full_weights else folder, dtype=dtype)

@@ -15,7 +15,7 @@ import torch
 from star_core.distributed.data_parallel import predicted_tokens, shard_bounds
 from star_core.distributed.train_processes import _Tail, finetune_in_processes, threads_each
 from star_core.finetune import IGNORE, Example, TrainSettings, finetune, save_checkpoint
-from star_core.model import load_model
+from star_core.model import load_model, use_bf16
 
 PREFIX = "Question: 1 + 1 = ?\nAnswer: 1 + 1 = 2. The answer is 2.\n\n"
 EXAMPLES = [
@@ -91,9 +91,22 @@ def weights(tiny_model, checkpoint) -> dict[str, torch.Tensor]:
 
 
 def assert_same_weights(tiny_model, a, b):
-    """Two checkpoints of one base model load to the same weights (at bf16's precision: full checkpoints are bf16)."""
+    """Two checkpoints of one base model load to the same weights.
+
+    In float32, element by element (at bf16's precision: full checkpoints are bf16). Under bf16 autocast, the
+    weights of two processes really do differ from one process's, and not through resuming: one process stopped and
+    resumed is bit-identical to one that ran through, but two processes uninterrupted part from one process by
+    0.0100 after their first step, one Adam step at lr 1e-2 (docs/measurements.md). Adam's step is about lr in size
+    whatever the gradient's, so an element whose gradient is near zero moves a whole step one way or the other,
+    depending on how bf16 rounded the rows of a batch split two ways. There each tensor is compared as a whole:
+    measured, at most 2.0% apart (float32: 4e-7), while the losses agree to 1e-5.
+    """
     wa, wb = weights(tiny_model, a), weights(tiny_model, b)
     assert wa.keys() == wb.keys()
+    if use_bf16(torch.device("cpu")):
+        for name in wa:
+            assert (wa[name] - wb[name]).norm() <= 5e-2 * wb[name].norm(), name
+        return
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], rtol=2e-2, atol=1e-3, msg=name)
 

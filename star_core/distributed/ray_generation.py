@@ -56,16 +56,22 @@ def import_ray():
 
 def connect(address: str, local_cpus: int) -> None:
     """Join the cluster at `address`, or start Ray on this machine with `local_cpus` CPUs (once per process)."""
+    from ..model import BF16_ENV
+
     ray = import_ray()
     if ray.is_initialized():
         return
     # Errors reach the run as exceptions; Ray's own notices would only break the progress bars.
     quiet = dict(logging_level=logging.ERROR, log_to_driver=False)
+    # The actors decide their dtype as every process does (model.use_bf16); on another machine of a cluster they
+    # would not see this process's environment, so its STAR_BF16 goes with them.
+    forced = {BF16_ENV: os.environ[BF16_ENV]} if BF16_ENV in os.environ else {}
+    options = dict(quiet, runtime_env={"env_vars": forced}) if forced else quiet
     try:
         if address.strip():
-            ray.init(address=address.strip(), **quiet)
+            ray.init(address=address.strip(), **options)
         else:
-            ray.init(num_cpus=local_cpus, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+            ray.init(num_cpus=local_cpus, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address!r}" if address.strip() else "a local Ray instance"
         raise WorkersError(f"could not connect to {where}: {exc}") from exc
