@@ -30,7 +30,7 @@ from .filtering import Candidate, FilterRule, select_kept
 from .finetune import Example, TrainSettings, finetune, save_checkpoint
 from .generate import Decoding, PrefixGenerator
 from .judge import judge
-from .model import LoadedModel, check_model_spec, load_model
+from .model import LoadedModel, check_model_spec, load_model, precision_note, resolve_device
 from .phase_clock import PhaseClock
 from .states import AttemptKind, Phase, RunMode, RunStatus
 from .stopping import should_stop, stop_message
@@ -123,6 +123,7 @@ def _execute(store: Store, run_id: int, reporter: Reporter) -> None:
     try:
         if store.cancel_requested(run_id):  # asked while it waited for its slot
             raise Cancelled(f"run {run_id} was cancelled")
+        reporter.message(precision_note(resolve_device(store.get_run(run_id).config.device)))
         _Runner(store, run_id, reporter).run()
     except Cancelled:
         store.finish_run(run_id, RunStatus.CANCELLED)

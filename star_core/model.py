@@ -60,6 +60,20 @@ def use_bf16(device: torch.device) -> bool:
     return device.type == "cuda" or _cpu_has_fast_bf16()
 
 
+def precision_note(device: torch.device) -> str:
+    """What a run's log says of its dtype, and why it is that one."""
+    raw = os.environ.get(BF16_ENV, "auto").strip().lower()
+    if _BF16_CHOICES.get(raw) is not None:
+        why = f"{BF16_ENV}={raw}"
+    elif device.type == "cuda":
+        why = "CUDA"
+    else:
+        why = "this CPU has fast bf16" if _cpu_has_fast_bf16() else f"this CPU has no fast bf16; {BF16_ENV}=1 forces it"
+    if use_bf16(device):  # raises on a STAR_BF16 that is not a choice
+        return f"precision: bf16 weights for generation, bf16 autocast for fine-tuning ({why})"
+    return f"precision: float32 ({why})"
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("STAR_CACHE", Path.home() / ".cache" / "star-studio"))
 

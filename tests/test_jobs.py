@@ -10,7 +10,7 @@ import pytest
 from app_helpers import wait_for
 from conftest import tiny_config
 from star_core import jobs
-from star_core.errors import ConfigError, RunStateError
+from star_core.errors import ConfigError, ModelLoadError, RunStateError
 from star_core.store import Store
 
 
@@ -64,3 +64,28 @@ def test_create_run_names_the_field_at_fault(tmp_path):
         jobs.create_run(store, RunConfig(model=str(tmp_path / "no-such-model")))
     assert err.value.field == "model"
     assert store.list_runs().empty  # nothing stored for a run that cannot start
+
+
+@pytest.mark.slow
+def test_a_worker_runs_in_the_precision_star_bf16_names(tmp_path, tiny_model, monkeypatch):
+    """STAR_BF16 reaches the worker process (it inherits the environment) and the run's log says what it chose."""
+    monkeypatch.setenv("STAR_BF16", "1")
+    store = Store(tmp_path / "j.duckdb").init()
+    run_id = jobs.create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
+    jobs.launch(store, run_id)
+    wait_for(lambda: store.get_run(run_id).status in ("done", "failed"), what="the run to finish")
+    log = jobs.log_tail(store, run_id)
+    assert store.get_run(run_id).status == "done", log
+    assert "precision: bf16 weights for generation, bf16 autocast for fine-tuning (STAR_BF16=1)" in log
+
+
+def test_a_star_bf16_that_is_no_choice_fails_the_run_with_its_name(tmp_path, tiny_model, monkeypatch):
+    from star_core import loop
+
+    monkeypatch.setenv("STAR_BF16", "yes please")
+    store = Store(tmp_path / "j.duckdb").init()
+    run_id = jobs.create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
+    with pytest.raises(ModelLoadError, match="STAR_BF16='yes please' is not a choice"):
+        loop.execute_run(store, run_id, queue=False)
+    assert store.get_run(run_id).status == "failed"
+    assert "STAR_BF16" in store.get_run(run_id).error
