@@ -324,7 +324,7 @@ def test_shared_prefix_loss_and_gradients_equal_full_sequences(tokenizer, method
     assert len(trained) == len(reference) and trained
     for name in reference:
         assert reference[name].abs().max().item() > 0, f"{name} gets no gradient: the comparison would be empty"
-        assert (ours[name] - reference[name]).abs().max().item() < 1e-5, name
+        assert (ours[name] - reference[name]).abs().max().item() < 1e-5, (name, reference[name].abs().max().item())
 
 
 # --- other model families: sliding windows, softcapping, sinks --------------------
@@ -407,7 +407,7 @@ def test_shared_prefix_loss_equals_full_sequences_with_the_familys_attention_opt
         if "router" in name or "experts" in name:
             continue  # gpt-oss routes each token to one expert: an expert a row never reached has no gradient
         assert reference[name].abs().max().item() > 0, name
-        assert (ours[name] - reference[name]).abs().max().item() < 1e-5, name
+        assert (ours[name] - reference[name]).abs().max().item() < 1e-5, (name, reference[name].abs().max().item())
 
 
 # --- the embedded model ----------------------------------------------------------
