@@ -124,6 +124,19 @@ def md_escape(text, one_line: bool = False) -> str:
     return " ".join(lines) if one_line else "  \n".join(lines)
 
 
+def iteration_axis(fig, iterations, title: str = "iteration") -> None:
+    """One tick per iteration drawn, and no other, on every x axis of `fig` (facets too).
+
+    With dtick=1 Plotly's ticks follow the range it picks, not the data: a run evaluated at
+    iteration 0 only got a tick at -1, a chart of iteration 1 alone ticks at 0 and 2.
+    """
+    ticks = sorted({int(i) for i in iterations})
+    if not ticks:
+        return
+    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[str(i) for i in ticks],
+                     range=[ticks[0] - 0.5, ticks[-1] + 0.5], title=title)
+
+
 def safe_figure(fig):
     """A Plotly figure whose run names, set names and hover values are shown as text: Plotly reads a
     subset of HTML (<a href>, <b>, <br>) in legend names, hover text and facet titles."""

@@ -14,11 +14,12 @@ from star_core.present import GROUP_BY, LABELS, accuracy_figures_data, colors_fo
 INTERVAL_NOTE = "Bars: 95% Wilson interval of each point's accuracy; hover a point for n (questions) and the interval."
 
 
-def _layout(fig, y_percent: bool = False, baseline: bool = True, x_title: str | None = None):
+def _layout(fig, iterations=None, y_percent: bool = False, baseline: bool = True):
+    """The page's common layout; with `iterations`, the x axis is the iteration, one tick each."""
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="", hovermode="closest",
                       legend=dict(orientation="h", yanchor="top", y=-0.25))
-    fig.update_xaxes(dtick=1 if x_title is None else None,
-                     title=x_title or ("iteration (0 = few-shot baseline)" if baseline else "iteration"))
+    if iterations is not None:
+        ui.iteration_axis(fig, iterations, "iteration (0 = few-shot baseline)" if baseline else "iteration")
     if y_percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     return fig
@@ -49,7 +50,7 @@ def _accuracy_chart(df, lines: dict, title: str, key: str, height: int, facet: d
     fig.update_layout(height=height)
     if facet:
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    st.plotly_chart(ui.safe_figure(_layout(fig, y_percent=True)), key=key)
+    st.plotly_chart(ui.safe_figure(_layout(fig, df.iteration, y_percent=True)), key=key)
 
 
 def _kept_steps(store, run_ids: list[int], labels: dict) -> None:
@@ -125,7 +126,7 @@ def main() -> None:
                      color_discrete_map={"self-generated": "#2e7d32", "rationalized": "#f9a825"},
                      title="Questions solved and kept: self-generated vs rationalized")
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-        st.plotly_chart(ui.safe_figure(_layout(fig, y_percent=True, baseline=False)), key="fig_coverage")
+        st.plotly_chart(ui.safe_figure(_layout(fig, cov.iteration, y_percent=True, baseline=False)), key="fig_coverage")
         ui.download_csv(data["coverage"], "coverage")
 
     _kept_steps(store, run_ids, labels)
@@ -141,7 +142,8 @@ def main() -> None:
                       title="Training loss at every step (each iteration fine-tunes from the base model)")
         fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
         fig.update_layout(height=340)
-        st.plotly_chart(ui.safe_figure(_layout(fig, x_title="step")), key="fig_train_loss")
+        fig.update_xaxes(title="step")
+        st.plotly_chart(ui.safe_figure(_layout(fig)), key="fig_train_loss")
         missing = sorted(set(loss.run_id) - set(steps.run_id))
         if missing:
             st.caption("Runs stored before per-step losses were recorded show no curve: "
@@ -151,7 +153,7 @@ def main() -> None:
         fig = px.line(loss, x="iteration", y="train_loss", markers=True, labels=LABELS,
                       hover_data={"run": True, "exemplar_set": True, "kept": True, "steps": True}, **lines,
                       title="Final training loss per iteration (this run stored no per-step losses)")
-        st.plotly_chart(ui.safe_figure(_layout(fig, baseline=False)), key="fig_train_loss")
+        st.plotly_chart(ui.safe_figure(_layout(fig, loss.iteration, baseline=False)), key="fig_train_loss")
         ui.download_csv(data["train_loss"], "train_loss")
     else:
         st.caption("No fine-tuning yet (or nothing was kept to train on).")

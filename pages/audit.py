@@ -383,8 +383,8 @@ def stats_view(store) -> None:
                               + name + "</extra>",
             ))
         fig.update_layout(yaxis=dict(title="rated sound", tickformat=".0%", range=[0, 1.05]),
-                          xaxis=dict(title="iteration", dtick=1), height=360, margin=dict(t=20, b=40),
-                          legend=dict(orientation="h", y=-0.25))
+                          height=360, margin=dict(t=20, b=40), legend=dict(orientation="h", y=-0.25))
+        ui.iteration_axis(fig, audited.iteration)
         st.plotly_chart(fig, width="stretch")
         st.caption("Error bars: 95% Wilson score intervals. Hover for counts.")
     shown = share.assign(sound_share=share.sound_share.map(_pct), ci=[f"{_pct(lo)}–{_pct(hi)}" if h else "" for lo, hi, h in

@@ -40,7 +40,7 @@ def _figures(accuracy) -> None:
                   labels={"digits": "difficulty", "accuracy": "eval accuracy"},
                   title="Eval accuracy per difficulty against iteration, one panel per arm")
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
-    _layout(fig)
+    _layout(fig, data.iteration)
     st.plotly_chart(ui.safe_figure(fig), key="fig_experiment_arms")
     overlay = shown[shown.rationalization.notna()]
     if not overlay.empty:
@@ -48,14 +48,14 @@ def _figures(accuracy) -> None:
                       category_orders={"digits": digits}, hover_data={"n": True, "correct": True},
                       labels={"digits": "difficulty", "accuracy": "eval accuracy", "rationalization": ""},
                       title="STaR with and without rationalization")
-        _layout(fig)
+        _layout(fig, overlay.iteration)
         st.plotly_chart(ui.safe_figure(fig), key="fig_experiment_rationalization")
     ui.download_csv(data, "experiment_accuracy")
 
 
-def _layout(fig) -> None:
+def _layout(fig, iterations) -> None:
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
-    fig.update_xaxes(dtick=1, title="iteration")
+    ui.iteration_axis(fig, iterations)
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=60, b=10), legend=dict(orientation="h", y=-0.25))
 
 

@@ -7,7 +7,9 @@ with `star run` shows up the same way, because both write their progress to the 
 from __future__ import annotations
 
 import math
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from star_core.states import Phase, RunStatus
 
 POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
+STARTS_KEY = "run_form_starts"  # this session's _Starts
+START_POLL_S = 1.0  # how often a page drawn while another rerun creates a run looks for its outcome
 # Form sections; a RunConfig field not listed here still gets a widget, under "Other".
 SECTIONS = {
     "Run": ["name", "task", "model", "exemplars", "train_size", "eval_size", "min_difficulty",
@@ -94,7 +98,10 @@ def start_form(store) -> None:
                 st.session_state.pop(f"cfg_{name}", None)
     st.session_state["cfg_form_shown"] = (task, preset)
     values = {"task": task}
-    with st.form("new_run"):
+    starts = _starts()
+    generation = starts.generation
+    # Enter in a field only confirms its value: otherwise typing a value and Enter in five fields made five runs.
+    with st.form("new_run", enter_to_submit=False):
         st.caption("Every setting of a run, with the defaults of `star run` and the task's suggestions filled in. "
                    "Hover a label's (?) for what it does.")
         for title, names in sections.items():
@@ -113,32 +120,130 @@ def start_form(store) -> None:
         no_queue = st.checkbox("Start without waiting in the queue", key="cfg_no_queue",
                                help="Starts at once even while another run holds this machine's slot; the running runs "
                                     "then share the cores (each slower). By default a run waits its turn.")
-        submitted = st.form_submit_button("Start", type="primary")
+        # The key carries the form's generation, which the Start acted on spends: a second click on the same
+        # form (a double click) comes with the spent button's key, which the next draw no longer has.
+        submitted = st.form_submit_button("Start", type="primary", key=f"start_run_{generation}",
+                                          disabled=starts.underway is not None)
     if "task" in errors:
         st.error(ui.md_escape(errors["task"]), icon=":material/error:")
     if not submitted:
         return
+    _start(store, starts, meta, values, shown, preset, generation, queue=not no_queue)
+
+
+@dataclass
+class _Outcome:
+    """What one Start did: the run it stored (if any), and the messages for the form."""
+
+    run_id: int | None = None
+    errors: dict = field(default_factory=dict)
+    finished: bool = False
+
+
+class _Starts:
+    """One session's Starts, safe between two reruns of the session that run at once.
+
+    A click while the page's script runs starts the next rerun in a new thread at once; the old one
+    goes on until its next Streamlit call (where it stops). So two reruns can both see a form's Start
+    pressed. This object lives in the session's state; its generation and `underway` change only
+    under its lock, with no Streamlit call inside (one can stop the thread midway): one rerun spends
+    the generation and creates the run, the other draws the page (with Start disabled). The creating
+    rerun writes the outcome into `underway` (its `finished` last), not to session state, so it
+    survives that thread being stopped, and whichever rerun comes next shows it.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.generation = 0
+        self.underway: _Outcome | None = None  # the Start being acted on, until a draw has shown its outcome
+
+    def spend(self, generation: int) -> _Outcome | None:
+        """The outcome to fill in if this rerun may act on the form's Start; None if another already did."""
+        with self._lock:
+            if generation != self.generation or self.underway is not None:
+                return None
+            self.generation += 1
+            self.underway = _Outcome()
+            return self.underway
+
+    def finished(self) -> _Outcome | None:
+        with self._lock:
+            return self.underway if self.underway is not None and self.underway.finished else None
+
+    def shown(self, outcome: _Outcome) -> None:
+        with self._lock:
+            if self.underway is outcome:
+                self.underway = None
+
+
+_STARTS_LOCK = threading.Lock()
+
+
+def _starts() -> _Starts:
+    with _STARTS_LOCK:  # two reruns of a new session at once must share one
+        if STARTS_KEY not in st.session_state:
+            st.session_state[STARTS_KEY] = _Starts()
+        return st.session_state[STARTS_KEY]
+
+
+def _start(store, starts: _Starts, meta: dict, values: dict, shown: dict, preset: str | None, generation: int,
+           queue: bool) -> None:
+    """Create the run the form describes and launch its worker, once per form generation."""
     values = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
     for name, value in values.items():  # number_input gives floats for float fields, ints for int fields
         if isinstance(meta[name]["default"], float) and isinstance(value, int) and not isinstance(value, bool):
             values[name] = float(value)
     given = {k: v for k, v in values.items() if k == "task" or v != shown[k]}  # what the user changed
+    outcome = starts.spend(generation)
+    if outcome is None:
+        return  # the other click of a double click: the rerun that spent the Start shows what it did
+    with st.spinner("Checking the model and preparing the problems…"):
+        _create(store, outcome, given, preset, queue)  # no Streamlit call inside: nothing can stop it midway
+    st.rerun()  # the next draw shows the outcome (_show_outcome)
+
+
+def _create(store, outcome: _Outcome, given: dict, preset: str | None, queue: bool) -> None:
+    """Store the run and launch its worker (jobs.start), recording what happened in `outcome`."""
     try:
-        with st.spinner("Checking the model and preparing the problems…"):
-            run_id = jobs.create_run(store, prepare_run(given, preset).config)
-            jobs.launch(store, run_id, queue=not no_queue)
+        outcome.run_id = jobs.start(store, prepare_run(given, preset).config, queue=queue)
     except ConfigError as exc:  # InvalidSettings carries every invalid field
-        errors = dict(getattr(exc, "errors", {exc.field: exc.message}))
+        outcome.errors = dict(getattr(exc, "errors", {exc.field: exc.message}))
+    except jobs.WorkerStartError as exc:  # stored, but pending without a worker: show it, with Start
+        outcome.run_id, outcome.errors = exc.run_id, {"": str(exc)}
     except StarError as exc:  # e.g. an exemplar set that does not exist: not one field's fault
-        errors = {"": str(exc)}
-    else:
-        st.session_state[ERRORS_KEY] = {}
-        st.session_state["watch_run"] = run_id
-        st.query_params["run"] = str(run_id)
-        st.toast(f"Run {run_id} started")
-        st.rerun()
-    st.session_state[ERRORS_KEY] = errors
-    st.rerun()
+        outcome.errors = {"": str(exc)}
+    except BaseException as exc:
+        outcome.errors = {"": f"the run was not started: {type(exc).__name__}: {exc}"}
+        raise
+    finally:
+        outcome.finished = True
+
+
+def _show_outcome(starts: _Starts) -> None:
+    """Show what the session's last Start did: its errors under the form, its run below (once)."""
+    outcome = starts.finished()
+    if outcome is None:
+        return
+    st.session_state[ERRORS_KEY] = outcome.errors
+    if outcome.run_id is not None:
+        st.query_params["run"] = str(outcome.run_id)
+        if not outcome.errors:
+            st.toast(f"Run {outcome.run_id} started")
+    starts.shown(outcome)  # last: a draw stopped before this point leaves it for the next one
+
+
+def _await_start(starts: _Starts) -> None:
+    """Drawn while another rerun of this session creates a run: look for its outcome until there is one."""
+    if starts.underway is None:
+        return
+    st.info("Starting the run: checking the model and preparing the problems…", icon=":material/hourglass_top:")
+
+    @st.fragment(run_every=START_POLL_S)
+    def poll() -> None:
+        if starts.finished() is not None:
+            st.rerun(scope="app")
+
+    poll()
 
 
 # --- watching a run ---------------------------------------------------------------
@@ -227,6 +332,7 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
     run = store.get_run(run_id)
     starting = run.status == RunStatus.PENDING and jobs.worker_starting(store, run_id)
     died_early = run.status == RunStatus.PENDING and jobs.worker_died_early(store, run_id)
+    never_started = run.status == RunStatus.PENDING and jobs.never_launched(store, run_id)
     active = run.status in (RunStatus.RUNNING, RunStatus.QUEUED) or starting
     if active != was_active or (known_runs and frozenset(store.run_labels()) != known_runs):
         st.rerun(scope="app")  # it started or ended, or a run appeared: redraw the page (run list, polling)
@@ -239,7 +345,8 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
     planned = int(row.iterations_planned) if pd.notna(row.iterations_planned) else run.config.iterations
     place = run_queue.position(store, run_id) if run.status == RunStatus.QUEUED else None
     with head:
-        shown = "starting" if starting else "crashed" if died_early else "cancelling" if cancelling else run.status
+        shown = ("starting" if starting else "crashed" if died_early else "not started" if never_started
+                 else "cancelling" if cancelling else run.status)
         state = ui.status_badge(shown) + (f" {run_queue.ordinal(place)} in the queue" if place else "")
         st.markdown(f"{state} · " + ui.md_escape(f"{run.config.task} on {run.config.model} · "
                                                  f"{int(row.iterations_done)}/{planned} iterations done"))
@@ -258,7 +365,7 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
         _queued_note(run, place, cancelling)
     metrics = st.columns(7)
     metrics[0].metric("Iteration", f"{int(row.cur_iteration)}/{planned}" if pd.notna(row.cur_iteration) else "–")
-    metrics[1].metric("Phase", phase if isinstance(phase, str) else ("finished" if run.status == "done" else "–"))
+    metrics[1].metric("Phase", phase if isinstance(phase, str) else ("finished" if run.status == RunStatus.DONE else "–"))
     metrics[2].metric("Done", f"{int(done)}/{int(total)}" if pd.notna(total) and isinstance(phase, str) else "–")
     metrics[3].metric("Tokens/s", f"{row.tokens_per_s:,.0f}" if pd.notna(row.tokens_per_s) and running else "–")
     metrics[4].metric("ETA (phase)", duration(row.eta_s) if running else "–")
@@ -268,14 +375,18 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
                       help=f"Eval accuracy of the latest evaluated iteration; baseline {pct(row.baseline_accuracy)}, "
                            f"best {pct(row.best_accuracy)}")
 
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         st.error("The run failed. Its attempts so far are stored; fix the cause and resume it.")
         st.code(run.error or "(no error recorded)", language=None, wrap_lines=True)
-    elif run.status == "crashed" or died_early:
+    elif run.status == RunStatus.CRASHED or died_early:
         who = f"pid {run.pid} on {run.host}" if run.pid else "its worker"
         st.error(ui.md_escape(f"The run's worker process ({who}) died without recording why (killed, out of memory, or the "
                               "machine restarted). Everything stored so far is kept: resume it to continue."))
-    elif run.status == "cancelled":
+    elif never_started:
+        st.warning("No worker was ever started for this run: its start was cut short, its worker could not be "
+                   "launched, or it was stored by an older version. Nothing has run yet; Start runs it in a "
+                   "background worker.", icon=":material/play_circle:")
+    elif run.status == RunStatus.CANCELLED:
         st.info(ui.md_escape("Cancelled. Resume continues from the last stored batch (fine-tuning from its last saved "
                              "step)." + (f" ({run.error})" if run.error else "")))
 
@@ -291,7 +402,7 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
         })
     log = jobs.log_tail(store, run_id, 30)
     if log:
-        with st.expander("Worker log", expanded=(run.status in ("failed", "crashed") or died_early)):
+        with st.expander("Worker log", expanded=(run.status in (RunStatus.FAILED, RunStatus.CRASHED) or died_early)):
             st.code(log, language=None)
 
 
@@ -333,8 +444,8 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, ca
                        on_click=_on_cancel, args=(store, run_id),
                        help="Takes the run out of the queue." if queued else
                        "Stops after the current batch or fine-tuning step; resume continues from there.")
-    elif status != "done":
-        label = "Start" if status == "pending" and not died_early else "Resume"
+    elif status != RunStatus.DONE:
+        label = "Start" if status == RunStatus.PENDING and not died_early else "Resume"
         cols[0].button(label, key=f"resume_{run_id}", icon=":material/play_arrow:", type="primary",
                        on_click=_on_resume, args=(store, run_id, label),
                        help="Runs in a background worker; it waits its turn if another run has this machine's slot.")
@@ -376,9 +487,12 @@ def experiment_controls(store) -> None:
 def main() -> None:
     st.title("Runs")
     store = ui.get_store()
+    starts = _starts()
+    _show_outcome(starts)
     runs = store.list_runs()
     with st.expander("Start a new run", expanded=runs.empty or bool(st.session_state.get(ERRORS_KEY)), icon=":material/add:"):
         start_form(store)
+    _await_start(starts)
     experiment_controls(store)
     if runs.empty:
         st.info("No runs yet. Start one above, or from a terminal:")

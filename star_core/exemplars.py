@@ -187,17 +187,13 @@ def _check_position(items: list, position: int) -> None:
 
 
 def default_set_id(store, task: Task) -> int:
-    """The task's shipped exemplar file as a set ('<task>-default'); a new version when the file changed."""
+    """The task's shipped exemplar file as a set ('<task>-default'); a new version when the file changed.
+
+    One look-and-insert in the store: app reruns and `star run`s registering it at once leave one version.
+    """
     items = [ExemplarItem(e.question, e.rationale, e.answer, e.choices) for e in load_exemplars(task)]
-    name = default_set_name(task)
-    try:
-        latest = store.find_exemplar_set(name)
-    except ExemplarSetError:
-        latest = None
-    if latest is not None and [_content(i) for i in latest.items] == [_content(i) for i in items]:
-        return latest.id
     note = f"shipped with STaR Studio: {default_exemplar_path(task).name}"
-    return store.create_exemplar_set(name, task.key, items, note)
+    return store.ensure_exemplar_set(default_set_name(task), task.key, items, note)
 
 
 def resolve_run_set(store, task: Task, ref: str) -> ExemplarSet:
@@ -224,10 +220,6 @@ def exemplars_for_run(store, run_id: int, task: Task) -> list[Exemplar]:
     if set_id is None:
         return load_exemplars(task)
     return [it.exemplar for it in store.exemplar_set(set_id).items]
-
-
-def _content(item: ExemplarItem) -> tuple:
-    return (item.question, item.rationale, item.answer, tuple(tuple(c) for c in item.choices))
 
 
 # --- the prompt and its size ------------------------------------------------------

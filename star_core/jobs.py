@@ -43,11 +43,35 @@ def log_path(store: Store, run_id: int) -> Path:
     return store.run_folder(run_id) / LOG_NAME
 
 
+class WorkerStartError(RunStateError):
+    """A new run is stored, but its worker could not be started: the run stays pending, and Start retries."""
+
+    def __init__(self, run_id: int, message: str):
+        self.run_id = run_id
+        super().__init__(message)
+
+
 def create_run(store: Store, config: RunConfig) -> int:
     """Validate what a run needs and store it (prepare.create_run: errors name the field at fault)."""
     from .prepare import create_run as create
 
     return create(store, config)
+
+
+def start(store: Store, config: RunConfig, queue: bool = True) -> int:
+    """Store a new run and launch its worker; return the run's id.
+
+    One call, so that a caller cut short between the two (a page whose script a second click
+    reruns) cannot leave a stored run that no worker will ever pick up. If the worker cannot
+    be started the run stays pending without one: WorkerStartError names it.
+    """
+    run_id = create_run(store, config)
+    try:
+        launch(store, run_id, queue=queue)
+    except (OSError, StarError) as exc:
+        raise WorkerStartError(run_id, f"run {run_id} is stored, but its worker did not start ({exc}); "
+                                       "fix the cause and press Start on the run to try again") from exc
+    return run_id
 
 
 def launch(store: Store, run_id: int, queue: bool = True) -> int:
@@ -139,6 +163,12 @@ def worker_died_early(store: Store, run_id: int) -> bool:
     """A worker was launched for this pending run and is gone without claiming it."""
     return (_launched_pid(store, run_id) is not None and live_worker(store.run_folder(run_id)) is None
             and store.get_run(run_id).status == RunStatus.PENDING)
+
+
+def never_launched(store: Store, run_id: int) -> bool:
+    """A pending run no worker was ever launched for (no worker.pid): its start was cut short or failed,
+    or it comes from an older database. Only Start runs it."""
+    return _launched_pid(store, run_id) is None and store.get_run(run_id).status == RunStatus.PENDING
 
 
 def log_tail(store: Store, run_id: int, lines: int = 40) -> str:

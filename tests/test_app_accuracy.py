@@ -126,3 +126,56 @@ def test_figure_data_counts_coverage_and_loss(tmp_path, tmp_path_factory, tiny_m
     assert list(loss.iteration) == [1, 2]
     assert list(data["accuracy"].columns[:2]) == ["run_id", "iteration"]
     assert data["accuracy"].to_csv(index=False).startswith("run_id,iteration")
+
+
+def _x_axes(spec: dict) -> list[dict]:
+    """Every x axis of a figure (one per facet)."""
+    return [axis for name, axis in spec["layout"].items() if name.startswith("xaxis")]
+
+
+def _iteration_charts(at) -> dict[str, list[dict]]:
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {s["layout"]["title"]["text"]: _x_axes(s) for s in specs if "loss at every step" not in s["layout"]["title"]["text"]}
+
+
+def _keep_iterations(db, last: int) -> None:
+    with Store(db).db.write() as con:
+        for table in ("attempts", "iterations"):
+            con.execute(f"DELETE FROM {table} WHERE iteration > ?", [last])
+
+
+def test_every_iteration_has_its_own_tick_and_no_other(tmp_path, tmp_path_factory, monkeypatch, tiny_model):
+    # With iterations 0 and 1 the axis labelled only 0; with iteration 0 alone plotly added a tick at -1.
+    db = finished_run_db(tmp_path_factory, tiny_model, tmp_path / "a.duckdb")
+    _keep_iterations(db, 1)
+    charts = _iteration_charts(open_page(PAGE, monkeypatch, db))
+    expected = {"Held-out accuracy, overall": [0, 1], "Held-out accuracy per difficulty": [0, 1],
+                "Questions solved and kept: self-generated vs rationalized": [1]}
+    assert set(expected) <= set(charts), list(charts)
+    for title, ticks in expected.items():
+        assert len(charts[title]) >= (3 if "difficulty" in title else 1)  # a panel per difficulty, each with ticks
+        for axis in charts[title]:
+            assert (axis["tickmode"], axis["tickvals"], axis["ticktext"]) == ("array", ticks, [str(t) for t in ticks]), title
+            assert axis["range"] == [ticks[0] - 0.5, ticks[-1] + 0.5], title
+
+    _keep_iterations(db, 0)  # only the few-shot baseline evaluated so far
+    charts = _iteration_charts(open_page(PAGE, monkeypatch, db))
+    for axis in charts["Held-out accuracy, overall"]:
+        assert axis["tickvals"] == [0] and axis["range"] == [-0.5, 0.5]
+
+
+def test_iteration_axis_ticks_every_facet_at_the_iterations_drawn():
+    # The helper the Accuracy, Experiments and Audit pages share.
+    import pandas as pd
+    import plotly.express as px
+
+    from pages._ui import iteration_axis
+
+    df = pd.DataFrame({"iteration": [1, 2, 4, 1, 2, 4], "y": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "arm": list("aaabbb")})
+    fig = px.line(df, x="iteration", y="y", facet_col="arm")
+    iteration_axis(fig, df.iteration)
+    axes = _x_axes(json.loads(fig.to_json()))
+    assert len(axes) == 2
+    for axis in axes:
+        assert axis["tickvals"] == [1, 2, 4] and axis["ticktext"] == ["1", "2", "4"] and axis["range"] == [0.5, 4.5]
+        assert axis["title"]["text"] == "iteration"

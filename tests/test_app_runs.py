@@ -155,3 +155,67 @@ def test_the_tasks_suggested_settings_apply_unless_changed(tmp_path, monkeypatch
     at.button[0].click().run()
     assert not at.error, [e.value for e in at.error]
     assert Store(db).get_run(3).config.max_new_tokens == RunConfig().max_new_tokens
+
+
+def test_the_form_is_not_submitted_by_enter(tmp_path, monkeypatch):
+    # Enter in a field submitted the form: a value and Enter in each of five fields made five runs.
+    at = open_page(PAGE, monkeypatch, tmp_path / "r.duckdb")
+    forms = [node.proto.form for node in at.main if getattr(node, "type", None) == "form"]
+    assert [f.form_id for f in forms] == ["new_run"]
+    assert forms[0].enter_to_submit is False
+
+
+def test_each_start_spends_the_forms_button_and_the_page_follows_its_run(tmp_path, monkeypatch):
+    # A double click's second click carries the button the first one spent (the browser test clicks twice).
+    from star_core import jobs
+
+    monkeypatch.setattr(jobs, "launch", lambda store, run_id, queue=True: 0)  # store the run only; no worker
+    db = tmp_path / "r.duckdb"
+    at = open_page(PAGE, monkeypatch, db)
+    spent = at.button(key="start_run_0")
+    spent.click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert list(Store(db).list_runs().id) == [1]
+    assert at.query_params["run"] in (["1"], "1")  # the page follows the run it started
+    assert [b.key for b in at.button if b.key and b.key.startswith("start_run_")] == ["start_run_1"]
+
+    at.button(key="start_run_1").click().run()  # a new press on the redrawn form is a new run
+    assert list(Store(db).list_runs().id) == [1, 2]
+
+
+def test_a_worker_that_cannot_be_started_leaves_a_run_that_says_so_and_offers_start(tmp_path, monkeypatch):
+    from star_core import jobs
+
+    def no_python(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "/gone/python")
+
+    monkeypatch.setattr(jobs, "spawn_worker", no_python)
+    db = tmp_path / "r.duckdb"
+    at = open_page(PAGE, monkeypatch, db)
+    at.button(key="start_run_0").click().run()
+    assert not at.exception
+    errors = [unescaped(e.value) for e in at.error]
+    assert any("run 1 is stored, but its worker did not start" in e and "/gone/python" in e for e in errors), errors
+    assert Store(db).get_run(1).status == "pending" and jobs.never_launched(Store(db), 1)
+    # The page shows the stored run: not started, with Start.
+    assert at.selectbox(key="run_picker").value == 1
+    assert "not started" in texts(at) and "No worker was ever started for this run" in texts(at)
+    assert [b.label for b in at.button if b.key == "resume_1"] == ["Start"]
+
+
+def test_a_pending_run_that_never_had_a_worker_is_started_by_start(tmp_path, monkeypatch):
+    # As an older database, or a start cut short, leaves it: pending, no worker.pid in its folder.
+    from star_core import jobs
+
+    db = tmp_path / "r.duckdb"
+    run_id = Store(db).init().create_run(RunConfig(name="orphan"))
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda store, rid, queue=True: launched.append(rid) or 4242)
+    at = open_page(PAGE, monkeypatch, db, query={"run": str(run_id)})
+    page = texts(at)
+    assert "No worker was ever started for this run" in page and "not started" in page
+    assert "died without recording why" not in page
+    start = [b for b in at.button if b.key == f"resume_{run_id}"]
+    assert [b.label for b in start] == ["Start"]
+    start[0].click().run()
+    assert not at.exception and launched == [run_id]

@@ -289,3 +289,68 @@ def test_a_page_waiting_for_the_database_says_so_and_then_shows_it(tmp_path, mon
         holder.join(30)
     assert [t.value for t in at.toast if "Waiting for the database" in t.value]
     assert not at.error and "behind the lock" in " ".join(str(o) for s in at.selectbox for o in s.options)
+
+
+# --- the shipped exemplar set --------------------------------------------------------
+
+
+def _default_set_versions(store: Store) -> list[int]:
+    sets = store.list_exemplar_sets()
+    return sorted(sets[sets.name == "arithmetic-default"].version)
+
+
+def test_threads_registering_the_shipped_set_at_once_leave_one_version(tmp_path):
+    # Two app reruns creating runs at once (a double click, one tab per run) register the task's default set together.
+    from star_core import exemplars
+    from star_core.tasks import get_task
+
+    path = tmp_path / "s.duckdb"
+    Store(path).init()
+    task = get_task("arithmetic")
+    ids: list[int] = []
+    assert _in_threads(8, lambda i: ids.append(exemplars.default_set_id(Store(path), task))) == []
+    store = Store(path)
+    assert _default_set_versions(store) == [1]
+    assert len(set(ids)) == 1 and len(ids) == 8
+    assert [it.exemplar for it in store.exemplar_set(ids[0]).items] == exemplars.load_exemplars(task)
+
+
+def _register_default_set(path: str, go, results) -> None:
+    from star_core import exemplars
+    from star_core.store import Store
+    from star_core.tasks import get_task
+
+    store, task = Store(path), get_task("arithmetic")
+    go.wait(60)
+    results.put(exemplars.default_set_id(store, task))
+
+
+def test_processes_registering_the_shipped_set_at_once_leave_one_version(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store(path).init()
+    go, results = SPAWN.Event(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=_register_default_set, args=(str(path), go, results)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(1.5)  # all imported and waiting
+        go.set()
+        ids = {results.get(timeout=60) for _ in procs}
+    finally:
+        for p in procs:
+            p.join(30)
+    assert len(ids) == 1 and _default_set_versions(Store(path)) == [1]
+
+
+def test_a_changed_shipped_file_is_a_new_version_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
+    from star_core import exemplars
+    from star_core.tasks import get_task
+
+    store, task = Store(tmp_path / "s.duckdb").init(), get_task("arithmetic")
+    first = exemplars.default_set_id(store, task)
+    assert exemplars.default_set_id(store, task) == first
+    shipped = exemplars.load_exemplars(task)
+    monkeypatch.setattr(exemplars, "load_exemplars", lambda task, path=None: shipped[:-1])  # a release changed the file
+    second = exemplars.default_set_id(store, task)
+    assert second != first and _default_set_versions(store) == [1, 2]
+    assert exemplars.default_set_id(store, task) == second

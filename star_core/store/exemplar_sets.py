@@ -95,11 +95,8 @@ class ExemplarSetQueries:
             ).fetchone()
             if row is None:
                 raise ExemplarSetError(f"there is no exemplar set with id {set_id} in {self.db.path}")
-            items = con.execute(
-                "SELECT question, rationale, answer, choices, source_attempt_id FROM exemplars WHERE set_id = ? ORDER BY position",
-                [set_id],
-            ).fetchall()
-        return ExemplarSet(*row[:7], task_key=TaskKey.parse(row[7]), items=[_item(*r) for r in items])
+            items = _stored_items(con, set_id)
+        return ExemplarSet(*row[:7], task_key=TaskKey.parse(row[7]), items=items)
 
     def find_exemplar_set(self, ref: str) -> ExemplarSet:
         """The set a reference names: 'NAME' is its latest version, 'NAME@VERSION' that version."""
@@ -126,6 +123,20 @@ class ExemplarSetQueries:
         """A new set, or the next version of an existing name (of the same task key). Returns its id."""
         check_set_name(name)
         with self.db.write() as con:
+            return _insert_version(con, name, TaskKey.of(key), items, note)
+
+    def ensure_exemplar_set(self, name: str, key: TaskKey | str, items: list[ExemplarItem], note: str = "") -> int:
+        """The latest version of `name` if it holds exactly these exemplars, else a new version holding them; its id.
+
+        The look and the insert are one write transaction: the file is one process's alone while it lasts,
+        and the threads of a process write one at a time, so callers racing each other (two app reruns,
+        three `star run` at once) leave one version, not one each.
+        """
+        check_set_name(name)
+        with self.db.write() as con:
+            row = con.execute("SELECT id FROM exemplar_sets WHERE name = ? ORDER BY version DESC LIMIT 1", [name]).fetchone()
+            if row is not None and same_exemplars(_stored_items(con, row[0]), items):
+                return row[0]
             return _insert_version(con, name, TaskKey.of(key), items, note)
 
     def write_exemplars(self, set_id: int, items: list[ExemplarItem], note: str | None = None) -> int:
@@ -224,6 +235,22 @@ def _insert_items(con, set_id: int, items: list[ExemplarItem]) -> None:
             for i, it in enumerate(items)
         ],
     )
+
+
+def same_exemplars(a: list[ExemplarItem], b: list[ExemplarItem]) -> bool:
+    """The same prompt text in the same order (where an exemplar came from does not change the prompt)."""
+    def text(items):
+        return [(it.question, it.rationale, it.answer, tuple(tuple(c) for c in it.choices)) for it in items]
+
+    return text(a) == text(b)
+
+
+def _stored_items(con, set_id: int) -> list[ExemplarItem]:
+    rows = con.execute(
+        "SELECT question, rationale, answer, choices, source_attempt_id FROM exemplars WHERE set_id = ? ORDER BY position",
+        [set_id],
+    ).fetchall()
+    return [_item(*r) for r in rows]
 
 
 def _item(question, rationale, answer, choices, source_attempt_id) -> ExemplarItem:
