@@ -68,3 +68,12 @@ def unescaped(markdown: str) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", markdown.replace("  \n", "\n"))
+
+
+def one_error_line(err: str, *phrases: str) -> None:
+    """What a command said on stderr is one `error:` line, no traceback, naming each of `phrases`."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("error: "), lines[0]
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_helpers import wait_for
+from app_helpers import one_error_line, wait_for
 from conftest import tiny_config
 from star_core import jobs, run_queue
 from star_core.cli import main
@@ -19,14 +19,6 @@ def star_cancel(capsys, db, run_id) -> tuple[int, str, str]:
     code = main(["cancel", "--db", str(db), str(run_id)])
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def one_error_line(err: str, *phrases: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    assert lines[0].startswith("error: "), lines[0]
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from app_helpers import one_error_line
 from audit_seed import seed
 from star_core.cli import main
 from star_core.jobs import PROJECT_ROOT
@@ -33,14 +34,6 @@ def kept_db(tmp_path) -> Path:
 
 def export(db: Path, out: str, *extra: str) -> int:
     return main(["export", "--db", str(db), "--run", "1", "--out", out, *extra])
-
-
-def one_error_line(err: str, *phrases: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    assert lines[0].startswith("error: "), lines[0]
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def rows_of(text: str) -> list[dict]:

@@ -11,28 +11,21 @@ import time
 import pytest
 
 from app_helpers import wait_for
-from test_browser import ARGS, CHROMIUM, server  # noqa: F401 - server is the fixture this test uses
+from test_browser import runs_page, server  # noqa: F401 - server is the fixture this test uses
 
 pytestmark = pytest.mark.slow
 
 
 def test_enter_in_fields_and_a_double_click_on_start_make_one_run(server, tmp_path, tiny_model):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from star_core import jobs
     from star_core.store import Store
 
     store = Store(tmp_path / "browser.duckdb")  # the server fixture's database
-    expect.set_options(timeout=120_000)  # the first Start imports torch in the server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(server + "/runs")
+    try:
+        with runs_page(server) as page:
             idle = page.get_by_test_id("stStatusWidget")  # shown while the page's script runs
-            expect(page.get_by_label("Model", exact=True)).to_be_visible()
-            time.sleep(0.3)
             expect(idle).to_have_count(0)
             page.get_by_label("Model", exact=True).fill(tiny_model)
             page.get_by_text("Decoding", exact=True).click()
@@ -62,9 +55,8 @@ def test_enter_in_fields_and_a_double_click_on_start_make_one_run(server, tmp_pa
             assert (config.train_size, config.eval_size, config.iterations, config.max_new_tokens) == (6, 4, 0, 8)
             sets = store.list_exemplar_sets()
             assert list(sets[sets.name == "arithmetic-default"].version) == [1]
-        finally:
-            browser.close()
-            _stop_workers(store, jobs)
+    finally:
+        _stop_workers(store, jobs)
 
 
 def _stop_workers(store, jobs) -> None:
