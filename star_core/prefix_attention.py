@@ -81,7 +81,7 @@ def shared_prefix_attention(
 
 def _attend(module, query, key, value, attention_mask, scaling, dropout, shared_prefix, sliding_window, softcap, s_aux,
             position_ids, weights_dtype):
-    prefix_k, prefix_v = (t.float() for t in shared_prefix.layers[module.layer_idx])
+    prefix_k, prefix_v = shared_prefix.layers[module.layer_idx]  # float32 already (prefix_kv)
     batch, heads, q_len, dim = query.shape
     kv_heads, row_len, stored = key.shape[1], key.shape[2], prefix_k.shape[2]
     group = heads // kv_heads
@@ -113,12 +113,15 @@ def _attend(module, query, key, value, attention_mask, scaling, dropout, shared_
 
     p_flat = prefix_probs.transpose(0, 1).reshape(kv_heads, batch * group * q_len, stored)
     out = torch.bmm(p_flat, prefix_v[0]).reshape(kv_heads, batch, group * q_len, dim).transpose(0, 1)
-    out = (out + torch.matmul(row_probs, value)) / total  # (B, Hkv, g*q, D)
+    out = out + torch.matmul(row_probs, value)  # (B, Hkv, g*q, D)
+    if total is not None:
+        out = out / total
     return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous()  # (B, q, H, D)
 
 
-def _softmax_as_sdpa(scores: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attention weights to multiply V by, and what to divide the product by, from float32 scores.
+def _softmax_as_sdpa(scores: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The attention weights to multiply V by, and what to divide the product by (None: nothing), from float32
+    scores.
 
     In a reduced dtype, as torch's CPU flash-attention kernel (the one sdpa runs under `generate`) does: float32
     exponentials and their sum, the exponentials rounded to the dtype for the product with V, the division last.
@@ -127,7 +130,7 @@ def _softmax_as_sdpa(scores: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Te
     none, and a normalized softmax matches eager attention's gradients to 1e-5 where dividing last does not.
     """
     if dtype == torch.float32:
-        return torch.softmax(scores, dim=-1), torch.ones((), device=scores.device)
+        return torch.softmax(scores, dim=-1), None
     weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
     return weights.to(dtype).float(), weights.sum(dim=-1, keepdim=True)
 
@@ -172,4 +175,5 @@ def prefix_kv(model: PreTrainedModel, prefix_ids: list[int]) -> SharedPrefix:
     device = next(model.parameters()).device
     cache = DynamicCache(config=model.config)
     model(input_ids=torch.tensor([prefix_ids], device=device), cache=cache, use_cache=True)
-    return SharedPrefix([(layer.keys, layer.values) for layer in cache.layers], len(prefix_ids))
+    # In float32 once, as the attention reads them, not once per layer and step.
+    return SharedPrefix([(layer.keys.float(), layer.values.float()) for layer in cache.layers], len(prefix_ids))
