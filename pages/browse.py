@@ -13,9 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
+from star_core.filtering import rule_for
 from star_core.present import choices_of, flag, label, why_kept
 from star_core.store import AttemptFilter
 from star_core.store.browse import KINDS, SORTABLE
+from star_core.tasks import verifies_steps
 from star_core.trajectories import Trajectory
 
 YES_NO = {"any": None, "yes": True, "no": False}
@@ -133,14 +135,15 @@ def detail(store, attempt_id: int) -> None:
     m[2].metric("Correct", flag(a["correct"]))
     m[3].metric("Steps verified", flag(a["verified"]))
     m[4].metric("Used for training", flag(a["used_for_training"]))
-    verdict = why_kept(a)
+    run = store.get_run(int(a["run_id"]))
+    verdict = why_kept(a, rule_for(run.config, verifies_steps(run.config.task)))
     (st.success if a["used_for_training"] else st.info)(ui.md_escape(verdict))  # may quote the step check
     if a.get("verify_reason"):
         st.caption("Step check:")
         st.code(a["verify_reason"], language=None, wrap_lines=True)
     if a.get("hint_leak"):
         st.warning("Hint leak: this rationale restates the hinted answer instead of reasoning.")
-    ui.add_to_exemplar_set(store, attempt_id, store.get_run(int(a["run_id"])).task_key, key="b")
+    ui.add_to_exemplar_set(store, attempt_id, run.task_key, key="b")
     left, right = st.columns(2)
     with left:
         st.markdown("**Question**")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from .config import RunConfig
 from .states import AttemptKind
 
 
@@ -32,6 +33,15 @@ class FilterRule:
     require_steps: bool  # the `verified` filter on a task that can check steps: right answer *and* every step holds
     keep_hint_leaks: bool = False  # a rationale that restates its hint teaches copying, not reasoning
     max_per_question: int = 4  # keeps easy questions from dominating the kept set
+
+
+def rule_for(config: RunConfig, can_verify_steps: bool) -> FilterRule:
+    """The filter a run's settings describe: the loop keeps by it, and Browse explains a verdict by it."""
+    return FilterRule(
+        require_steps=config.filter == "verified" and can_verify_steps,
+        keep_hint_leaks=config.keep_hint_leaks,
+        max_per_question=config.max_kept_per_question,
+    )
 
 
 def passes(c: Candidate, rule: FilterRule) -> bool:

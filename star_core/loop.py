@@ -26,7 +26,7 @@ from .config import RunConfig
 from .curriculum import curriculum_top, in_range
 from .errors import RunStateError, StarError
 from .exemplars import exemplars_for_run, resolve_run_set
-from .filtering import Candidate, FilterRule, select_kept
+from .filtering import Candidate, rule_for, select_kept
 from .finetune import Example, TrainSettings, finetune, save_checkpoint
 from .generate import Decoding, PrefixGenerator
 from .judge import judge
@@ -157,11 +157,7 @@ class _Runner:
         # Direct mode prompts, trains and evaluates on the answer alone: its exemplars lose their rationales.
         self.prefix = build_prefix(self.task, exemplars, with_hints=False, answer_only=self.direct)
         self.hint_prefix = build_prefix(self.task, exemplars, with_hints=True)
-        self.rule = FilterRule(
-            require_steps=self.config.filter == "verified" and self.task.can_verify_steps,
-            keep_hint_leaks=self.config.keep_hint_leaks,
-            max_per_question=self.config.max_kept_per_question,
-        )
+        self.rule = rule_for(self.config, self.task.can_verify_steps)
         self.models = _GenerationModels(self.config)
 
     def _save_problems(self) -> list[Problem]:

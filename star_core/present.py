@@ -14,6 +14,7 @@ import re
 
 import pandas as pd
 
+from .filtering import FilterRule
 from .states import TRAINING_KINDS, AttemptKind
 from .stats import wilson_interval
 from .tasks.base import NO_STEPS, choices_from_json
@@ -21,8 +22,12 @@ from .tasks.base import NO_STEPS, choices_from_json
 # --- why an attempt was kept ------------------------------------------------------
 
 
-def why_kept(attempt: dict) -> str:
-    """One sentence on why an attempt went into fine-tuning or did not."""
+def why_kept(attempt: dict, rule: FilterRule) -> str:
+    """One sentence on why an attempt went into fine-tuning or did not, by the rule its run filtered with.
+
+    Under the `answer` filter an unverified step is no reason to reject, so the sentence follows the
+    same order of checks as `filtering.passes`, not the step verdict alone.
+    """
     kind = attempt.get("kind")
     if kind == AttemptKind.EVAL:
         return "Evaluation attempt: scored for accuracy, never trained on."
@@ -34,16 +39,17 @@ def why_kept(attempt: dict) -> str:
         return f"Kept for fine-tuning: {how}, its final answer is correct{checked}."
     if not correct:
         return "Rejected: the extracted answer is not the gold answer."
-    if verified is False and reason == NO_STEPS:
-        return "Rejected: the answer is right but the rationale shows no steps (a bare sum)."
-    if verified is False:
+    if rule.require_steps and verified is not True:
+        if reason == NO_STEPS:
+            return "Rejected: the answer is right but the rationale shows no steps (a bare sum)."
         return f"Rejected: the answer is right but a step does not hold ({reason or 'verification failed'})."
-    if attempt.get("hint_leak"):
+    if attempt.get("hint_leak") and not rule.keep_hint_leaks:
         return "Rejected: the rationale restates the hint instead of reasoning (hint leak)."
     if kind == AttemptKind.RATIONALIZED:
         return ("Not kept: correct, but the question was already solved without a hint, "
                 "or the iteration has not been filtered yet.")
-    return "Not kept: correct, but a duplicate rationale or the iteration has not been filtered yet."
+    return ("Not kept: correct, but a duplicate rationale, beyond the cap per question, "
+            "or the iteration has not been filtered yet.")
 
 
 def choices_of(value) -> list[tuple[str, str]]:

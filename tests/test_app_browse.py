@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app_helpers import finished_run_db, open_page, texts, unescaped
+from star_core.filtering import FilterRule, rule_for
 from star_core.present import diff_html, why_kept
 from star_core.store import AttemptFilter, AttemptRow, Store
 
@@ -157,12 +158,36 @@ def test_diff_highlights_and_escapes():
     assert 'rgba(60, 200, 90' in right  # added words highlighted on the right
 
 
+VERIFIED = FilterRule(require_steps=True)
+ANSWER = FilterRule(require_steps=False)
+
+
 def test_why_kept_explains_each_case():
-    assert why_kept({"kind": "eval"}).startswith("Evaluation")
-    assert why_kept({"kind": "generated", "correct": True, "verified": True, "used_for_training": True}).startswith("Kept")
-    assert why_kept({"kind": "generated", "correct": False}).startswith("Rejected: the extracted answer")
-    assert "step" in why_kept({"kind": "rationalized", "correct": True, "verified": False, "verify_reason": "2+2=5"})
-    assert "hint" in why_kept({"kind": "rationalized", "correct": True, "verified": None, "hint_leak": True})
+    assert why_kept({"kind": "eval"}, VERIFIED).startswith("Evaluation")
+    assert why_kept({"kind": "generated", "correct": True, "verified": True, "used_for_training": True},
+                    VERIFIED).startswith("Kept")
+    assert why_kept({"kind": "generated", "correct": False}, VERIFIED).startswith("Rejected: the extracted answer")
+    assert "step" in why_kept({"kind": "rationalized", "correct": True, "verified": False, "verify_reason": "2+2=5"},
+                              VERIFIED)
+    assert "hint" in why_kept({"kind": "rationalized", "correct": True, "verified": True, "hint_leak": True}, VERIFIED)
+
+
+def test_why_kept_follows_the_runs_filter():
+    """Under --filter answer a failed step rejects nothing: the sentence must not blame the step."""
+    wrong_step = {"kind": "generated", "correct": True, "verified": False, "verify_reason": "step 1 '3' makes 3, not 4"}
+    assert "a step does not hold" in why_kept(wrong_step, VERIFIED)
+    assert why_kept(wrong_step, ANSWER).startswith("Not kept: correct, but a duplicate")
+    leak = {"kind": "rationalized", "correct": True, "verified": None, "hint_leak": True}
+    assert "hint leak" in why_kept(leak, ANSWER)
+    assert "hint leak" not in why_kept(leak, FilterRule(require_steps=False, keep_hint_leaks=True))
+
+
+def test_the_rule_a_run_is_explained_by_is_the_one_it_filtered_with():
+    from star_core.config import RunConfig
+
+    assert rule_for(RunConfig(filter="answer"), True) == ANSWER
+    assert rule_for(RunConfig(filter="verified"), True) == VERIFIED
+    assert rule_for(RunConfig(filter="verified"), False) == ANSWER  # a task that cannot check steps
 
 
 def test_store_browse_queries_page_and_count(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from app_helpers import open_page, texts
 from star_core.config import RunConfig
+from star_core.filtering import FilterRule
 from star_core.present import kept_steps_table, why_kept
 from star_core.store import AttemptRow, Store
 from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
@@ -49,10 +50,12 @@ def test_a_bare_sum_is_stored_with_the_no_steps_reason_and_explained(tmp_path):
         reasons = con.execute("SELECT verify_reason, verified, count(*) FROM attempts WHERE run_id = ? GROUP BY ALL "
                               "ORDER BY ALL", [run_id]).fetchall()
     assert reasons == [("all 2 steps hold (place sums)", True, 4), ("no steps", False, 4)]
-    assert why_kept({"kind": "generated", "correct": True, "verified": False, "verify_reason": "no steps"}) == \
+    assert why_kept({"kind": "generated", "correct": True, "verified": False, "verify_reason": "no steps"},
+                    FilterRule(require_steps=True)) == \
         "Rejected: the answer is right but the rationale shows no steps (a bare sum)."
     assert "a step does not hold (step 1" in why_kept(
-        {"kind": "generated", "correct": True, "verified": False, "verify_reason": "step 1 '3' makes 3, not 4"})
+        {"kind": "generated", "correct": True, "verified": False, "verify_reason": "step 1 '3' makes 3, not 4"},
+        FilterRule(require_steps=True))
 
 
 def test_kept_with_steps_counts_per_iteration(tmp_path):

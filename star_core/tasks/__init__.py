@@ -68,10 +68,15 @@ def suggested_settings(name: str) -> dict:
     return dict(getattr(_TASKS.get(name), "suggested", {}))
 
 
+def verifies_steps(name: str) -> bool:
+    """Whether a task checks a rationale's steps (and so whether the `verified` filter means more than `answer`)."""
+    return bool(getattr(_task_class(name), "can_verify_steps", False))
+
+
 def chance_accuracy(name: str) -> float | None:
     """Accuracy of guessing, for tasks where it is fixed (CommonsenseQA: 1 in 5)."""
     return getattr(_TASKS.get(name), "chance", None)
 
 
 __all__ = ["Exemplar", "Judgement", "KEY_FIELDS", "Problem", "TASK_NAMES", "Task", "TaskKey", "Verdict", "chance_accuracy",
-           "get_task", "hint_leak", "suggested_settings", "task_for_key", "task_key"]
+           "get_task", "hint_leak", "suggested_settings", "task_for_key", "task_key", "verifies_steps"]
