@@ -12,6 +12,9 @@ from .config import RunConfig
 from .errors import ConfigError, StarError
 
 DEFAULT_DB = "star.duckdb"
+# What `star exemplars compare` lets one set for both of its runs: which eval questions, and how they are answered.
+COMPARE_SETTINGS = ("model", "data", "data_map", "skip_bad_lines", "eval_size", "min_difficulty", "max_difficulty",
+                    "seed", "max_new_tokens", "gen_batch_size", "device")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_compare(sub)
 
+    _add_audit(sub)
+
     _add_exemplars(sub)
 
     _add_experiment(sub)
@@ -104,6 +109,27 @@ def _add_compare(sub) -> None:
     compare.add_argument("--format", choices=("table", "json"), default="table",
                          help="table (readable) or json (one object, for scripts; default: table)")
     compare.set_defaults(handler=_cmd_compare)
+
+
+def _add_audit(sub) -> None:
+    audit = sub.add_parser("audit", help="agreement between auditors, and the audit labels as a dataset")
+    actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    agreement = actions.add_parser(
+        "agreement", help="Cohen's kappa per pair of auditors and Krippendorff's alpha over all",
+        description="Agreement between auditors on the rationales two or more of them rated (adjudications "
+        "left out): Cohen's kappa for every pair on the items both rated, with n and a 95% bootstrap interval "
+        "over items, and Krippendorff's alpha (nominal) over all auditors.",
+    )
+    _add_db(agreement)
+    agreement.add_argument("--run", type=int, help="only this run's rationales")
+    agreement.add_argument("--format", choices=("table", "json"), default="table", help="table or json (default: table)")
+    agreement.set_defaults(handler=_cmd_audit_agreement)
+    export = actions.add_parser("export", help="one row per (attempt, auditor) as JSONL or parquet")
+    _add_db(export)
+    export.add_argument("--out", required=True, help="labels.jsonl or labels.parquet (- for standard output)")
+    export.add_argument("--format", choices=("jsonl", "parquet"), help="default: from the file's name")
+    export.add_argument("--run", type=int, help="only this run's labels")
+    export.set_defaults(handler=_cmd_audit_export)
 
 
 def _add_preset(parser, default_note: str = "", none: bool = False) -> None:
@@ -163,6 +189,21 @@ def _add_exemplars(sub) -> None:
     imp.add_argument("--note", default="", help="a note stored with the set")
     task_flags(imp)
     imp.set_defaults(handler=_cmd_exemplars_import)
+
+    compare = actions.add_parser(
+        "compare", help="evaluate two sets few-shot on the same eval questions and compare them (paired)",
+        description="Evaluate set A and set B as two ordinary iteration-0 runs (the few-shot baseline alone) with "
+        "the same settings, so they answer the same eval questions; the runs are stored as an experiment of kind "
+        "exemplars. Prints star compare's figures (accuracies, B - A with its 95% interval, exact McNemar p) and, "
+        "in JSON, star compare's keys plus set_a and set_b.",
+    )
+    _add_db(compare)
+    compare.add_argument("a", metavar="A[@VERSION]", help="set A (NAME alone: its latest version), e.g. arithmetic-default")
+    compare.add_argument("b", metavar="B[@VERSION]", help="set B")
+    compare.add_argument("--format", choices=("table", "json"), default="table", help="table or json (default: table)")
+    compare.add_argument("--no-queue", action="store_true", help="start at once instead of waiting for a free slot")
+    _add_settings(compare.add_argument_group("settings of both runs (as for star run)"), list(COMPARE_SETTINGS))
+    compare.set_defaults(handler=_cmd_exemplars_compare)
 
     exp = actions.add_parser("export", help="write a set as JSONL (the import format)")
     _add_db(exp)
@@ -366,6 +407,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from .audit import agreement, format_agreement
+
+    store = _existing_store(args.db, on_wait=_say_waiting)
+    if args.run is not None:
+        store.get_run(args.run)
+    result = agreement(store.agreement_labels(args.run))
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_agreement(result))
+    return 0
+
+
+def _cmd_audit_export(args: argparse.Namespace) -> int:
+    from .export import export_labels
+
+    store = _existing_store(args.db, on_wait=_say_waiting)
+    count = export_labels(store, Path(args.out), args.format, args.run)
+    _say_written(f"{count} audit labels", args.out)
+    return 0
+
+
 def _say_waiting(message: str) -> None:
     """A command waiting for a database another process holds says so (it gives up after the store's lock_timeout)."""
     print(f"note: {message}…", file=sys.stderr, flush=True)
@@ -423,6 +489,39 @@ def _cmd_exemplars_export(args: argparse.Namespace) -> int:
     s = store.find_exemplar_set(args.ref)
     write_text(Path(args.out), ex.to_jsonl(s.items))
     _say_written(f"{len(s.items)} exemplars of {s.label} ({s.task_key.describe()})", args.out)
+    return 0
+
+
+def _cmd_exemplars_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from . import exemplar_compare
+    from .comparison import format_table
+    from .progress import ConsoleReporter
+    from .store import Store
+
+    store = Store(args.db, lock_timeout=None, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
+    given = _given(args)
+    reporter = ConsoleReporter()
+    exemplar_compare.plan(store, args.a, args.b, given)  # a bad set or flag stops before a run is stored
+    experiment_id = exemplar_compare.create(store, args.a, args.b, given, reporter)
+    found = exemplar_compare.result(store, experiment_id)
+    print(f"exemplar comparison {experiment_id} in {args.db}: {found.set_a} (run {found.run_a}) vs {found.set_b} "
+          f"(run {found.run_b})", file=sys.stderr if args.format == "json" else sys.stdout)
+    from .loop import Cancelled
+
+    try:
+        exemplar_compare.run(store, experiment_id, reporter, queue=not args.no_queue,
+                             on_arm=lambda label, run_id: print(f"== {label}: run {run_id}", file=sys.stderr, flush=True))
+    except Cancelled:
+        print(f"exemplar comparison {experiment_id} was cancelled", file=sys.stderr)
+        return 1
+    found = exemplar_compare.result(store, experiment_id)
+    if args.format == "json":
+        print(json.dumps(found.to_dict(), indent=2))
+    else:
+        print()
+        print(format_table(found.comparison, store.run_labels()))
     return 0
 
 

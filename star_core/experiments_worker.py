@@ -1,4 +1,4 @@
-"""An experiment's arms in a background worker process, for the app.
+"""An experiment's arms (or an exemplar comparison's two runs) in a background worker process, for the app.
 
     python -m star_core.experiments_worker EXPERIMENT_ID --db PATH
 
@@ -56,14 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     args = parser.parse_args(argv)
 
+    from . import exemplar_compare
     from .experiments import format_table, experiment_table, run_experiment
     from .loop import Cancelled
+    from .states import ExperimentKind
 
     reporter = LogReporter()
     store = Store(args.db, lock_timeout=None, on_wait=reporter.message)  # a run never gives up on the database
+    on_arm = lambda label, run_id: reporter.message(f"arm '{label}': run {run_id}")  # noqa: E731
     try:
-        run_experiment(store, args.experiment_id, reporter,
-                       on_arm=lambda label, run_id: reporter.message(f"arm '{label}': run {run_id}"))
+        if store.get_experiment(args.experiment_id).config.get("kind") == ExperimentKind.EXEMPLARS:
+            exemplar_compare.run(store, args.experiment_id, reporter, on_arm=on_arm)
+            found = exemplar_compare.result(store, args.experiment_id).comparison
+            print(f"exemplar comparison {args.experiment_id} done: B - A {found.overall.difference:+.1%} "
+                  f"(p = {found.overall.p_value:.3f})", flush=True)
+            return 0
+        run_experiment(store, args.experiment_id, reporter, on_arm=on_arm)
     except Cancelled:
         print(f"experiment {args.experiment_id}: an arm was cancelled; resume the experiment to continue", flush=True)
         return 1

@@ -52,6 +52,40 @@ def export_kept(store: Store, run_id: int, out: Path, fmt: str) -> int:
     return len(rows)
 
 
+def label_format(out: Path | str, fmt: str | None) -> str:
+    """The format asked for, else the one the file's name ends in (jsonl for standard output)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ExportError(f"unknown export format {fmt!r}; use jsonl or parquet")
+        return fmt
+    suffix = Path(str(out)).suffix.lower().lstrip(".")
+    if is_stdout(out) or suffix in ("jsonl", "json"):
+        return "jsonl"
+    if suffix in ("parquet", "pq"):
+        return "parquet"
+    raise ExportError(f"cannot tell the format from {out}: name it .jsonl or .parquet, or give --format")
+
+
+def export_labels(store: Store, out: Path, fmt: str | None = None, run_id: int | None = None) -> int:
+    """Write one row per (attempt, auditor): question, rationale, answer, gold, rating, tags, note, auditor,
+    adjudicated (an adjudication is its adjudicator's row, marked), with the attempt's ids; returns the row count.
+
+    Plain columns only (text, integers, booleans, a list of text for tags, the time as ISO text), so that
+    HF datasets loads the file as written, like the kept rationales."""
+    out = Path(out)
+    fmt = label_format(out, fmt)
+    if not is_stdout(out) and out.is_dir():
+        raise ExportError(f"{out} is a folder; give the file to write, e.g. {out / f'labels.{fmt}'}")
+    rows = store.label_export_rows(run_id)
+    if rows.empty:
+        where = f" of run {run_id}" if run_id is not None else ""
+        raise ExportError(f"there are no audit labels{where} in {store.path} yet (label rationales on the Audit page)")
+    rows["tags"] = [list(t) for t in rows["tags"]]
+    rows["answer"] = rows["answer"].astype(object).where(rows["answer"].notna(), None)
+    write_whole(rows, out, fmt)
+    return len(rows)
+
+
 def write_whole(rows: pd.DataFrame, out: Path, fmt: str) -> None:
     """Write `rows` to `out` as jsonl or parquet (write_file: '-' is standard output)."""
     if fmt == "jsonl":

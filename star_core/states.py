@@ -64,3 +64,17 @@ class RunMode(_Text):
 
     STAR = "star"  # its own rationales: generate, rationalize, filter, fine-tune
     DIRECT = "direct"  # the gold answers of every training question, no rationale (the paper's main baseline)
+
+
+class ExperimentKind(_Text):
+    """What groups an experiment's runs (experiments.config's kind)."""
+
+    PAPER = "paper"  # the paper's five arms (experiments.py)
+    EXEMPLARS = "exemplars"  # two exemplar sets, few-shot on the same eval questions (exemplar_compare.py)
+
+
+class ExemplarArm(_Text):
+    """The two sides of an exemplar comparison, as stored in experiment_runs.arm (A is made and run first)."""
+
+    A = "set-a"
+    B = "set-b"

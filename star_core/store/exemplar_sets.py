@@ -195,7 +195,8 @@ class ExemplarSetQueries:
         return df.sort_values("attempt_id", key=lambda s: s.map(order)).reset_index(drop=True)
 
     def sound_attempts(self, run_id: int | None = None, task: str | None = None) -> pd.DataFrame:
-        """Attempts whose current audit label is 'sound' (candidates for an exemplar set)."""
+        """Attempts rated sound (candidates for an exemplar set), once each: by their adjudication where they
+        have one, otherwise by every auditor who rated them."""
         with self.db.read() as con:
             return con.execute(
                 """
@@ -203,6 +204,9 @@ class ExemplarSetQueries:
                        v.verified, array_to_string(v.tags, '; ') AS tags, v.note, v.auditor, r.task
                 FROM v_audits v JOIN runs r ON r.id = v.run_id
                 WHERE v.rating = 'sound' AND (? IS NULL OR v.run_id = ?) AND (? IS NULL OR r.task = ?)
+                  AND (v.adjudicated OR NOT EXISTS (
+                      SELECT 1 FROM v_audits o WHERE o.attempt_id = v.attempt_id AND (o.adjudicated OR o.rating <> 'sound')))
+                QUALIFY row_number() OVER (PARTITION BY v.attempt_id ORDER BY v.audit_id DESC) = 1
                 ORDER BY v.run_id, v.iteration, v.attempt_id
                 """,
                 [run_id, run_id, task, task],

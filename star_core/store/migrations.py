@@ -317,5 +317,47 @@ def m007_experiments(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
+    """Several auditors per attempt: v_audits keeps each auditor's current label, not the last label of anyone.
+
+    An adjudication (audits.adjudicated) settles a disagreement between auditors; the latest one of an
+    attempt is its own row of v_audits, beside the auditors' labels it settles. Every stored label stays
+    (they count as not adjudicated), and v_audits keeps its columns, with `adjudicated` last;
+    `revisions` now counts the history of that auditor's label (or of the adjudication).
+    v_audit_agreement: each attempt two or more auditors rated, with their ratings (docs/audit.md).
+    """
+    con.execute("ALTER TABLE audits ADD COLUMN adjudicated BOOLEAN NOT NULL DEFAULT false")
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW v_audits AS
+        WITH current AS (
+            SELECT *, count(*) OVER w AS revisions
+            FROM audits
+            WINDOW w AS (PARTITION BY attempt_id, CASE WHEN adjudicated THEN NULL ELSE auditor END, adjudicated)
+            QUALIFY row_number() OVER (PARTITION BY attempt_id, CASE WHEN adjudicated THEN NULL ELSE auditor END,
+                                       adjudicated ORDER BY id DESC) = 1
+        )
+        SELECT a.*, au.id AS audit_id, au.rating, au.tags, au.note, au.auditor, au.created_at AS audited_at,
+               au.revisions, au.adjudicated
+        FROM current au JOIN v_attempts a ON a.attempt_id = au.attempt_id
+        """
+    )
+    con.execute(
+        """
+        CREATE VIEW v_audit_agreement AS
+        SELECT attempt_id, any_value(run_id) AS run_id, any_value(iteration) AS iteration, any_value(kind) AS kind,
+               any_value(problem_id) AS problem_id,
+               count(*) FILTER (WHERE NOT adjudicated) AS auditors,
+               list({'auditor': auditor, 'rating': rating} ORDER BY auditor) FILTER (WHERE NOT adjudicated) AS ratings,
+               count(DISTINCT rating) FILTER (WHERE NOT adjudicated) = 1 AS agree,
+               any_value(rating) FILTER (WHERE adjudicated) AS adjudicated_rating,
+               any_value(auditor) FILTER (WHERE adjudicated) AS adjudicated_by
+        FROM v_audits
+        GROUP BY attempt_id
+        HAVING count(*) FILTER (WHERE NOT adjudicated) >= 2
+        """
+    )
+
+
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
-              m005_task_keys, m006_train_steps, m007_experiments]
+              m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor]
