@@ -292,7 +292,7 @@ class AuditQueries:
 
         The labels counted (`audited`) are each attempt's adjudicated label where it has one (`adjudicated`
         of them), otherwise every auditor's own label: an attempt two auditors rated and nobody adjudicated
-        counts twice. `items` is how many attempts have a label. `kept_only` counts only rationales that
+        counts twice. `audited_items` is how many attempts have a label. `kept_only` counts only rationales that
         went into fine-tuning (the number that says how good the training data was); `kept` is how many
         there were, audited or not, so the audit's coverage shows.
         """
@@ -313,7 +313,7 @@ class AuditQueries:
                 )
                 SELECT run_id, iteration, kind, count(*) AS kept, sum(labels)::BIGINT AS audited,
                        sum(sound)::BIGINT AS sound, sum(flawed)::BIGINT AS flawed, sum(wrong)::BIGINT AS wrong,
-                       count(*) FILTER (WHERE labels > 0) AS items, sum(adjudicated)::BIGINT AS adjudicated
+                       count(*) FILTER (WHERE labels > 0) AS audited_items, sum(adjudicated)::BIGINT AS adjudicated
                 FROM per_attempt GROUP BY ALL ORDER BY run_id, iteration, kind
                 """,
                 [run_id, run_id],
