@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.audit import QUEUE_ORDERS, RATING_HELP, RATINGS
+from star_core.audit import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode, agreement
 from star_core.errors import StarError
 from star_core.store import QueueFilter
 
@@ -28,12 +28,18 @@ ORDER_HELP = {
     "oldest": "in the order the rationales were written",
     "disagreement": "right answers whose steps fail (and hint leaks) first: the likeliest lucky guesses",
 }
+MODES = {QueueMode.ALL: "every rationale", QueueMode.SECOND_OPINION: "second opinion", QueueMode.ADJUDICATE: "to adjudicate"}
+MODE_HELP = {
+    QueueMode.ALL: "the rationales the filters select",
+    QueueMode.SECOND_OPINION: "rated by another auditor, not yet by you (their ratings stay hidden)",
+    QueueMode.ADJUDICATE: "auditors disagree: your label settles it and is marked adjudicated",
+}
 RATING_KEYS = {"sound": "1", "flawed": "2", "wrong": "3"}
 RATING_LABELS = {"sound": "Sound", "flawed": "Flawed", "wrong": "Wrong"}
 RATING_ICONS = {"sound": ":material/check_circle:", "flawed": ":material/warning:", "wrong": ":material/cancel:"}
 SEEDED = "_audit_seeded"
 KEEP = "_keep_"
-PERSISTED = ("a_view", "a_auditor", "a_kind", "a_kept", "a_cu", "a_un", "a_order", "a_seed", "a_run", "a_it", "a_advance",
+PERSISTED = ("a_view", "a_auditor", "a_mode", "a_kind", "a_kept", "a_cu", "a_un", "a_order", "a_seed", "a_run", "a_it", "a_advance",
              "s_run", "s_kept")
 KIND_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -51,6 +57,7 @@ def _seed_state() -> None:
     from_url = {
         "a_view": q.get("view") if q.get("view") in VIEWS else None,
         "a_auditor": q.get("auditor"),
+        "a_mode": q.get("mode") if q.get("mode") in {m.value for m in QueueMode} else None,
         "a_kind": q.get("kind") if q.get("kind") in KINDS else None,
         "a_kept": q.get("kept") if q.get("kept") in KEPT else None,
         "a_cu": q.get("cu") == "1" if "cu" in q else None,
@@ -114,6 +121,8 @@ def queue_filters(store) -> QueueFilter:
         if st.session_state.get("a_it") not in iterations:
             st.session_state["a_it"] = None
         iteration = st.selectbox("Iteration", iterations, key="a_it", format_func=lambda i: "all" if i is None else str(i))
+        mode = st.radio("Queue", [m.value for m in QueueMode], key="a_mode", format_func=lambda m: MODES[QueueMode(m)],
+                        captions=[MODE_HELP[m] for m in QueueMode])
         kind = st.selectbox("Kind", list(KINDS), key="a_kind",
                             help="generated: written by the model alone; rationalized: written with the answer as a hint")
         kept = st.selectbox("Kept for fine-tuning", list(KEPT), key="a_kept")
@@ -122,11 +131,15 @@ def queue_filters(store) -> QueueFilter:
         un = st.checkbox("Unaudited only", key="a_un")
         order = st.radio("Order", QUEUE_ORDERS, key="a_order", captions=[ORDER_HELP[o] for o in QUEUE_ORDERS])
         seed = st.number_input("Seed", min_value=0, step=1, key="a_seed", disabled=order != "random")
-    _to_url(run=run_id, it=iteration, kind=kind if kind != "generated + rationalized" else None,
+    _to_url(run=run_id, it=iteration, mode=mode if mode != QueueMode.ALL else None,
+            kind=kind if kind != "generated + rationalized" else None,
             kept=kept if kept != "any" else None, cu=cu, un=un, order=order if order != "random" else None,
             seed=int(seed) or None)
+    auditor = st.session_state.get("a_auditor", "").strip()
+    if mode == QueueMode.SECOND_OPINION and not auditor:
+        return None  # whose second opinion: the page asks for the name
     return QueueFilter(run_id=run_id, iteration=iteration, kind=KINDS[kind], kept=KEPT[kept], correct_unverified=cu,
-                       unaudited_only=un, order=order, seed=int(seed))
+                       unaudited_only=un, order=order, seed=int(seed), mode=QueueMode(mode), auditor=auditor)
 
 
 def queue_ids(store, flt: QueueFilter) -> list[int]:
@@ -183,16 +196,17 @@ def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
     if not auditor:
         st.session_state["a_error"] = "Type your name in the Auditor box first: every label records who gave it."
         return
+    adjudicating = st.session_state.get("a_mode") == QueueMode.ADJUDICATE
     try:
         store.save_audit(attempt_id, rating, st.session_state.get(f"a_tags_{attempt_id}", []),
-                         st.session_state.get(f"a_note_{attempt_id}", ""), auditor)
+                         st.session_state.get(f"a_note_{attempt_id}", ""), auditor, adjudicated=adjudicating)
     except StarError as exc:
         st.session_state["a_error"] = str(exc)
         return
     known = st.session_state.get("a_c_tags", (0, []))[1]
     if set(st.session_state.get(f"a_tags_{attempt_id}", [])) - set(known):
         st.session_state.pop("a_c_tags", None)  # a new tag joined the list
-    st.session_state["a_saved"] = f"Saved: #{attempt_id} {rating}"
+    st.session_state["a_saved"] = f"Saved: #{attempt_id} {rating}" + (" (adjudicated)" if adjudicating else "")
     st.session_state["a_draft"] = (None, "")
     _to_url(draft=None, draft_for=None)
     if st.session_state.get("a_advance", True):
@@ -211,7 +225,7 @@ def _keep_auditor() -> None:
 
 def audit_view(store) -> None:
     flt = queue_filters(store)
-    ids = queue_ids(store, flt)
+    ids = queue_ids(store, flt) if flt is not None else []
     with st.sidebar:
         if st.button("Refresh the queue", help="Include rationales written since the queue was built"):
             st.session_state.pop("a_queue", None)
@@ -221,22 +235,29 @@ def audit_view(store) -> None:
                       help="Recorded with every label (kept in the page's address)")
     st.session_state.setdefault("a_advance", True)
     top[2].toggle("Next after rating", key="a_advance")
-    if not ids:
-        st.info("No rationale matches these filters." if store.audit_filter_options().shape[0]
-                else "No rationales to audit yet: start a run on the Runs page.")
+    if flt is None:
+        st.info("Type your name in the Auditor box: the second-opinion queue holds what others rated and you have not.")
         return
-    audited = store.audited_among(ids)
+    if not ids:
+        empty = {QueueMode.SECOND_OPINION: "Nothing for a second opinion here: no other auditor has rated a rationale "
+                                           "these filters select that you have not.",
+                 QueueMode.ADJUDICATE: "Nothing to adjudicate here: no two auditors rated one of these rationales "
+                                       "differently."}.get(flt.mode, "No rationale matches these filters.")
+        st.info(empty if store.audit_filter_options().shape[0] else "No rationales to audit yet: start a run on the Runs page.")
+        return
+    audited = store.audited_among(ids, flt.mode, flt.auditor)
     index = _position(ids)
     attempt_id = ids[index]
     if st.session_state.get("a_item") != attempt_id:
         _go(ids, index)
     with top[1]:
-        st.caption(f"Audited {len(audited):,} of {len(ids):,} in this queue")
+        done = "Adjudicated" if flt.mode == QueueMode.ADJUDICATE else "Audited"
+        st.caption(f"{done} {len(audited):,} of {len(ids):,} in this queue")
         st.progress(len(audited) / len(ids))
     for key, show in (("a_error", st.error), ("a_notice", st.warning), ("a_saved", st.toast)):
         if st.session_state.get(key):
             show(ui.md_escape(st.session_state.pop(key)))  # an error may quote a tag or a note
-    item = store.audit_item(attempt_id)
+    item = store.audit_item(attempt_id, flt.auditor, adjudicating=flt.mode == QueueMode.ADJUDICATE)
     if item is None:
         st.warning(f"Attempt {attempt_id} is no longer in the database.")
         return
@@ -246,10 +267,10 @@ def audit_view(store) -> None:
     content = st.container()
     label_controls(store, ids, item)
     with content:
-        show_item(item, index, len(ids))
+        show_item(item, index, len(ids), flt.mode)
 
 
-def show_item(item, index: int, total: int) -> None:
+def show_item(item, index: int, total: int, mode: QueueMode = QueueMode.ALL) -> None:
     kept = "kept for fine-tuning" if item.used_for_training else "not kept"
     st.markdown(f"**Item {index + 1} of {total}** · attempt #{item.attempt_id} · run {item.run_id} · "
                 f"iteration {item.iteration} · {item.kind} · {kept}")
@@ -289,9 +310,15 @@ def show_item(item, index: int, total: int) -> None:
             st.text(f"Step verifier: {item.verify_reason}")  # may quote model text: plain text only
         if item.kind == "rationalized" and item.hint_leak is not None:
             st.text("Hint leak: yes, restates the hinted answer" if item.hint_leak else "Hint leak: no")
+        if mode == QueueMode.ADJUDICATE:
+            # The adjudicator sees every rating; everyone else audits blind, so that agreement means something.
+            st.text("Ratings: " + "; ".join(f"{who}: {rating}" for who, rating, adj in item.labels if not adj))
         if item.rating:
-            st.text(f"Current label: {item.rating} by {item.auditor}, {item.audited_at:%Y-%m-%d %H:%M}"
+            whose = "Adjudicated label" if item.adjudicated else "Current label"
+            st.text(f"{whose}: {item.rating} by {item.auditor}, {item.audited_at:%Y-%m-%d %H:%M}"
                     + (f" ({item.revisions} labels in its history)" if item.revisions > 1 else ""))
+        if mode != QueueMode.ADJUDICATE and item.other_auditors:
+            st.text(f"Also rated by {item.other_auditors} other auditor(s)")
 
 
 def label_controls(store, ids: list[int], item) -> None:
@@ -387,6 +414,10 @@ def stats_view(store) -> None:
         ui.iteration_axis(fig, audited.iteration)
         st.plotly_chart(fig, width="stretch")
         st.caption("Error bars: 95% Wilson score intervals. Hover for counts.")
+    adjudicated = int(share.adjudicated.sum())
+    st.caption(f"Labels counted: the adjudicated label where a rationale has one ({adjudicated:,} here), otherwise "
+               "every auditor's own label, so a rationale two auditors rated counts twice until it is adjudicated. "
+               "'audited' is the labels counted, 'audited_items' the rationales they are on.")
     shown = share.assign(sound_share=share.sound_share.map(_pct), ci=[f"{_pct(lo)}–{_pct(hi)}" if h else "" for lo, hi, h in
                                                                  zip(share.ci_low, share.ci_high, share.audited)])
     st.dataframe(shown.drop(columns=["ci_low", "ci_high"]).rename(columns={"kept": "kept" if kept_only else "rationales"}),
@@ -401,6 +432,8 @@ def stats_view(store) -> None:
                  help="Agreement between 'the filter keeps it' (right answer, steps hold) and 'rated sound', "
                       "beyond chance: 1 perfect, 0 chance, below 0 worse than chance")
     right.caption(f"over {n} audited rationales the verifier could check")
+
+    agreement_section(store, run_id)
 
     st.subheader("Rationales flagged by tag")
     counts = store.audit_counts_by_tag(run_id)
@@ -421,6 +454,33 @@ def stats_view(store) -> None:
     c[0].download_button("Current labels (CSV)", store.audits_table(run_id).to_csv(index=False), "audits.csv", "text/csv")
     c[1].download_button("Every label, with history (CSV)", store.audits_table(run_id, history=True).to_csv(index=False),
                          "audits_history.csv", "text/csv")
+
+
+def agreement_section(store, run_id) -> None:
+    st.subheader("Agreement between auditors")
+    result = agreement(store.agreement_labels(run_id))
+    if len(store.auditors(run_id)) < 2 or not result.alpha_n:
+        st.info("No rationale has labels from two auditors yet: a second auditor can take the *second opinion* queue.")
+        return
+    left, right = st.columns([3, 1])
+    pairs = [{"auditor A": p.a, "auditor B": p.b, "items both rated": p.n, "Cohen's kappa": p.kappa,
+              "95% CI": "" if p.ci_low is None else f"{p.ci_low:+.2f} to {p.ci_high:+.2f}"} for p in result.pairs]
+    left.dataframe(pairs, hide_index=True, width="stretch", key="s_pairs",
+                   column_config={"Cohen's kappa": st.column_config.NumberColumn(format="%+.2f")})
+    left.caption("Cohen's kappa per pair on the rationales both rated; 95% interval: a percentile bootstrap over "
+                 "those rationales. Adjudicated labels are not counted (they are nobody's independent rating).")
+    right.metric("Krippendorff's alpha", "—" if result.alpha is None else f"{result.alpha:.2f}",
+                 help="Nominal alpha over every auditor: 1 perfect agreement, 0 what chance gives")
+    right.caption(f"over {result.alpha_n} rationales rated by two or more auditors")
+    disagreements = store.disagreements(run_id)
+    st.markdown(f"**Rated differently: {len(disagreements)}** "
+                f"({int(disagreements.adjudicated_rating.notna().sum())} adjudicated); the *to adjudicate* queue holds them.")
+    if not disagreements.empty:
+        st.dataframe(disagreements, hide_index=True, width="stretch", key="s_disagreements",
+                     column_order=["attempt_id", "ratings", "adjudicated_rating", "adjudicated_by", "predicted_answer",
+                                   "gold_answer", "question", "rationale", "run_id", "iteration", "kind"],
+                     column_config=ui.column_config(disagreements.columns,
+                                                    rationale=st.column_config.TextColumn("Rationale", width="large")))
 
 
 # --- the page -----------------------------------------------------------------------

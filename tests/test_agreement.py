@@ -278,3 +278,24 @@ def test_star_audit_export_loads_in_datasets_unchanged(seeded, tmp_path, suffix,
         item.question, item.rationale, item.predicted_answer, item.gold_answer)
     assert rows[2]["tags"] == ["arithmetic slip", "lucky guess"] and rows[2]["note"] == "settled"
     assert {"question", "rationale", "answer", "gold", "rating", "tags", "note", "auditor", "adjudicated"} <= set(first)
+
+
+# --- the page's statistics -----------------------------------------------------------------------
+
+
+def test_the_audit_page_shows_kappa_alpha_and_the_disagreements(seeded, monkeypatch):
+    from test_audit_pages import page
+
+    store, _ = seeded
+    a, b = _forty_shared(store)
+    monkeypatch.setenv("STAR_DB", str(store.path))
+    at = page("audit", view="What the audits say")
+    assert not at.exception, at.exception
+    frames = [d.value for d in at.dataframe]
+    pairs = next(f for f in frames if "auditor A" in f.columns)
+    row = pairs[(pairs["auditor A"] == "ada") & (pairs["auditor B"] == "bob")].iloc[0]
+    assert row["items both rated"] == 40 and row["Cohen's kappa"] == pytest.approx(kappa(a, b))
+    alpha = agreement(store.agreement_labels()).alpha
+    assert [m.value for m in at.metric if m.label == "Krippendorff's alpha"] == [f"{alpha:.2f}"]
+    shown = next(f for f in frames if "adjudicated_rating" in f.columns)
+    assert len(shown) == len(store.disagreements()) > 0

@@ -86,7 +86,8 @@ def test_what_the_audits_say(seeded):
         store.save_audit(a, "sound", ["skips a step"], "", "ada")
     at = page("audit", view="What the audits say")
     assert not at.exception
-    assert [s.value for s in at.subheader][:3] == ["Share rated sound", "Step verifier vs human ratings", "Rationales flagged by tag"]
+    assert [s.value for s in at.subheader][:4] == ["Share rated sound", "Step verifier vs human ratings",
+                                                  "Agreement between auditors", "Rationales flagged by tag"]
     assert at.metric[0].value == "—" or float(at.metric[0].value) <= 1
 
 
