@@ -119,7 +119,8 @@ def table(store, flt, sort, descending, page, size, info_slot) -> int | None:
                         format_func=lambda i: f"#{i} · iteration {iters[i]} · {kinds[i]} · {questions[i][:70]}")
 
 
-def detail(store, attempt_id: int) -> None:
+def detail(store, attempt_id: int, key: str = "") -> None:
+    """One attempt in full; `key` prefixes its widgets' keys (the linked attempt is shown beside the picked one)."""
     a = store.attempt_detail(attempt_id)
     if a is None:
         st.warning(f"Attempt {attempt_id} is no longer in the database.")
@@ -143,7 +144,7 @@ def detail(store, attempt_id: int) -> None:
         st.code(a["verify_reason"], language=None, wrap_lines=True)
     if a.get("hint_leak"):
         st.warning("Hint leak: this rationale restates the hinted answer instead of reasoning.")
-    ui.add_to_exemplar_set(store, attempt_id, run.task_key, key="b")
+    ui.add_to_exemplar_set(store, attempt_id, run.task_key, key=key + "b")
     left, right = st.columns(2)
     with left:
         st.markdown("**Question**")
@@ -167,12 +168,28 @@ def detail(store, attempt_id: int) -> None:
             st.code(a["question_prompt"], language=None, wrap_lines=True)
             st.caption(f"{a.get('prompt_tokens') or '–'} prompt tokens · {a.get('new_tokens') or '–'} new tokens · "
                        f"{(a.get('seconds') or 0):.2f} s")
-    ui.side_by_side(store, int(a["run_id"]), a["problem_id"], int(a["iteration"]), attempt_id)
+    ui.side_by_side(store, int(a["run_id"]), a["problem_id"], int(a["iteration"]), attempt_id, key=key)
+
+
+def linked(store) -> None:
+    """The attempt a link names (?attempt=ID, e.g. from the Exemplars page's comparison), above the table."""
+    try:
+        attempt_id = int(st.query_params.get("attempt", ""))
+    except ValueError:
+        return
+    c = st.columns([4, 1])
+    c[0].caption(f"Opened from a link: attempt #{attempt_id}. The filters below browse every attempt.")
+    if c[1].button("Close", key="browse_close_link", icon=":material/close:"):
+        st.query_params.pop("attempt", None)
+        st.rerun()
+    detail(store, attempt_id, key="link_")
+    st.divider()
 
 
 def main() -> None:
     st.title("Browse rationales")
     store = ui.get_store()
+    linked(store)
     flt, sort, descending, page, size, info_slot = filters(store)
     attempt_id = table(store, flt, sort, descending, page, size, info_slot)
     if attempt_id is not None:

@@ -3,7 +3,9 @@
 Build a set from rationales audited as sound, type one by hand, or import JSONL;
 edit, reorder and remove exemplars (a set a run used is frozen: an edit makes
 the next version, and the run keeps the exact text it used); see each
-exemplar's check result, the exact prompt the engine builds and its token count.
+exemplar's check result, the exact prompt the engine builds and its token count;
+compare the set with another on the same eval questions (*Compare with…*: two few-shot
+runs in a background worker, then the paired difference and the questions only one got right).
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui as ui
+from star_core import exemplar_compare
 from star_core import exemplars as ex
+from star_core import experiments_worker
+from star_core.config import RunConfig
 from star_core.embedded import EMBEDDED_MODELS
 from star_core.errors import StarError
+from star_core.present import pct
+from star_core.states import ACTIVE_STATUSES
+from star_core.stats import CI_METHOD, TEST_METHOD
 from star_core.store import ExemplarItem
 from star_core.tasks import task_for_key
 from star_core.tasks.base import ANSWER_TEXT
@@ -157,12 +165,109 @@ def show_set(store, s) -> None:
     command = f"star run --exemplars {s.label}".replace("`", "")  # set names are letters, digits and -_. anyway
     st.caption(f"Use it: `{command}` ({ui.md_escape(f'or {s.name} for its latest version')}), "
                "or the Exemplars field of the Runs page form.")
+    compare_section(store, s)
     for i, (item, reason) in enumerate(zip(s.items, reasons)):
         edit_item(store, s, i, item, reason)
     add_item(store, s)
     preview(s, task)
     st.download_button("Export as JSONL", ex.to_jsonl(s.items), f"{s.name}-v{s.version}.jsonl", "application/json",
                        key="e_export", disabled=not s.items)
+
+
+# --- compare with another set ---------------------------------------------------------
+
+
+def compare_section(store, s) -> None:
+    others = store.list_exemplar_sets(key=s.task_key)
+    others = others[(others.id != s.id) & (others.exemplars > 0)]
+    head = st.columns([3, 1])
+    head[0].subheader("Compared with other sets")
+    with head[1].popover("Compare with…", icon=":material/compare_arrows:", disabled=others.empty or not s.items,
+                         help="Evaluate both sets few-shot on the same eval questions, in a background worker"):
+        other = st.selectbox("Other set (B)", list(others.label), key=f"e_cmp_other_{s.id}")
+        size = st.number_input("Eval questions", min_value=1, value=RunConfig.__dataclass_fields__["eval_size"].default,
+                               step=8, key=f"e_cmp_size_{s.id}")
+        st.caption(f"Two ordinary runs, iteration 0 only: {s.label} (A) and the other set (B), on the same questions.")
+        if st.button("Start the comparison", key=f"e_cmp_go_{s.id}", type="primary"):
+            with ui.guard():
+                experiment_id = exemplar_compare.create(store, s.label, other, {"eval_size": int(size)})
+                experiments_worker.launch(store, experiment_id)
+                st.session_state[f"e_cmp_pick_{s.id}"] = experiment_id
+                st.rerun()
+    found = store.exemplar_comparisons(s.id)
+    if found.empty:
+        st.caption("None yet." if not others.empty else
+                   f"No other set for {s.task_key.describe()} to compare with: build or import one above.")
+        return
+    labels = {int(r.id): f"#{r.id} · A {r.set_a} vs B {r.set_b} · {r.created_at:%Y-%m-%d %H:%M}" for r in found.itertuples()}
+    key = f"e_cmp_pick_{s.id}"
+    if st.session_state.get(key) not in labels:
+        st.session_state[key] = next(iter(labels))
+    experiment_id = st.selectbox("Comparison", list(labels), format_func=labels.get, key=key)
+    row = found[found.id == experiment_id].iloc[0]
+    if row.status_a in ACTIVE_STATUSES or row.status_b in ACTIVE_STATUSES:
+        _comparison_progress(store, experiment_id)
+    else:
+        show_comparison(store, experiment_id, row)
+
+
+def _comparison_progress(store, experiment_id: int) -> None:
+    @st.fragment(run_every=3)
+    def progress() -> None:
+        row = store.exemplar_comparisons().set_index("id").loc[experiment_id]
+        if row.status_a not in ACTIVE_STATUSES and row.status_b not in ACTIVE_STATUSES:
+            st.rerun()  # both ended: the whole page shows the result
+        runs = store.list_runs().set_index("id")
+        for side, set_label, run_id in (("A", row.set_a, row.run_a), ("B", row.set_b, row.run_b)):
+            r = runs.loc[run_id]
+            now = f" · {r.cur_phase} {int(r.phase_done)}/{int(r.phase_total)}" if isinstance(r.cur_phase, str) and \
+                r.phase_total == r.phase_total and r.status == "running" else ""
+            st.text(f"{side}: {set_label}, run {run_id}: {r.status}{now}")
+        log = experiments_worker.log_tail(store, experiment_id, lines=6)
+        if log:
+            st.code(log, language=None)
+
+    progress()
+
+
+def show_comparison(store, experiment_id: int, row) -> None:
+    try:
+        found = exemplar_compare.result(store, experiment_id)
+    except StarError as exc:
+        st.error(ui.md_escape(str(exc)))
+        return
+    if found.comparison is None:
+        st.warning(ui.md_escape(f"Not finished: run {row.run_a} is {row.status_a}, run {row.run_b} is {row.status_b}. "
+                                "Resume them on the Runs page, or start the comparison again."))
+        return
+    o = found.comparison.overall
+    m = st.columns(4)
+    m[0].metric(f"A: {found.set_a}", pct(o.accuracy_a), help=f"run {found.run_a}, {o.both_right + o.only_a} of {o.shared}")
+    m[1].metric(f"B: {found.set_b}", pct(o.accuracy_b), help=f"run {found.run_b}, {o.both_right + o.only_b} of {o.shared}")
+    m[2].metric("B − A", f"{o.difference * 100:+.1f} pt", help="percentage points, on the same eval questions")
+    m[3].metric("p-value", "< 0.001" if o.p_value < 0.001 else f"{o.p_value:.3f}", help=TEST_METHOD)
+    st.markdown(ui.md_escape(f"95% confidence interval of B − A: {o.ci_low * 100:+.1f} to {o.ci_high * 100:+.1f} points "
+                             f"on {o.shared} shared eval questions; {o.only_a} right with A only, {o.only_b} with B only."))
+    st.caption(f"Interval: {CI_METHOD}. p-value: {TEST_METHOD}.")
+    d = found.comparison.discordant
+    st.markdown(f"**Questions only one set got right: {len(d)}**")
+    if d.empty:
+        return
+    shown = d.assign(
+        right_with=d.right_side.map({"A": f"A only ({found.set_a})", "B": f"B only ({found.set_b})"}),
+        open_a=[f"/browse?run={found.run_a}&attempt={int(a)}" for a in d.a_attempt_id],
+        open_b=[f"/browse?run={found.run_b}&attempt={int(b)}" for b in d.b_attempt_id],
+    )[["right_with", "question", "gold_answer", "a_answer", "b_answer", "difficulty", "open_a", "open_b"]]
+    st.dataframe(shown, hide_index=True, width="stretch", key=f"e_cmp_discordant_{experiment_id}",
+                 height=min(38 + 35 * len(shown), 360),
+                 column_config=ui.column_config(
+                     shown.columns, right_with=st.column_config.TextColumn("Right with", width="medium"),
+                     a_answer=st.column_config.TextColumn("A's answer", width="small"),
+                     b_answer=st.column_config.TextColumn("B's answer", width="small"),
+                     open_a=st.column_config.LinkColumn("A in Browse", display_text="open A"),
+                     open_b=st.column_config.LinkColumn("B in Browse", display_text="open B")))
+    st.page_link("pages/compare.py", label="Open in Compare runs", icon=":material/compare_arrows:",
+                 query_params={"a": f"{found.run_a}@0", "b": f"{found.run_b}@0"})
 
 
 def edit_item(store, s, i: int, item: ExemplarItem, reason: str | None) -> None:

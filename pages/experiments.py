@@ -16,6 +16,7 @@ from star_core import experiments_worker
 from star_core.errors import StarError
 from star_core.experiments import ARM_LABELS, arm_order, experiment_table, figure_data
 from star_core.present import duration
+from star_core.states import ExperimentKind
 
 PERCENT = st.column_config.NumberColumn(format="percent")
 
@@ -79,7 +80,7 @@ def _controls(store, experiment_id: int, summary) -> None:
 def main() -> None:
     st.title("Experiments")
     store = ui.get_store()
-    listing = store.list_experiments()
+    listing = store.list_experiments(kind=ExperimentKind.PAPER)  # exemplar comparisons: the Exemplars page
     if listing.empty:
         st.info("No experiments yet. Start the paper's comparison on the Runs page, or from a terminal: "
                 "`star experiment paper --db " + str(store.path) + "`.")

@@ -66,6 +66,7 @@ def plan(store, ref_a: str, ref_b: str, given: dict | None = None):
     if refused:
         raise InvalidSettings({k: "is set by the exemplar comparison itself (the sets' task, iteration 0); "
                                   "leave it out" for k in refused})
+    prepare_run(given)  # a bad setting is named before the sets are looked up
     a = find_set(store, ref_a)
     b = find_set(store, ref_b)
     if a.id == b.id:
@@ -76,7 +77,7 @@ def plan(store, ref_a: str, ref_b: str, given: dict | None = None):
     configs = {}
     for arm, s in zip(ExemplarArm, (a, b)):
         values = {**given, "task": s.task_key.name, **s.task_key.config_values(), "exemplars": s.label,
-                  "iterations": 0, "mode": RunMode.STAR.value, "name": f"exemplars {s.label}"}
+                  "iterations": 0, "mode": RunMode.STAR.value, "name": f"set {s.label}"}
         configs[arm.value] = prepare_run(values).config
     return a, b, configs
 

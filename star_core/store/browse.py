@@ -253,9 +253,21 @@ class BrowseQueries:
             ).df()
 
     def run_labels(self) -> dict[int, str]:
-        """'#id name (task, model)' for every run, for pickers and chart legends."""
+        """'#id name (task, model)' for every run, for pickers and chart legends; a run of an exemplar
+        comparison (star exemplars compare) is named by its set: '#id set NAME@VERSION (model)'."""
         with self.db.read() as con:
-            rows = con.execute("SELECT id, name, task, model FROM runs ORDER BY id").fetchall()
+            rows = con.execute(
+                """
+                SELECT r.id, CASE WHEN s.id IS NOT NULL THEN 'set ' || s.name || '@' || s.version ELSE r.name END,
+                       r.task, r.model
+                FROM runs r
+                LEFT JOIN experiment_runs er ON er.run_id = r.id
+                LEFT JOIN experiments e ON e.id = er.experiment_id
+                    AND json_extract_string(e.config, '$.kind') = 'exemplars'
+                LEFT JOIN exemplar_sets s ON s.id = r.exemplar_set_id AND e.id IS NOT NULL
+                ORDER BY r.id
+                """
+            ).fetchall()
         return {r[0]: _run_label(*r) for r in rows}
 
     def attempt_count(self) -> int:

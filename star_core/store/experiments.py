@@ -46,8 +46,8 @@ class ExperimentQueries:
             raise ExperimentError(f"there is no experiment {experiment_id} in {self.db.path} (see the Experiments page)")
         return Experiment(row[0], row[1], row[2], json.loads(row[3]), dict(runs))
 
-    def list_experiments(self) -> pd.DataFrame:
-        """One row per experiment: id, name, created_at, its runs, and how many of them are done."""
+    def list_experiments(self, kind: str | None = None) -> pd.DataFrame:
+        """One row per experiment (of `kind`, if given): id, name, created_at, its runs, and how many are done."""
         with self.db.read() as con:
             return con.execute(
                 """
@@ -55,9 +55,35 @@ class ExperimentQueries:
                        count(*) FILTER (WHERE r.status = 'done') AS done
                 FROM experiments e LEFT JOIN experiment_runs er ON er.experiment_id = e.id
                 LEFT JOIN runs r ON r.id = er.run_id
+                WHERE ? IS NULL OR coalesce(json_extract_string(e.config, '$.kind'), 'paper') = ?
                 GROUP BY ALL ORDER BY e.id
-                """
+                """,
+                [kind, kind],
             ).df()
+
+    def exemplar_comparisons(self, set_id: int | None = None) -> pd.DataFrame:
+        """Exemplar comparisons (experiments of kind exemplars), newest first, those of set `set_id` if given:
+        id, created_at, each side's set label, run and status."""
+        with self.db.read() as con:
+            df = con.execute(
+                """
+                SELECT e.id, e.created_at,
+                       json_extract_string(e.config, '$.set_a') AS set_a, json_extract_string(e.config, '$.set_b') AS set_b,
+                       ra.id AS run_a, ra.status AS status_a, ra.pid AS pid_a, ra.host AS host_a,
+                       rb.id AS run_b, rb.status AS status_b, rb.pid AS pid_b, rb.host AS host_b
+                FROM experiments e
+                JOIN experiment_runs a ON a.experiment_id = e.id AND a.arm = 'set-a' JOIN runs ra ON ra.id = a.run_id
+                JOIN experiment_runs b ON b.experiment_id = e.id AND b.arm = 'set-b' JOIN runs rb ON rb.id = b.run_id
+                WHERE json_extract_string(e.config, '$.kind') = 'exemplars'
+                  AND (? IS NULL OR ra.exemplar_set_id = ? OR rb.exemplar_set_id = ?)
+                ORDER BY e.id DESC
+                """,
+                [set_id, set_id, set_id],
+            ).df()
+        for side in "ab":
+            df[f"status_{side}"] = [_live_status(s, p, h) for s, p, h in
+                                    zip(df[f"status_{side}"], df[f"pid_{side}"], df[f"host_{side}"])]
+        return df.drop(columns=["pid_a", "host_a", "pid_b", "host_b"])
 
     def experiment_summary(self, experiment_id: int) -> pd.DataFrame:
         """Per arm: its run's status, trained iterations, what the last trained iteration kept, training
