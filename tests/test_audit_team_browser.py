@@ -22,6 +22,15 @@ def _open(browser, url: str, auditor: str):
     return page
 
 
+def _open_at(browser, url: str, auditor: str, attempt_id: int):
+    from playwright.sync_api import expect
+
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(f"{url}/audit?order=oldest&auditor={auditor}&item={attempt_id}")
+    expect(page.get_by_text("Item 11 of")).to_be_visible(timeout=30000)
+    return page
+
+
 def _rate(page, keys: str, total: int | None = None) -> None:
     """Press the rating keys, one item after another (the last item of a queue stays where it is)."""
     from playwright.sync_api import expect
@@ -81,5 +90,19 @@ def test_two_auditors_a_second_opinion_and_an_adjudication(app_server):
             # 5 of ada's, 5 of bob's, one item adjudicated: its two labels give way to the adjudication.
             assert int(share.audited.sum()) == 9 and int(share.adjudicated.sum()) == 1 and int(share.flawed.sum()) == 1
             bob.screenshot(path="/tmp/issue20_audit_stats.png", full_page=True)
+
+            # Two more auditors on the same three rationales at the same time, key for key in turn.
+            start = queue[10]
+            cy, dee = (_open_at(browser, url, who, start) for who in ("cy", "dee"))
+            for n, (cy_key, dee_key) in enumerate(zip("123", "332"), start=2):
+                for page, key in ((cy, cy_key), (dee, dee_key)):
+                    page.get_by_role("heading", name="Audit rationales").click()
+                    settle(page)
+                    page.keyboard.press(key)
+                for page in (cy, dee):
+                    expect(page.get_by_text(f"Item {10 + n} of")).to_be_visible(timeout=15000)
+            for attempt, want in zip(queue[10:13], [("sound", "wrong"), ("flawed", "wrong"), ("wrong", "flawed")]):
+                labels = {who: rating for who, rating, _ in store.audit_item(attempt).labels}
+                assert (labels["cy"], labels["dee"]) == want
         finally:
             browser.close()
