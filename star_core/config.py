@@ -15,6 +15,7 @@ from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from .errors import ConfigError
 from .states import RunMode
 from .tasks import TASK_NAMES
+from .tasks.arithmetic import ArithmeticFormat
 
 FILTER_MODES = ("verified", "answer")
 DEVICES = ("auto", "cpu", "cuda")
@@ -47,6 +48,16 @@ class RunConfig:
         "jsonl task: how answers are compared: number (numerically, '1,000' = '1000.0'), choice (label or choice text), "
         "exact (case- and space-insensitive text) or regex (the gold answer is a regular expression the whole answer must match).",
         choices=ANSWER_TYPES,
+    )
+    # The paper's format makes every step a mechanical line a verifier checks exactly; the place-value one
+    # measured better few-shot (tasks/arithmetic.py) but its multi-digit rationales collapse into bare sums.
+    arithmetic_format: str = _f(
+        ArithmeticFormat.PLACE_VALUE.value,
+        "arithmetic task: how a sum is prompted and written out. place-value: 'Question: 47 + 85 = ?' answered "
+        "'47 + 85 = 120 + 12 = 132. The answer is 132.'; scratchpad: the STaR paper's format, digits separated by "
+        "spaces and a <scratch> block with one line per place from the lowest up, each with the running result and "
+        "the carry, then the sum.",
+        choices=tuple(f.value for f in ArithmeticFormat),
     )
     skip_bad_lines: bool = _f(False, "Skip malformed or incomplete data rows (and report how many) instead of stopping at the first.")
     model: str = _f(
@@ -104,6 +115,18 @@ class RunConfig:
         "Which rationales to keep: 'answer' = right final answer (the paper); "
         "'verified' = right answer and steps verified (falls back to 'answer' where a task cannot check steps).",
         choices=FILTER_MODES,
+    )
+    # The paper's arithmetic rows carry no few-shot prompt (its code refuses few_shot_train there): rows of
+    # 40-190 tokens instead of a 300-900 token prefix each step.
+    train_prefix: bool = _f(
+        True, "Fine-tune on rows that follow the few-shot prompt, as they were generated; --no-train-prefix: rows "
+        "are the question, rationale and answer alone (completion-only loss either way)."
+    )
+    # The paper's --no_prompt: a model fine-tuned on rows without the prompt is asked as it was trained.
+    prompt_trained: bool = _f(
+        True, "Prompt a fine-tuned model with the few-shot exemplars; --no-prompt-trained: generate and evaluate "
+        "with the question alone once the model is fine-tuned (iteration 0 and rationalization keep the exemplars: "
+        "the model was never trained on a hint)."
     )
     finetune: str = _f(
         "lora", "Fine-tuning method: 'lora' (adapters on every linear layer) or 'full' (every weight).", choices=FINETUNE_METHODS

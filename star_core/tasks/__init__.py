@@ -33,7 +33,10 @@ def _task_class(name: str):
 def task_key(config: RunConfig) -> TaskKey:
     """The key of the task a config describes: its name and the settings its behaviour depends on."""
     cls = _task_class(config.task)
-    return TaskKey(config.task, tuple(sorted((f, str(getattr(config, f))) for f in getattr(cls, "key_fields", ()))))
+    # A setting at the value a task lists in key_defaults is left out: keys stored before it existed still match.
+    omitted = getattr(cls, "key_defaults", {})
+    values = ((f, str(getattr(config, f))) for f in getattr(cls, "key_fields", ()))
+    return TaskKey(config.task, tuple(sorted((f, v) for f, v in values if omitted.get(f) != v)))
 
 
 def get_task(name: str, config: RunConfig | None = None) -> Task:

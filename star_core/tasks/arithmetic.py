@@ -9,19 +9,25 @@ Prompt format, chosen by measurement (bench/formats.py, SmolLM2-135M few-shot,
 88% / 22% / 3%; a column-by-column scratchpad with carries got 22% / 0% / 0%,
 and the answer alone 50% / 25% / 3%.
 
-The rationale is fully determined by the problem, so the verifier says exactly
-which place sum is wrong. That matters: with an answer-only filter, rationalized
+A second format, `scratchpad` (RunConfig.arithmetic_format), is the STaR paper's own:
+space-separated digits and a line per place from the least significant up, with the running
+result and the carry (scratchpad.py); its exemplars are data/exemplars/arithmetic-scratchpad.jsonl.
+
+Either way the rationale is fully determined by the problem, so the verifier says exactly
+which step is wrong. That matters: with an answer-only filter, rationalized
 rationales that copy the hinted answer poison the loop (docs/measurements.md).
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 import random
 import re
 
 from ..errors import ConfigError
+from . import scratchpad
 from .base import (ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer,
                    rationale_of)
 
@@ -29,12 +35,28 @@ if TYPE_CHECKING:  # config imports the task registry, so tasks import it only f
     from ..config import RunConfig
 
 
+class ArithmeticFormat(str, Enum):
+    """How a sum is prompted and written out (RunConfig.arithmetic_format)."""
+
+    PLACE_VALUE = "place-value"  # 'Question: 47 + 85 = ?' / '47 + 85 = 120 + 12 = 132. The answer is 132.'
+    SCRATCHPAD = "scratchpad"  # the paper's: spaced digits, a <scratch> line per place, lowest first
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class ArithmeticTask:
     name = "arithmetic"
     can_verify_steps = True
+    key_fields = ("arithmetic_format",)  # the format changes every prompt, exemplar and verdict
+    # Keys stored before the format was a setting say 'arithmetic': the default format keeps that key.
+    key_defaults = {"arithmetic_format": ArithmeticFormat.PLACE_VALUE.value}
 
     def __init__(self, config: RunConfig | None = None):
-        pass  # problems come from the seed and sizes, read in problems(); nothing depends on the run here
+        # Problems come from the seed and sizes, read in problems(); only the format is the task's own.
+        self.format = ArithmeticFormat(config.arithmetic_format if config is not None else ArithmeticFormat.PLACE_VALUE)
+        self.is_scratchpad = self.format == ArithmeticFormat.SCRATCHPAD
+        self.exemplar_file = "arithmetic-scratchpad" if self.is_scratchpad else "arithmetic"
 
     def problems(self, config: RunConfig) -> list[Problem]:
         """Train and eval problems drawn from the seed, spread evenly over the digit counts.
@@ -71,17 +93,26 @@ class ArithmeticTask:
         return out
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
+        if self.is_scratchpad:
+            operands = _operands(problem.question)
+            if operands is not None:
+                return scratchpad.question_text(*operands, hint)
         hint_text = f" ({hint})" if hint else ""
         return f"Question: {problem.question} = ?{hint_text}\nAnswer:"
 
     def format_hint(self, problem: Problem) -> str:
         # The paper puts the answer in the question for arithmetic.
-        return answer_sentence(problem.answer)
+        operands = _operands(problem.question) if self.is_scratchpad else None
+        return scratchpad.hint_text(*operands) if operands else answer_sentence(problem.answer)
 
     def format_completion(self, rationale: str, answer: str) -> str:
+        if self.is_scratchpad:
+            return scratchpad.completion(rationale, answer)
         return f" {rationale} {answer_sentence(answer)}"
 
     def extract_answer(self, completion: str) -> str | None:
+        if self.is_scratchpad:
+            return scratchpad.extract(completion)
         answer = last_answer(rationale_of(completion))
         if answer is None:
             return None
@@ -93,6 +124,9 @@ class ArithmeticTask:
 
     def answer_pattern(self, problem: Problem) -> re.Pattern | None:
         """How a rationale states the sum (for the hint-leak check): the number, not inside a longer one."""
+        operands = _operands(problem.question) if self.is_scratchpad else None
+        if operands is not None:
+            return scratchpad.answer_pattern(*operands)
         pattern = re.compile(rf"(?<![0-9]){problem.answer}(?![0-9])")
         return None if pattern.search(problem.question) else pattern  # '7 + 0': the question states it
 
@@ -111,10 +145,12 @@ class ArithmeticTask:
         What the chain check itself rejects is the rationalization failure of
         docs/measurements.md: arithmetic that is wrong but whose final answer copies the hint.
         """
-        question = re.fullmatch(r"\s*(\d{1,30}) \+ (\d{1,30})\s*", problem.question)
-        if question is None:  # e.g. an exemplar typed or imported for another task
+        operands = _operands(problem.question)
+        if operands is None:  # e.g. an exemplar typed or imported for another task
             return Verdict(False, f"the question {problem.question!r} is not an addition 'a + b'")
-        a, b = int(question[1]), int(question[2])
+        a, b = operands
+        if self.is_scratchpad:
+            return scratchpad.verify(completion, a, b)
         text = rationale_of(completion)
         marker = ANSWER_MARKER.search(text)
         if marker is None:
@@ -159,6 +195,12 @@ def rationale_for(a: int, b: int) -> str:
     sums = place_sums(a, b)
     middle = " = " + " + ".join(map(str, sums)) if len(sums) > 1 else ""
     return f"{a} + {b}{middle} = {a + b}."
+
+
+def _operands(question: str) -> tuple[int, int] | None:
+    """(a, b) of a question 'a + b', or None for anything else."""
+    match = re.fullmatch(r"\s*(\d{1,30}) \+ (\d{1,30})\s*", question)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def _terms(text: str) -> list[int] | None:
