@@ -497,19 +497,17 @@ def _cmd_exemplars_compare(args: argparse.Namespace) -> int:
 
     from . import exemplar_compare
     from .comparison import format_table
+    from .loop import Cancelled
     from .progress import ConsoleReporter
     from .store import Store
 
     store = Store(args.db, lock_timeout=None, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
-    given = _given(args)
     reporter = ConsoleReporter()
-    exemplar_compare.plan(store, args.a, args.b, given)  # a bad set or flag stops before a run is stored
-    experiment_id = exemplar_compare.create(store, args.a, args.b, given, reporter)
+    experiment_id = exemplar_compare.create(store, args.a, args.b, _given(args), reporter)  # both checked first
     found = exemplar_compare.result(store, experiment_id)
+    # With --format json, standard output holds the JSON alone.
     print(f"exemplar comparison {experiment_id} in {args.db}: {found.set_a} (run {found.run_a}) vs {found.set_b} "
           f"(run {found.run_b})", file=sys.stderr if args.format == "json" else sys.stdout)
-    from .loop import Cancelled
-
     try:
         exemplar_compare.run(store, experiment_id, reporter, queue=not args.no_queue,
                              on_arm=lambda label, run_id: print(f"== {label}: run {run_id}", file=sys.stderr, flush=True))
