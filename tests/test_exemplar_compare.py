@@ -152,3 +152,14 @@ def test_star_exemplars_compare_runs_both_sets_and_agrees_with_star_compare(tmp_
     wait_for(lambda: exemplar_compare.result(store, again).comparison, timeout=300, what="the worker's comparison")
     assert {k: v for k, v in exemplar_compare.result(store, again).to_dict().items() if k in ("accuracy_a", "accuracy_b")} \
         == {"accuracy_a": ours["accuracy_a"], "accuracy_b": ours["accuracy_b"]}  # greedy: the same answers
+
+
+def test_the_compare_and_accuracy_pages_name_the_runs_by_their_set(compared, monkeypatch):
+    store, experiment_id = compared
+    found = exemplar_compare.result(store, experiment_id)
+    at = open_page("pages/compare.py", monkeypatch, store.path, query={"a": f"{found.run_a}@0", "b": f"{found.run_b}@0"})
+    shown = [s.format_func(s.value) for s in at.selectbox if s.label in ("Run A", "Run B")]
+    assert shown == [f"#{found.run_a} set arithmetic-default@1 (smollm2-135m)", f"#{found.run_b} set {MINUS_ONE}@1 (smollm2-135m)"]
+    at = open_page("pages/accuracy.py", monkeypatch, store.path)
+    picked = at.multiselect(key="acc_runs")
+    assert [picked.format_func(r) for r in picked.value] == shown
