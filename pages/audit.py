@@ -431,7 +431,7 @@ def stats_view(store) -> None:
     right.metric("Cohen's kappa", "—" if math.isnan(kappa) else f"{kappa:.2f}",
                  help="Agreement between 'the filter keeps it' (right answer, steps hold) and 'rated sound', "
                       "beyond chance: 1 perfect, 0 chance, below 0 worse than chance")
-    right.caption(f"over {n} audited rationales the verifier could check")
+    right.caption(f"over {n} labels (counted as for the sound share) of rationales the verifier could check")
 
     agreement_section(store, run_id)
 
