@@ -18,10 +18,12 @@ from .comparison import RunComparison, RunRef, compare_runs
 from .errors import ExperimentError
 from .states import ExemplarArm, ExperimentKind, RunMode, RunStatus
 from .store.exemplar_sets import ExemplarSet, ExemplarSetError
+from .tasks import KEY_FIELDS, TASK_NAMES
 
 
-# Settings that make the two runs what they are: given, they would be ignored or make the sides differ.
-FIXED = ("task", "answer_type", "exemplars", "iterations", "mode", "name")
+# Settings that make the two runs what they are: given, they would be ignored or make the sides differ
+# (the task and its key settings come from the sets).
+FIXED = ("task", *KEY_FIELDS, "exemplars", "iterations", "mode", "name")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class ExemplarComparison:
                 "experiment_id": self.experiment_id}
 
 
-def find_set(store, ref: str, task_name: str = "arithmetic") -> ExemplarSet:
+def find_set(store, ref: str) -> ExemplarSet:
     """The set `ref` names; a task's shipped default set ('arithmetic-default') is registered if no run used it yet."""
     from .exemplars import default_set_id, default_set_name
     from .tasks import get_task
@@ -50,10 +52,11 @@ def find_set(store, ref: str, task_name: str = "arithmetic") -> ExemplarSet:
     try:
         return store.find_exemplar_set(ref)
     except ExemplarSetError:
-        task = get_task(task_name)
-        if ref.strip() != default_set_name(task):
-            raise
-        return store.exemplar_set(default_set_id(store, task))
+        for name in TASK_NAMES:  # each task with its default settings (jsonl: its default answer type)
+            task = get_task(name)
+            if ref.strip() == default_set_name(task):
+                return store.exemplar_set(default_set_id(store, task))
+        raise
 
 
 def plan(store, ref_a: str, ref_b: str, given: dict | None = None):
