@@ -2,7 +2,9 @@
 
 Every training example has the same few-shot prefix (the prompt the model is
 asked with, without any hint), so each step computes the prefix once at batch
-size 1 and the rows attend to it through the shared-prefix attention. Rows are
+size 1 and the rows attend to it through the shared-prefix attention. With an
+empty prefix (RunConfig.train_prefix off, the paper's arithmetic rows) the rows
+are the whole sequences and attention is plain. Rows are
 the question and the completion; labels are -100 over the question and the
 right padding, as TRL's completion-only loss does.
 
@@ -208,7 +210,7 @@ def _loss(lm: LoadedModel, prefix_ids: list[int], batch: list[tuple[list[int], l
     labels = torch.tensor([lab + [IGNORE] * (width - len(lab)) for _, lab in batch], device=device)  # (B, L)
     mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
     positions = len(prefix_ids) + torch.arange(width, device=device).expand(len(batch), width)
-    shared = prefix_kv(lm.model, prefix_ids)  # with gradients
+    shared = prefix_kv(lm.model, prefix_ids) if prefix_ids else None  # with gradients; short rows have none
     logits = lm.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, shared_prefix=shared).logits
     # Token t predicts token t+1; the first row token's prediction comes from the prefix's last position, whose
     # label is a question token and so would be ignored anyway.

@@ -90,8 +90,8 @@ class PrefixGenerator:
         self._eos_ids = _eos_ids(lm)
         use_shared_prefix_attention(lm.model)
         started = time.perf_counter()
-        with torch.inference_mode():
-            self._prefix = prefix_kv(lm.model, self.prefix_ids)
+        with torch.inference_mode():  # no prefix (a prompt without exemplars, and no BOS): plain attention
+            self._prefix = prefix_kv(lm.model, self.prefix_ids) if self.prefix_ids else None
         self.stats.seconds += time.perf_counter() - started
 
     def generate(self, suffixes: list[str], seed: int | None = None) -> list[Completion]:

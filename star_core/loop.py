@@ -205,7 +205,8 @@ class _Runner:
             train = self._training_questions(n)
             self._enter(n, Phase.GENERATE)
             model = self.models.get(previous)  # the current model: the previous iteration's
-            self._decode(n, AttemptKind.GENERATED, train, model, samples=self.config.samples_per_question)
+            self._decode(n, AttemptKind.GENERATED, train, model, samples=self.config.samples_per_question,
+                         trained=previous is not None)
             if self.config.rationalize:
                 self._enter(n, Phase.RATIONALIZE)
                 solved = {c.problem_id for c in self._kept(n, rationalized=False)}
@@ -213,7 +214,8 @@ class _Runner:
             self._enter(n, Phase.FINETUNE)
         if self._phase(n) == Phase.FINETUNE:
             self._finetune(n)
-        self._decode(n, AttemptKind.EVAL, self.eval, self.models.get(self._checkpoint(n)))
+        checkpoint = self._checkpoint(n)
+        self._decode(n, AttemptKind.EVAL, self.eval, self.models.get(checkpoint), trained=checkpoint is not None)
         self._enter(n, Phase.DONE)
         if previous and previous.exists():
             shutil.rmtree(previous)  # fine-tuning restarts from the base model: only the latest is needed
@@ -234,16 +236,18 @@ class _Runner:
 
     # --- phases -------------------------------------------------------------
 
-    def _decode(self, n: int, kind: AttemptKind, problems: list[Problem], decoder: BatchDecoder, samples: int = 1) -> None:
+    def _decode(self, n: int, kind: AttemptKind, problems: list[Problem], decoder: BatchDecoder, samples: int = 1,
+                trained: bool = False) -> None:
         """Decode every (problem, sample) not yet stored for this iteration and kind, batch by batch.
 
         Batches are planned over all the phase's problems and the stored ones skipped (batch_decoder.py), so a
         resumed phase decodes the same batches with the same seeds; each is judged and stored as it comes back.
+        `trained`: the decoder's model is fine-tuned (with --no-prompt-trained it is asked without exemplars).
         """
         done = self.store.done_problems(self.run_id, n, kind)
         ordered = sorted(problems, key=lambda p: len(p.question))  # similar lengths together
         hinted = kind == AttemptKind.RATIONALIZED
-        prefix = self.hint_prefix if hinted else self.prefix
+        prefix = self.hint_prefix if hinted else "" if trained and not self.config.prompt_trained else self.prefix
         prompt_id = self.store.prompt_id(prefix)
         temperature = self.config.temperature if kind != AttemptKind.EVAL else 0.0  # eval is always greedy
         decoding = Decoding(self.config.max_new_tokens, temperature, self.config.top_p)
@@ -346,6 +350,7 @@ class _Runner:
                 last_write[0] = time.monotonic()
             self.reporter.advance(step, total, tokens_per_s, f"loss {loss:.3f}")
 
+        prefix = self.prefix if self.config.train_prefix else ""  # --no-train-prefix: question, rationale, answer
         settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
                                  self.config.lora_rank, seed=self.config.seed + n)
         checkpoint = self.store.run_folder(self.run_id) / f"iteration-{n}"
@@ -353,11 +358,11 @@ class _Runner:
             from .distributed.train_processes import finetune_in_processes
 
             result = finetune_in_processes(
-                self.config.model, self.config.device, self.config.train_processes, self.prefix, examples, settings,
+                self.config.model, self.config.device, self.config.train_processes, prefix, examples, settings,
                 state_dir.with_name(f"iteration-{n}.train-job"), checkpoint, on_step=on_step,
                 should_stop=self._cancel_requested, state_dir=state_dir)
         else:
-            result = finetune(lm, self.prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested,
+            result = finetune(lm, prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested,
                               state_dir=state_dir)
         self.store.add_train_steps(self.run_id, n, losses)  # the steps since the last write (a cancel stops early)
         self._check_cancel()  # a cancel during fine-tuning left its state in state_dir: a resume continues from it

@@ -66,3 +66,29 @@ def test_fine_tuning_can_stop_early(tiny_model):
 def test_training_weights_stay_float32(tiny_model):
     lm = load_model(tiny_model, "cpu", for_training=True)
     assert {p.dtype for p in lm.model.parameters()} == {torch.float32}
+
+
+def test_short_rows_without_a_prefix_train_on_the_plain_loss_and_decode_without_one(tiny_model):
+    # RunConfig.train_prefix off: the rows are whole sequences, so the loss is the model's own causal loss
+    # over the completion tokens, and a generator with no prefix decodes what plain greedy decoding does.
+    from star_core.finetune import _loss
+
+    lm = load_model(tiny_model, "cpu")
+    ids, labels = _encode(lm, EXAMPLE)
+    short = Example("Input:\n1 + 2\nTarget:", "\n<scratch>\n</scratch>\n3\n\n")
+    batch = [(ids, labels), _encode(lm, short)]
+    loss, tokens = _loss(lm, [], batch)
+    with torch.no_grad():
+        plain = [lm.model(input_ids=torch.tensor([i]), labels=torch.tensor([lab])) for i, lab in batch]
+    labelled = [sum(x != IGNORE for x in lab[1:]) for _, lab in batch]
+    expected = sum(p.loss * n for p, n in zip(plain, labelled)) / sum(labelled)
+    assert tokens == len(ids) + len(batch[1][0])
+    assert torch.allclose(loss, expected, atol=1e-5)
+    result = finetune(lm, "", [EXAMPLE, short], TrainSettings(steps=2, batch_size=2, learning_rate=1e-3))
+    assert result.steps == 2 and result.computed_tokens == result.tokens  # no prefix: nothing is shared
+    lm = load_model(tiny_model, "cpu")
+    prompt = lm.tokenizer(EXAMPLE.prompt, add_special_tokens=False).input_ids
+    got = PrefixGenerator(lm, "", Decoding(max_new_tokens=6)).generate([EXAMPLE.prompt])[0].token_ids
+    with torch.no_grad():
+        out = lm.model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False)
+    assert len(got) > 0 and list(got) == out[0, len(prompt):].tolist()[: len(got)]

@@ -212,6 +212,10 @@ def test_without_patience_every_iteration_runs(tmp_path, tiny_model, scripted):
         (1, 5, 0.5, [{2: 0.6}, {3: 0.6}, {4: 0.6}, {5: 0.9}], 5),  # never past max_difficulty
         (1, 5, 0.8, [{1: 1.0}], 3),  # no training question of the top difficulty: nothing holds it back
         (1, 5, 1.0, [{2: 1.0}], 2),  # threshold 1.0: never widens on data
+        # Self-Improving Transformers' threshold: 25 of 26 solved (0.96) holds the range, all 26 widen it
+        (1, 5, 0.99, [{1: 1.0, 2: 25 / 26}], 2),
+        (1, 5, 0.99, [{1: 1.0, 2: 25 / 26}, {1: 1.0, 2: 1.0}], 3),
+        (1, 5, 0.99, [{2: 1.0}, {3: 1.0}, {1: 0.5, 4: 0.995}], 5),  # earlier digits falling back do not narrow it
     ],
 )
 def test_curriculum_top(low, high, threshold, solved, top):
@@ -247,3 +251,40 @@ def test_the_curriculum_widens_the_training_range_and_keeps_the_full_eval(tmp_pa
     assert said == ["iteration 1: curriculum: difficulty 1-2, 6 of 12 training questions",
                     "iteration 2: curriculum: difficulty 1-3, 9 of 12 training questions",
                     "iteration 3: curriculum: difficulty 1-3, 9 of 12 training questions"]
+
+
+# --- rows and prompts without the few-shot prefix ------------------------------------------
+
+
+@pytest.mark.slow
+def test_prefix_free_training_rows_hold_no_exemplar_text_and_a_trained_model_is_asked_without_it(
+        tmp_path, tiny_model, scripted, monkeypatch):
+    trained = []
+    real_finetune = loop.finetune
+
+    def recording_finetune(lm, prefix, examples, settings, **kw):
+        trained.append((prefix, list(examples)))
+        return real_finetune(lm, prefix, examples, settings, **kw)
+
+    monkeypatch.setattr(loop, "finetune", recording_finetune)
+    scripted.train_right_digits = {1}  # 2-digit questions go to rationalization
+    config = tiny_config(tiny_model, iterations=2, train_prefix=False, prompt_trained=False, max_difficulty=2,
+                         train_size=8, eval_size=4)
+    store, run_id = started(tmp_path, config)
+    execute_run(store, run_id)
+
+    exemplars = load_exemplars(ArithmeticTask())
+    few_shot = build_prefix(ArithmeticTask(), exemplars, with_hints=False)
+    assert [prefix for prefix, _ in trained] == ["", ""]
+    rows = [ex.prompt + ex.completion for _, examples in trained for ex in examples]
+    assert rows and all(r.startswith("Question: ") and r.count("Question: ") == 1 for r in rows)
+    for e in exemplars:  # neither an exemplar's question nor its rationale is in any row
+        assert not any(f"Question: {e.question} = ?" in r or e.rationale in r for r in rows)
+    assert all("(The answer is" not in r for r in rows)  # nor a hint
+    with store.db.read() as con:
+        prompts = dict(con.execute("SELECT a.iteration || '/' || a.kind, p.text FROM attempts a JOIN prompts p "
+                                   "ON p.id = a.prompt_id WHERE a.run_id = ? GROUP BY ALL", [run_id]).fetchall())
+    assert prompts["0/eval"] == few_shot  # the base model is asked few-shot
+    assert prompts["1/generated"] == few_shot  # iteration 1 decodes with the base model
+    assert prompts["1/eval"] == prompts["2/generated"] == prompts["2/eval"] == ""  # fine-tuned: the question alone
+    assert prompts["1/rationalized"] == prompts["2/rationalized"] != ""  # the hinted exemplars stay

@@ -43,6 +43,12 @@ def test_the_question_and_rationale_are_the_papers_text():
     assert TASK.format_question(p, TASK.format_hint(p)) == "Input:\n6 2 4 + 2 5 9\nTarget: 0 8 8 3"
 
 
+def test_a_stored_completion_used_as_a_rationale_does_not_repeat_its_answer():
+    p = problem(624, 259)
+    stored = TASK.format_completion(_rationale(624, 259), p.answer).strip()  # as an attempt's rationale is stored
+    assert TASK.format_completion(stored, p.answer) == PAPER_624_259[PAPER_624_259.index("\n<scratch>"):]
+
+
 def _rationale(a, b):
     from star_core.tasks.scratchpad import rationale
 

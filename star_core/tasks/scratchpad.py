@@ -74,9 +74,16 @@ def rationale(a: int, b: int) -> str:
 
 
 def completion(rationale_text: str, answer: str) -> str:
-    """What the model writes after 'Target:'; a bare answer with no rationale is the answer line alone."""
+    """What the model writes after 'Target:'; a bare answer with no rationale is the answer line alone.
+
+    A rationale taken from a stored completion still has its answer line after </scratch>: the format
+    writes the answer itself, so that line is dropped rather than repeated.
+    """
     shown = spaced(answer) if re.fullmatch(r"[0-9 ]+", answer.strip()) else answer.strip()
-    return f"\n{rationale_text.strip()}\n{shown}" if rationale_text.strip() else f"\n{shown}"
+    body = rationale_text.strip()
+    if CLOSE in body:
+        body = body.rsplit(CLOSE, 1)[0] + CLOSE
+    return f"\n{body}\n{shown}" if body else f"\n{shown}"
 
 
 def answer_line(completion_text: str) -> str | None:
