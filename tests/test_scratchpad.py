@@ -107,6 +107,8 @@ def test_a_bare_answer_has_no_steps():
 
 
 @pytest.mark.parametrize("lines, reason", [
+    (["<scratch>", "6 2 4 + 2 5 9 , C: 0", "2 + 5 , 3 C: 1", ", 3 3 3 3 3 3 3"],  # ran on without closing
+     "line 3 ', 3 3 3 3 3 3 3': should be '6 + 2 , 8 3 C: 0'"),
     (["<scratch>", "6 2 4 + 2 5 9 , C: 0", "2 + 5 , 3 C: 1"], "the scratchpad is not closed ('</scratch>')"),
     (["<scratch>", "6 2 4 + 2 5 9 , C: 0", "2 + 5 , 3 C: 1", "</scratch>", "8 8 3"],
      "the scratchpad stops after line 2 of 5 (next: '6 + 2 , 8 3 C: 0')"),

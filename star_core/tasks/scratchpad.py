@@ -125,14 +125,15 @@ def verify(completion_text: str, a: int, b: int) -> Verdict:
     before, _, rest = text.partition(OPEN)
     if before.strip():
         return Verdict(False, f"writes {before.strip()!r} before the scratchpad")
-    if CLOSE not in rest:
-        return Verdict(False, f"the scratchpad is not closed ('{CLOSE}')")
-    body, _, after = rest.partition(CLOSE)
+    body, closed, after = rest.partition(CLOSE)
     got = [" ".join(line.split()) for line in body.splitlines() if line.strip()]
     want = scratch_lines(a, b)
+    # The lines first: a scratchpad left open is most often one that went wrong and then ran on.
     for number, (line, expected) in enumerate(zip(got, want), start=1):
         if line != expected:
             return Verdict(False, f"line {number} {line!r}: {_difference(line, expected)}")
+    if not closed:
+        return Verdict(False, f"the scratchpad is not closed ('{CLOSE}')")
     if len(got) < len(want):
         return Verdict(False, f"the scratchpad stops after line {len(got)} of {len(want)} (next: {want[len(got)]!r})")
     if len(got) > len(want):
