@@ -10,7 +10,7 @@ problems of 1..max digits, in the chosen format. Prints wall seconds, the tokens
 (sequence tokens run through the model: TRL's from the rows it was given, ours as counted by the
 trainer) and tokens/s, and each arm's wall against ours.
 
-    python bench/finetune.py [--format scratchpad] [--rows 48] [--steps 6] [--batch-size 8]
+    python bench/finetune.py [--format scratchpad] [--rows 48] [--steps 6] [--batch-size 8] [--arms ours,ours-short]
     python bench/finetune.py --tiny      # a random 2-layer model, 2 steps: checks the script runs
 
 Needs TRL (`pip install 'star-studio[bench]'`). Run it alone on the machine: two model processes on
@@ -106,7 +106,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lora-rank", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--skip-trl-prefix", action="store_true", help="leave out the slowest arm")
+    parser.add_argument("--arms", default="ours,trl-prefix,trl-short,ours-short",
+                        help="which of ours, trl-prefix, trl-short, ours-short to run, in that order (comma list)")
     parser.add_argument("--tiny", action="store_true", help="a random 2-layer model and 2 steps")
     args = parser.parse_args()
     tmp = None
@@ -123,17 +124,22 @@ def main() -> None:
     print(f"{args.model}, {args.format} rows: {len(examples)} kept rows, prefix {len(prefix)} characters, "
           f"{args.steps} steps of {args.batch_size} rows, LoRA rank {args.lora_rank}, {torch.get_num_threads()} threads",
           flush=True)
-    arms = [ours(args.model, prefix, examples, settings, "ours (shared prefix)")]
-    print(f"  {arms[-1]}", flush=True)
-    if not args.skip_trl_prefix:
-        arms.append(trl_sft(args.model, prefix, examples, settings, "TRL SFTTrainer, prefix in every row"))
+    plan = {
+        "ours": lambda: ours(args.model, prefix, examples, settings, "ours (shared prefix)"),
+        "trl-prefix": lambda: trl_sft(args.model, prefix, examples, settings, "TRL SFTTrainer, prefix in every row"),
+        "trl-short": lambda: trl_sft(args.model, "", examples, settings, "TRL SFTTrainer, no prefix"),
+        "ours-short": lambda: ours(args.model, "", examples, settings, "ours, short rows (no prefix)"),
+    }
+    chosen = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in chosen if a not in plan]
+    if unknown or not chosen:
+        parser.error(f"--arms: unknown {', '.join(unknown) or 'nothing chosen'}; choose from {', '.join(plan)}")
+    arms = []
+    for name in chosen:
+        arms.append(plan[name]())
         print(f"  {arms[-1]}", flush=True)
-    arms.append(trl_sft(args.model, "", examples, settings, "TRL SFTTrainer, no prefix"))
-    print(f"  {arms[-1]}", flush=True)
-    arms.append(ours(args.model, "", examples, settings, "ours, short rows (no prefix)"))
-    print(f"  {arms[-1]}", flush=True)
-    base = arms[0].seconds
-    print("\n| trainer | wall | tokens computed | tokens/s | wall / ours | final loss |\n|---|---|---|---|---|---|")
+    base = arms[0].seconds  # the first arm chosen (ours, by default)
+    print(f"\n| trainer | wall | tokens computed | tokens/s | wall / {arms[0].name} | final loss |\n|---|---|---|---|---|---|")
     for arm in arms:
         print(f"| {arm.name} | {arm.seconds:.1f} s | {arm.tokens:,} | {arm.tokens / arm.seconds:.0f} | "
               f"{arm.seconds / base:.2f}x | {arm.final_loss:.3f} |")
