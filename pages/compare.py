@@ -12,17 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.comparison import RunRef, compare_runs
+from star_core.comparison import RunRef, compare_runs, p_text, signed_points
 from star_core.present import label, pct
 from star_core.stats import CI_METHOD, TEST_METHOD
-
-
-def _signed(x: float) -> str:
-    return f"{x * 100:+.1f} pt"
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _pick_side(col, name: str, evaluated: pd.DataFrame, labels: dict, default_run: int, default_it: int | None):
@@ -79,9 +71,9 @@ def summary(c, labels: dict) -> None:
     m = st.columns(4)
     m[0].metric("Accuracy A", pct(o.accuracy_a), help=ui.md_escape(name(c.a)))
     m[1].metric("Accuracy B", pct(o.accuracy_b), help=ui.md_escape(name(c.b)))
-    m[2].metric("Difference B − A", _signed(o.difference), help="percentage points, on the questions both answered")
-    m[3].metric("p-value", _p(o.p_value), help=TEST_METHOD)
-    st.markdown(f"**95% confidence interval of B − A: {_signed(o.ci_low)} to {_signed(o.ci_high)}** "
+    m[2].metric("Difference B − A", signed_points(o.difference), help="percentage points, on the questions both answered")
+    m[3].metric("p-value", p_text(o.p_value), help=TEST_METHOD)
+    st.markdown(f"**95% confidence interval of B − A: {signed_points(o.ci_low)} to {signed_points(o.ci_high)}** "
                 f"on {o.shared} shared eval questions ({o.discordant} answered right by one side only).")
     st.caption(f"Interval: {CI_METHOD}. p-value: {TEST_METHOD}. Questions are paired: both sides answered the same ones.")
     cells = pd.DataFrame({"": ["A right", "A wrong"], "B right": [o.both_right, o.only_b], "B wrong": [o.only_a, o.both_wrong]})
@@ -95,9 +87,9 @@ def summary(c, labels: dict) -> None:
             st.plotly_chart(_forest(c), key="fig_compare_difference")
     st.markdown("**Per difficulty**")
     shown = per.assign(**{k: per[k].map(pct) for k in ("accuracy_a", "accuracy_b")},
-                       difference=per.difference.map(_signed),
-                       ci=[f"{_signed(lo)} to {_signed(hi)}" for lo, hi in zip(per.ci_low, per.ci_high)],
-                       p_value=per.p_value.map(_p))
+                       difference=per.difference.map(signed_points),
+                       ci=[f"{signed_points(lo)} to {signed_points(hi)}" for lo, hi in zip(per.ci_low, per.ci_high)],
+                       p_value=per.p_value.map(p_text))
     shown = shown[["difficulty", "shared", "accuracy_a", "accuracy_b", "difference", "ci", "p_value", "both_right",
                    "only_a", "only_b", "both_wrong"]]
     st.dataframe(shown, hide_index=True, key="cmp_by_difficulty", width="stretch",

@@ -16,6 +16,7 @@ from pages import _ui as ui
 from star_core import exemplar_compare
 from star_core import exemplars as ex
 from star_core import experiments_worker
+from star_core.comparison import p_text, signed_points
 from star_core.config import RunConfig
 from star_core.embedded import EMBEDDED_MODELS
 from star_core.errors import StarError
@@ -244,8 +245,8 @@ def show_comparison(store, experiment_id: int, row) -> None:
     m = st.columns(4)
     m[0].metric(f"A: {found.set_a}", pct(o.accuracy_a), help=f"run {found.run_a}, {o.both_right + o.only_a} of {o.shared}")
     m[1].metric(f"B: {found.set_b}", pct(o.accuracy_b), help=f"run {found.run_b}, {o.both_right + o.only_b} of {o.shared}")
-    m[2].metric("B − A", f"{o.difference * 100:+.1f} pt", help="percentage points, on the same eval questions")
-    m[3].metric("p-value", "< 0.001" if o.p_value < 0.001 else f"{o.p_value:.3f}", help=TEST_METHOD)
+    m[2].metric("B − A", signed_points(o.difference), help="percentage points, on the same eval questions")
+    m[3].metric("p-value", p_text(o.p_value), help=TEST_METHOD)
     st.markdown(ui.md_escape(f"95% confidence interval of B − A: {o.ci_low * 100:+.1f} to {o.ci_high * 100:+.1f} points "
                              f"on {o.shared} shared eval questions; {o.only_a} right with A only, {o.only_b} with B only."))
     st.caption(f"Interval: {CI_METHOD}. p-value: {TEST_METHOD}.")

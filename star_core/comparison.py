@@ -90,7 +90,7 @@ def format_table(c: RunComparison, labels: dict[int, str] | None = None) -> str:
         "",
         f"accuracy A   {o.accuracy_a:7.1%}  ({o.both_right + o.only_a}/{o.shared})",
         f"accuracy B   {o.accuracy_b:7.1%}  ({o.both_right + o.only_b}/{o.shared})",
-        f"B - A        {_signed(o.difference)}  95% CI {_signed(o.ci_low)} to {_signed(o.ci_high)}   p = {_p(o.p_value)}",
+        f"B - A        {signed_points(o.difference)}  95% CI {signed_points(o.ci_low)} to {signed_points(o.ci_high)}   p = {p_text(o.p_value)}",
         "",
         f"both right {o.both_right} · only A right {o.only_a} · only B right {o.only_b} · both wrong {o.both_wrong}",
     ]
@@ -100,7 +100,7 @@ def format_table(c: RunComparison, labels: dict[int, str] | None = None) -> str:
         for d, x in c.by_difficulty.items():
             lines.append(
                 f"{'–' if d is None else d:>10} {x.shared:>6} {x.accuracy_a:>7.1%} {x.accuracy_b:>7.1%} "
-                f"{_signed(x.difference):>7} {_signed(x.ci_low) + ' to ' + _signed(x.ci_high):>22} {_p(x.p_value):>7}"
+                f"{signed_points(x.difference):>7} {signed_points(x.ci_low) + ' to ' + signed_points(x.ci_high):>22} {p_text(x.p_value):>7}"
                 f" {x.both_right:>5} {x.only_a:>6} {x.only_b:>6} {x.both_wrong:>7}")
     lines += ["", f"interval: {CI_METHOD}", f"p-value: {TEST_METHOD}"]
     return "\n".join(lines)
@@ -122,9 +122,11 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _signed(x: float) -> str:
+def signed_points(x: float) -> str:
+    """A difference of proportions as signed percentage points: 0.042 -> '+4.2 pt' (the CLI and the pages alike)."""
     return f"{x * 100:+.1f} pt"
 
 
-def _p(p: float) -> str:
+def p_text(p: float) -> str:
+    """A p-value as the CLI and the pages print it."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from .arithmetic import ArithmeticTask
-from .base import Exemplar, Judgement, Problem, Task, Verdict
+from .base import Exemplar, Problem, Task, Verdict
 from .commonsenseqa import CommonsenseQATask
 from .gsm8k import GSM8KTask
 from .jsonl import JsonlTask
@@ -81,5 +81,5 @@ def chance_accuracy(name: str) -> float | None:
     return getattr(_TASKS.get(name), "chance", None)
 
 
-__all__ = ["Exemplar", "Judgement", "KEY_FIELDS", "Problem", "TASK_NAMES", "Task", "TaskKey", "Verdict", "chance_accuracy",
+__all__ = ["Exemplar", "KEY_FIELDS", "Problem", "TASK_NAMES", "Task", "TaskKey", "Verdict", "chance_accuracy",
            "get_task", "hint_leak", "suggested_settings", "task_for_key", "task_key", "verifies_steps"]

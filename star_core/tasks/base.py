@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from .key import TaskKey
@@ -54,13 +54,6 @@ class Verdict:
 
     ok: bool | None
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class Judgement:
-    predicted: str | None
-    correct: bool
-    verdict: Verdict = field(default_factory=lambda: Verdict(None))
 
 
 class Task(Protocol):
