@@ -14,10 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-from star_core import run_queue
-from star_core.errors import StarError
-from star_core.present import duration, pct
-from star_core.states import ACTIVE_STATUSES
+import star_core.engine.run_queue as run_queue
+from star_core.core.errors import StarError
+from star_core.analysis.present import duration, pct
+from star_core.core.states import ACTIVE_STATUSES
 
 st.set_page_config(page_title="STaR Studio", page_icon=":material/star:", layout="wide")
 HERE = Path(__file__).resolve().parent

@@ -31,7 +31,7 @@ M100 = Size(hidden=768, layers=12, heads=12, kv_heads=4, intermediate=2048)
 def build_random_model(folder: Path, size: Size, seed: int = 0, tokenizer_of: str = "smollm2-135m") -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from star_core.model import load_tokenizer
+    from star_core.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_of)
     torch.manual_seed(seed)

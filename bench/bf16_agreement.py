@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from star_core.config import RunConfig
-from star_core.exemplars import load_exemplars
-from star_core.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
-from star_core.model import DEFAULT_MODEL, load_model
+from star_core.core.config import RunConfig
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
+from star_core.model.loading import DEFAULT_MODEL, load_model
 from star_core.tasks import get_task
 from star_core.tasks.base import STOP_TEXT, build_prefix, cut_at_stop
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from star_core.config import RunConfig  # noqa: E402
-from star_core.comparison import RunRef, compare_runs  # noqa: E402
+from star_core.core.config import RunConfig  # noqa: E402
+from star_core.analysis.comparison import RunRef, compare_runs  # noqa: E402
 from star_core.store import AttemptFilter, Store  # noqa: E402
-from star_core.trajectories import class_counts, grid, question_ids, transitions, with_classes  # noqa: E402
+from star_core.analysis.trajectories import class_counts, grid, question_ids, transitions, with_classes  # noqa: E402
 
 RUNS = 10
 PROBLEMS_PER_RUN = 2_000  # 1,500 train + 500 eval

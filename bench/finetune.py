@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from star_core.config import RunConfig
-from star_core.exemplars import load_exemplars
-from star_core.finetune import Example, TrainSettings, finetune
-from star_core.model import load_model
+from star_core.core.config import RunConfig
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.finetune import Example, TrainSettings, finetune
+from star_core.model.loading import load_model
 from star_core.tasks import get_task
 from star_core.tasks.arithmetic import rationale_for
 from star_core.tasks.base import STOP_TEXT, build_prefix

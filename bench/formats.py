@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from star_core.config import RunConfig
-from star_core.embedded import EMBEDDED_MODELS
-from star_core.generate import Decoding, PrefixGenerator
-from star_core.model import load_model
+from star_core.core.config import RunConfig
+from star_core.core.embedded import EMBEDDED_MODELS
+from star_core.model.generate import Decoding, PrefixGenerator
+from star_core.model.loading import load_model
 from star_core.tasks.arithmetic import ArithmeticTask, place_sums, rationale_for
 from star_core.tasks.base import Exemplar, build_prefix, last_answer, rationale_of
 

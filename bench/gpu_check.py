@@ -35,13 +35,13 @@ from pathlib import Path
 import torch
 
 import _random_model
-from star_core.config import RunConfig
-from star_core.embedded import EMBEDDED_MODELS
-from star_core.exemplars import load_exemplars
-from star_core.finetune import Example, TrainSettings, finetune, save_checkpoint
-from star_core.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
-from star_core.loop import execute_run, start_run
-from star_core.model import load_model
+from star_core.core.config import RunConfig
+from star_core.core.embedded import EMBEDDED_MODELS
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.finetune import Example, TrainSettings, finetune, save_checkpoint
+from star_core.model.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
+from star_core.engine.loop import execute_run, start_run
+from star_core.model.loading import load_model
 from star_core.store import Store
 from star_core.tasks import get_task
 from star_core.tasks.arithmetic import rationale_for

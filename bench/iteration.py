@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from star_core.config import RunConfig
-from star_core.exemplars import load_exemplars
-from star_core.generate import Decoding, PrefixGenerator
-from star_core.loop import execute_run, start_run
-from star_core.model import load_model
+from star_core.core.config import RunConfig
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.generate import Decoding, PrefixGenerator
+from star_core.engine.loop import execute_run, start_run
+from star_core.model.loading import load_model
 from star_core.store import Store
 from star_core.tasks import get_task
 from star_core.tasks.base import STOP_TEXT, build_prefix

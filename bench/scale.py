@@ -25,13 +25,13 @@ from pathlib import Path
 
 import torch
 
-from star_core.batch_decoder import DecodeBatch, LocalDecoder, batch_seed, plan_batches
-from star_core.config import RunConfig
-from star_core.exemplars import load_exemplars
-from star_core.finetune import Example, TrainSettings
-from star_core.generate import Decoding
-from star_core.model import load_model
-from star_core.states import AttemptKind
+from star_core.model.batch_decoder import DecodeBatch, LocalDecoder, batch_seed, plan_batches
+from star_core.core.config import RunConfig
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.finetune import Example, TrainSettings
+from star_core.model.generate import Decoding
+from star_core.model.loading import load_model
+from star_core.core.states import AttemptKind
 from star_core.store import AttemptRow, Store
 from star_core.tasks import get_task
 from star_core.tasks.arithmetic import rationale_for
@@ -56,7 +56,7 @@ def timed_phase(decoder, prefix: str, decoding: Decoding, batches: list[DecodeBa
 def generation(config: RunConfig, model: str) -> dict:
     import ray
 
-    from star_core.distributed.ray_generation import RayDecoderPool
+    from star_core.model.distributed.ray_generation import RayDecoderPool
 
     task = get_task(config.task, config)
     problems = [p for p in task.problems(config) if p.split == "train"]
@@ -97,7 +97,7 @@ def generation(config: RunConfig, model: str) -> dict:
 
 
 def training(config: RunConfig, model: str, steps: int, folder: Path) -> dict:
-    from star_core.distributed.train_processes import finetune_in_processes
+    from star_core.model.distributed.train_processes import finetune_in_processes
 
     task = get_task(config.task, config)
     problems = [p for p in task.problems(config) if p.split == "train"]

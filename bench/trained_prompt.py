@@ -14,11 +14,11 @@ import argparse
 import time
 from collections import defaultdict
 
-from star_core.exemplars import exemplars_for_run
-from star_core.generate import Decoding, PrefixGenerator
-from star_core.judge import judge
-from star_core.model import load_model
-from star_core.states import AttemptKind
+from star_core.engine.exemplars import exemplars_for_run
+from star_core.model.generate import Decoding, PrefixGenerator
+from star_core.engine.judge import judge
+from star_core.model.loading import load_model
+from star_core.core.states import AttemptKind
 from star_core.store import Store
 from star_core.tasks import get_task
 from star_core.tasks.base import build_prefix

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from star_core import exemplars as ex
-from star_core.errors import StarError
-from star_core.present import STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag, label, similarity
+import star_core.engine.exemplars as ex
+from star_core.core.errors import StarError
+from star_core.analysis.present import STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag, label, similarity
 from star_core.store import Store
 from star_core.store.exemplar_sets import ExemplarSetError
-from star_core.trajectories import question_ids
+from star_core.analysis.trajectories import question_ids
 
 DB_KEY = "db_path"
 NAV_KEY = "_star_navigation"  # set by app.py in every run of the app
@@ -193,7 +193,7 @@ def sidebar_db() -> None:
 
 def task_key_input(container, prefix: str):
     """Choose a task and the settings its key depends on (jsonl: the answer type); returns the TaskKey."""
-    from star_core.config import RunConfig, field_help
+    from star_core.core.config import RunConfig, field_help
     from star_core.tasks import TASK_NAMES, task_key
 
     meta = field_help()

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.audit import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode, agreement
-from star_core.errors import StarError
+from star_core.analysis.agreement import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode, agreement
+from star_core.core.errors import StarError
 from star_core.store import QueueFilter
 
 VIEWS = ("Audit queue", "What the audits say")

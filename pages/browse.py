@@ -2,7 +2,7 @@
 one attempt in full; one question's rationales side by side.
 
 Model text is shown with st.code / st.dataframe (never as markdown or HTML), except in
-the highlighted differences, which star_core.present escapes before adding any markup.
+the highlighted differences, which star_core.analysis.present escapes before adding any markup.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.filtering import rule_for
-from star_core.present import choices_of, flag, label, why_kept
+from star_core.engine.filtering import rule_for
+from star_core.analysis.present import choices_of, flag, label, why_kept
 from star_core.store import AttemptFilter
 from star_core.store.browse import KINDS, SORTABLE
 from star_core.tasks import verifies_steps
-from star_core.trajectories import Trajectory
+from star_core.analysis.trajectories import Trajectory
 
 YES_NO = {"any": None, "yes": True, "no": False}
 VERIFIED = {"any": None, "yes": True, "no": False, "not checked": "unchecked"}

@@ -2,7 +2,7 @@
 
 Each side's accuracy, the difference B − A with its 95% interval and p-value, the four cells,
 the same per difficulty, and the questions only one side got right, opened side by side.
-The statistics are star_core.stats'; the pairing is the store's (star_core/store/compare.py).
+The statistics are star_core.analysis.stats'; the pairing is the store's (star_core/store/compare.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.comparison import RunRef, compare_runs, p_text, signed_points
-from star_core.present import label, pct
-from star_core.stats import CI_METHOD, TEST_METHOD
+from star_core.analysis.comparison import RunRef, compare_runs, p_text, signed_points
+from star_core.analysis.present import label, pct
+from star_core.analysis.stats import CI_METHOD, TEST_METHOD
 
 
 def _pick_side(col, name: str, evaluated: pd.DataFrame, labels: dict, default_run: int, default_it: int | None):

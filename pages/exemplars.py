@@ -13,16 +13,16 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui as ui
-from star_core import exemplar_compare
-from star_core import exemplars as ex
-from star_core import experiments_worker
-from star_core.comparison import p_text, signed_points
-from star_core.config import RunConfig
-from star_core.embedded import EMBEDDED_MODELS
-from star_core.errors import StarError
-from star_core.present import pct
-from star_core.states import ACTIVE_STATUSES
-from star_core.stats import CI_METHOD, TEST_METHOD
+import star_core.engine.exemplar_compare as exemplar_compare
+import star_core.engine.exemplars as ex
+import star_core.runtime.experiments_worker as experiments_worker
+from star_core.analysis.comparison import p_text, signed_points
+from star_core.core.config import RunConfig
+from star_core.core.embedded import EMBEDDED_MODELS
+from star_core.core.errors import StarError
+from star_core.analysis.present import pct
+from star_core.core.states import ACTIVE_STATUSES
+from star_core.analysis.stats import CI_METHOD, TEST_METHOD
 from star_core.store import ExemplarItem
 from star_core.tasks import task_for_key
 from star_core.tasks.base import ANSWER_TEXT

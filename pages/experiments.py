@@ -12,11 +12,11 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _ui as ui
-from star_core import experiments_worker
-from star_core.errors import StarError
-from star_core.experiments import ARM_LABELS, arm_order, experiment_table, figure_data
-from star_core.present import duration
-from star_core.states import ExperimentKind
+import star_core.runtime.experiments_worker as experiments_worker
+from star_core.core.errors import StarError
+from star_core.engine.experiments import ARM_LABELS, arm_order, experiment_table, figure_data
+from star_core.analysis.present import duration
+from star_core.core.states import ExperimentKind
 
 PERCENT = st.column_config.NumberColumn(format="percent")
 

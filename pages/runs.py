@@ -1,6 +1,6 @@
 """Runs: start a run from a form generated from RunConfig, and watch it live.
 
-A run started here runs in a background worker process (star_core.jobs); one started
+A run started here runs in a background worker process (star_core.runtime.jobs); one started
 with `star run` shows up the same way, because both write their progress to the store.
 """
 
@@ -17,13 +17,14 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-from star_core import jobs, run_queue
-from star_core.config import field_help
-from star_core.errors import ConfigError, StarError
-from star_core.prepare import prepare_run, shown_defaults
-from star_core.presets import PAPER_EXPERIMENT_PRESETS, preset_names, presets_for
-from star_core.present import duration, field_label, pct
-from star_core.states import Phase, RunStatus
+import star_core.runtime.jobs as jobs
+import star_core.engine.run_queue as run_queue
+from star_core.core.config import field_help
+from star_core.core.errors import ConfigError, StarError
+from star_core.engine.prepare import prepare_run, shown_defaults
+from star_core.core.presets import PAPER_EXPERIMENT_PRESETS, preset_names, presets_for
+from star_core.analysis.present import duration, field_label, pct
+from star_core.core.states import Phase, RunStatus
 
 POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
@@ -457,7 +458,8 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, ca
 
 def experiment_controls(store) -> None:
     """The paper's comparison (star experiment paper): its five arms, one after another, in a background worker."""
-    from star_core import experiments, experiments_worker
+    import star_core.engine.experiments as experiments
+    import star_core.runtime.experiments_worker as experiments_worker
 
     with st.expander("Run the paper's comparison", icon=":material/science:"):
         st.caption("Five runs on the same problems and eval questions, one after another: few-shot answer only, "

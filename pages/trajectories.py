@@ -2,7 +2,7 @@
 
 How many questions the loop taught the model (learned), which it lost again (forgotten), the
 changes between consecutive iterations, and a question × iteration grid; choosing a question
-opens its rationales across iterations. Classes and counts are star_core.trajectories'.
+opens its rationales across iterations. Classes and counts are star_core.analysis.trajectories'.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.present import LABELS, label
-from star_core.trajectories import OUTCOME_VALUE, TRANSITIONS, Outcome, Trajectory, class_counts, grid, transitions, with_classes
+from star_core.analysis.present import LABELS, label
+from star_core.analysis.trajectories import OUTCOME_VALUE, TRANSITIONS, Outcome, Trajectory, class_counts, grid, transitions, with_classes
 
 SPLITS = {"eval": "Eval questions (held out)", "train": "Training questions"}
 CLASS_COLORS = {"learned": "#2ca02c", "forgotten": "#d62728", "always right": "#1f77b4", "never right": "#7f7f7f",

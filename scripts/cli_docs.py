@@ -32,7 +32,7 @@ def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def render() -> str:
     os.environ["COLUMNS"] = WIDTH
     sys.path.insert(0, str(ROOT))
-    from star_core.cli import build_parser
+    from star_core.cli.commands import build_parser
 
     lines = [
         "# The `star` command",

@@ -86,11 +86,11 @@ def start_app(db: Path, env: dict, port: int, log: Path) -> subprocess.Popen:
 
 def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: list[str] = ()) -> tuple[int, subprocess.Popen]:
     """Run 1 as the app starts one (a background worker); run 2 with `star run`, queued behind it."""
-    from star_core import jobs
-    from star_core.prepare import prepare_run
+    import star_core.runtime.jobs as jobs
+    from star_core.engine.prepare import prepare_run
     from star_core.store import Store
 
-    cli = subprocess.run([sys.executable, "-m", "star_core.cli", "run", "--help"], capture_output=True, text=True)
+    cli = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "run", "--help"], capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     os.environ.update(env)  # the worker inherits the private slots folder
     store = Store(db).init()
@@ -98,14 +98,14 @@ def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: l
     run_id = jobs.create_run(store, prepare_run(given).config)
     jobs.launch(store, run_id)
     time.sleep(2)  # the app's run asks for the slot first
-    cli_run = subprocess.Popen([sys.executable, "-m", "star_core.cli", "run", "--db", str(db), *flags, *cli_flags], cwd=ROOT,
+    cli_run = subprocess.Popen([sys.executable, "-m", "star_core.cli.commands", "run", "--db", str(db), *flags, *cli_flags], cwd=ROOT,
                                env=env, stdout=open(folder / "cli-run.log", "w"), stderr=subprocess.STDOUT)
     return run_id, cli_run
 
 
 def _as_settings(flags: list[str]) -> dict:
     """`star run` flags as RunConfig settings, through the CLI's own parser."""
-    from star_core.cli import _given, build_parser
+    from star_core.cli.commands import _given, build_parser
 
     return _given(build_parser().parse_args(["run", *flags]))
 

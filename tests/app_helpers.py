@@ -18,7 +18,7 @@ _BUILT: dict[str, Path] = {}
 def finished_run_db(tmp_path_factory, tiny_model: str, dest: Path) -> Path:
     """A copy (at `dest`) of a database with one finished 2-iteration tiny run (run id 1)."""
     if "db" not in _BUILT:
-        from star_core.loop import execute_run, start_run
+        from star_core.engine.loop import execute_run, start_run
         from star_core.store import Store
 
         path = tmp_path_factory.mktemp("finished") / "finished.duckdb"

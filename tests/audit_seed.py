@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from star_core.config import RunConfig
+from star_core.core.config import RunConfig
 from star_core.store import AttemptRow, Store
 from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
 from star_core.tasks.base import Problem

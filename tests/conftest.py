@@ -21,7 +21,7 @@ SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 def build_tiny_model(folder: Path, layers: int = 2, seed: int = 0, initializer_range: float = 0.02) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from star_core.model import _dequantized_cache, embedded_gguf_path
+    from star_core.model.loading import _dequantized_cache, embedded_gguf_path
 
     gguf = embedded_gguf_path("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(_dequantized_cache(str(gguf.parent), gguf.name))
@@ -75,7 +75,7 @@ def _keep_the_main_module():
 @pytest.fixture(autouse=True, scope="session")
 def _own_run_queue(tmp_path_factory):
     # The tests' runs (and their workers, which inherit the environment) queue among themselves,
-    # not behind the real runs of this machine (star_core/run_queue.py).
+    # not behind the real runs of this machine (star_core/engine/run_queue.py).
     os.environ["STAR_SLOTS"] = str(tmp_path_factory.mktemp("slots"))
     yield
 
@@ -89,7 +89,7 @@ def shared_datasets() -> Path:
 
 def tiny_config(model: str, **overrides):
     """A RunConfig small enough for a loop test to finish in seconds."""
-    from star_core.config import RunConfig
+    from star_core.core.config import RunConfig
 
     values = dict(model=model, train_size=8, eval_size=4, iterations=1, max_new_tokens=12, min_steps=2,
                   epochs=0.1, gen_batch_size=4, batch_size=4, device="cpu")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from star_core import exemplar_compare
-from star_core import exemplars as ex
-from star_core.exemplars import default_exemplar_path
-from star_core.states import Phase, RunStatus
+import star_core.engine.exemplar_compare as exemplar_compare
+import star_core.engine.exemplars as ex
+from star_core.engine.exemplars import default_exemplar_path
+from star_core.core.states import Phase, RunStatus
 from star_core.store import AttemptRow, Store
 from star_core.tasks import get_task
 

@@ -12,8 +12,8 @@ import pytest
 
 from app_helpers import one_error_line
 from audit_seed import seed
-from star_core.audit import Agreement, QueueMode, agreement, kappa, kappa_interval, krippendorff_alpha_nominal
-from star_core.cli import main
+from star_core.analysis.agreement import Agreement, QueueMode, agreement, kappa, kappa_interval, krippendorff_alpha_nominal
+from star_core.cli.commands import main
 from star_core.store import QueueFilter, Store
 from star_core.store.audits import AuditError
 

@@ -9,8 +9,8 @@ import json
 import numpy as np
 
 from app_helpers import finished_run_db, open_page
-from star_core import exemplars as ex
-from star_core.present import accuracy_figures_data
+import star_core.engine.exemplars as ex
+from star_core.analysis.present import accuracy_figures_data
 from star_core.store import ExemplarItem, Store
 
 PAGE = "pages/accuracy.py"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from app_helpers import finished_run_db, open_page, texts, unescaped
-from star_core.filtering import FilterRule, rule_for
-from star_core.present import diff_html, why_kept
+from star_core.engine.filtering import FilterRule, rule_for
+from star_core.analysis.present import diff_html, why_kept
 from star_core.store import AttemptFilter, AttemptRow, Store
 
 PAGE = "pages/browse.py"
@@ -183,7 +183,7 @@ def test_why_kept_follows_the_runs_filter():
 
 
 def test_the_rule_a_run_is_explained_by_is_the_one_it_filtered_with():
-    from star_core.config import RunConfig
+    from star_core.core.config import RunConfig
 
     assert rule_for(RunConfig(filter="answer"), True) == ANSWER
     assert rule_for(RunConfig(filter="verified"), True) == VERIFIED
@@ -192,7 +192,7 @@ def test_the_rule_a_run_is_explained_by_is_the_one_it_filtered_with():
 
 def test_store_browse_queries_page_and_count(tmp_path):
     """The SQL behind the page on a hand-made store: filters, search escaping, paging, count."""
-    from star_core.config import RunConfig
+    from star_core.core.config import RunConfig
     from star_core.tasks.base import Problem
 
     store = Store(tmp_path / "q.duckdb").init()
@@ -215,7 +215,7 @@ def test_store_browse_queries_page_and_count(tmp_path):
 
 
 def test_choices_of_reads_problem_choices_json():
-    from star_core.present import choices_of
+    from star_core.analysis.present import choices_of
 
     assert choices_of('[["A", "a dog"], ["B", "<b>a cat</b>"]]') == [("A", "a dog"), ("B", "<b>a cat</b>")]
     assert choices_of(None) == [] and choices_of("") == [] and choices_of(float("nan")) == []

@@ -14,10 +14,10 @@ import pytest
 import compare_seed
 from app_helpers import open_page, texts
 from compare_seed import RUN1_EVAL, RUN1_TRAIN, RUN2_EVAL
-from star_core.comparison import RunRef, compare_runs
-from star_core.present import PALETTE
-from star_core.stats import compare_outcomes
-from star_core.trajectories import Trajectory, grid, with_classes
+from star_core.analysis.comparison import RunRef, compare_runs
+from star_core.analysis.present import PALETTE
+from star_core.analysis.stats import compare_outcomes
+from star_core.analysis.trajectories import Trajectory, grid, with_classes
 
 SHARED = [f"e{i}" for i in range(1, 8)]
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from star_core.config import RunConfig
-from star_core.errors import ConfigError
-from star_core.exemplars import load_exemplars
+from star_core.core.config import RunConfig
+from star_core.core.errors import ConfigError
+from star_core.engine.exemplars import load_exemplars
 from star_core.tasks.arithmetic import ArithmeticTask, place_sums, rationale_for
 from star_core.tasks.base import NO_STEPS, Problem
 

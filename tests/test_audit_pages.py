@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 from app_helpers import unescaped
 from audit_seed import seed
 from pages._ui import NAV_KEY
-from star_core import exemplars as ex
-from star_core.config import RunConfig
+import star_core.engine.exemplars as ex
+from star_core.core.config import RunConfig
 from star_core.store import ExemplarItem, QueueFilter
 
 TIMEOUT = 60

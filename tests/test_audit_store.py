@@ -8,7 +8,7 @@ import time
 import pytest
 
 from audit_seed import seed
-from star_core.audit import cohen_kappa, wilson_interval
+from star_core.analysis.agreement import cohen_kappa, wilson_interval
 from star_core.store import QueueFilter
 from star_core.store.audits import AuditError
 

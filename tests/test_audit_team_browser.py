@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from test_audit_browser import ARGS, CHROMIUM, app_server, settle  # noqa: F401 - app_server is a fixture
-from star_core.audit import QueueMode
+from star_core.analysis.agreement import QueueMode
 from star_core.store import QueueFilter
 
 pytestmark = pytest.mark.slow

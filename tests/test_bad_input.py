@@ -16,10 +16,10 @@ import pytest
 
 from audit_seed import seed
 from conftest import tiny_config
-from star_core.cli import main
-from star_core.config import RunConfig
-from star_core.errors import ExportError, StoreError
-from star_core.export import export_kept
+from star_core.cli.commands import main
+from star_core.core.config import RunConfig
+from star_core.core.errors import ExportError, StoreError
+from star_core.analysis.export import export_kept
 from star_core.store import QueueFilter, Store
 
 TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--iterations", "1", "--max-new-tokens", "12", "--min-steps", "2",

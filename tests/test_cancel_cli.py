@@ -7,11 +7,12 @@ import pytest
 
 from app_helpers import one_error_line, wait_for
 from conftest import tiny_config
-from star_core import jobs, run_queue
-from star_core.cli import main
-from star_core.config import RunConfig
-from star_core.processes import alive
-from star_core.states import RunStatus
+import star_core.runtime.jobs as jobs
+import star_core.engine.run_queue as run_queue
+from star_core.cli.commands import main
+from star_core.core.config import RunConfig
+from star_core.core.processes import alive
+from star_core.core.states import RunStatus
 from star_core.store import Store
 
 

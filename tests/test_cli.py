@@ -10,8 +10,8 @@ from dataclasses import fields
 import pandas as pd
 import pytest
 
-from star_core.cli import main
-from star_core.config import RunConfig
+from star_core.cli.commands import main
+from star_core.core.config import RunConfig
 from star_core.store import Store
 from conftest import tiny_config
 
@@ -26,11 +26,11 @@ def star(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_help_lists_every_command_and_every_run_setting():
-    top = subprocess.run([sys.executable, "-m", "star_core.cli", "--help"], capture_output=True, text=True)
+    top = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "--help"], capture_output=True, text=True)
     assert top.returncode == 0
     for command in ("run", "runs", "export", "app"):
         assert command in top.stdout
-    run = subprocess.run([sys.executable, "-m", "star_core.cli", "run", "--help"], capture_output=True, text=True).stdout
+    run = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "run", "--help"], capture_output=True, text=True).stdout
     for f in fields(RunConfig):
         assert "--" + f.name.replace("_", "-") in run, f.name
     assert "--resume" in run and "--db" in run
@@ -107,7 +107,7 @@ def test_run_prints_the_accuracy_table_then_runs_and_export_work(tmp_path, capsy
 
 
 def test_export_writes_prompt_completion_rows_without_the_hint(tmp_path, capsys, tiny_model, monkeypatch):
-    from star_core.loop import execute_run, start_run
+    from star_core.engine.loop import execute_run, start_run
     from star_core.tasks.arithmetic import ArithmeticTask
 
     monkeypatch.setattr(ArithmeticTask, "is_correct", lambda self, predicted, problem: True)

@@ -8,9 +8,9 @@ import pytest
 
 import compare_seed
 from compare_seed import DIFFICULTY, RUN1_EVAL, RUN2_EVAL
-from star_core.cli import main
-from star_core.comparison import RunRef, compare_runs
-from star_core.stats import CI_METHOD, TEST_METHOD, compare_outcomes
+from star_core.cli.commands import main
+from star_core.analysis.comparison import RunRef, compare_runs
+from star_core.analysis.stats import CI_METHOD, TEST_METHOD, compare_outcomes
 from star_core.store import ComparisonError
 
 KEYS = ("shared", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high", "p_value", "both_right", "only_a",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from star_core.distributed.data_parallel import predicted_tokens, shard_bounds
-from star_core.distributed.train_processes import _Tail, finetune_in_processes, threads_each
-from star_core.finetune import IGNORE, Example, TrainSettings, finetune, save_checkpoint
-from star_core.model import load_model, use_bf16
+from star_core.model.distributed.data_parallel import predicted_tokens, shard_bounds
+from star_core.model.distributed.train_processes import _Tail, finetune_in_processes, threads_each
+from star_core.model.finetune import IGNORE, Example, TrainSettings, finetune, save_checkpoint
+from star_core.model.loading import load_model, use_bf16
 
 PREFIX = "Question: 1 + 1 = ?\nAnswer: 1 + 1 = 2. The answer is 2.\n\n"
 EXAMPLES = [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from star_core.config import RunConfig
-from star_core.exemplars import load_exemplars
-from star_core.generate import Decoding, PrefixGenerator
-from star_core.model import DEFAULT_MODEL, embedded_gguf_path, load_model
+from star_core.core.config import RunConfig
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.generate import Decoding, PrefixGenerator
+from star_core.model.loading import DEFAULT_MODEL, embedded_gguf_path, load_model
 from star_core.tasks import get_task
 from star_core.tasks.base import build_prefix
 
@@ -44,7 +44,7 @@ def test_processes_dequantizing_at_once_write_the_cache_once(tmp_path, monkeypat
     import threading
     import time
 
-    from star_core import model
+    import star_core.model.loading as model
 
     source = tmp_path / "m.gguf"
     source.write_bytes(b"gguf")

@@ -21,10 +21,10 @@ import types
 import pytest
 import torch
 
-from star_core.finetune import IGNORE, Example, _encode, _loss, _with_lora
-from star_core.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
-from star_core.model import BF16_ENV, DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer
-from star_core.prefix_attention import SharedPrefix, prefix_kv, shared_prefix_attention, use_shared_prefix_attention
+from star_core.model.finetune import IGNORE, Example, _encode, _loss, _with_lora
+from star_core.model.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
+from star_core.model.loading import BF16_ENV, DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer
+from star_core.model.prefix_attention import SharedPrefix, prefix_kv, shared_prefix_attention, use_shared_prefix_attention
 from star_core.tasks.base import STOP_TEXT, cut_at_stop
 
 PREFIX = (
@@ -415,8 +415,8 @@ def test_shared_prefix_loss_equals_full_sequences_with_the_familys_attention_opt
 
 def embedded_iteration_0(prompts: int):
     """The default run's task, its iteration-0 prefix and `prompts` of its eval questions, every difficulty."""
-    from star_core.config import RunConfig
-    from star_core.exemplars import load_exemplars
+    from star_core.core.config import RunConfig
+    from star_core.engine.exemplars import load_exemplars
     from star_core.tasks import get_task
     from star_core.tasks.base import build_prefix
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from audit_seed import seed
-from star_core import exemplars as ex
-from star_core.config import RunConfig
-from star_core.errors import DatasetError
-from star_core.loop import start_run
+import star_core.engine.exemplars as ex
+from star_core.core.config import RunConfig
+from star_core.core.errors import DatasetError
+from star_core.engine.loop import start_run
 from star_core.store import ExemplarItem, QueueFilter, Store
 from star_core.store.exemplar_sets import ExemplarSetError, parse_set_ref
 from star_core.tasks import get_task
@@ -150,7 +150,7 @@ def test_prompt_preview_is_the_engines_prefix_and_counts_tokens():
 
 
 def test_star_run_exemplars_flag(tmp_path, capsys):
-    from star_core.cli import build_parser, main
+    from star_core.cli.commands import build_parser, main
 
     args = build_parser().parse_args(["run", "--exemplars", "hand@1"])
     assert args.exemplars == "hand@1"

@@ -19,8 +19,8 @@ import pytest
 
 from app_helpers import one_error_line
 from audit_seed import seed
-from star_core.cli import main
-from star_core.jobs import PROJECT_ROOT
+from star_core.cli.commands import main
+from star_core.runtime.jobs import PROJECT_ROOT
 
 KEPT = 12  # right-and-verified rationales in audit_seed's run 1
 
@@ -71,7 +71,7 @@ def test_a_reader_that_left_is_one_line_and_no_traceback(kept_db):
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first byte: the write gets EPIPE
     try:
-        done = subprocess.run([sys.executable, "-m", "star_core.cli", "export", "--db", str(kept_db), "--run", "1",
+        done = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "export", "--db", str(kept_db), "--run", "1",
                                "--out", "-"], stdout=write, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
                               timeout=120)
     finally:
@@ -168,7 +168,7 @@ def test_a_regular_file_is_replaced_whole_by_a_renamed_temporary_file(kept_db, t
 
 
 def test_exemplar_sets_export_to_stdout_too(tmp_path, capsys):
-    from star_core import exemplars as ex
+    import star_core.engine.exemplars as ex
 
     db, source = tmp_path / "s.duckdb", PROJECT_ROOT / "data" / "exemplars" / "jsonl-choice.jsonl"
     assert main(["exemplars", "import", str(source), "--name", "mine", "--db", str(db),

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from star_core.filtering import Candidate, FilterRule, passes, select_kept
-from star_core.judge import judge
-from star_core.phase_clock import PhaseClock
-from star_core.states import AttemptKind, Phase
+from star_core.engine.filtering import Candidate, FilterRule, passes, select_kept
+from star_core.engine.judge import judge
+from star_core.engine.phase_clock import PhaseClock
+from star_core.core.states import AttemptKind, Phase
 from star_core.tasks import get_task
 from star_core.tasks.base import Problem
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from star_core.finetune import IGNORE, Example, TrainSettings, _encode, finetune, save_checkpoint
-from star_core.generate import Decoding, PrefixGenerator
-from star_core.model import load_model
+from star_core.model.finetune import IGNORE, Example, TrainSettings, _encode, finetune, save_checkpoint
+from star_core.model.generate import Decoding, PrefixGenerator
+from star_core.model.loading import load_model
 
 PREFIX = "Question: 1 + 1 = ?\nAnswer: 1 + 1 = 2. The answer is 2.\n\n"
 EXAMPLE = Example("Question: 3 + 4 = ?\nAnswer:", " 3 + 4 = 7. The answer is 7.\n\n")
@@ -71,7 +71,7 @@ def test_training_weights_stay_float32(tiny_model):
 def test_short_rows_without_a_prefix_train_on_the_plain_loss_and_decode_without_one(tiny_model):
     # RunConfig.train_prefix off: the rows are whole sequences, so the loss is the model's own causal loss
     # over the completion tokens, and a generator with no prefix decodes what plain greedy decoding does.
-    from star_core.finetune import _loss
+    from star_core.model.finetune import _loss
 
     lm = load_model(tiny_model, "cpu")
     ids, labels = _encode(lm, EXAMPLE)

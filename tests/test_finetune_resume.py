@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-from star_core import train_state
-from star_core.finetune import Example, TrainSettings, finetune
-from star_core.model import load_model
+import star_core.model.train_state as train_state
+from star_core.model.finetune import Example, TrainSettings, finetune
+from star_core.model.loading import load_model
 
 PREFIX = "Question: 1 + 1 = ?\nAnswer: 1 + 1 = 2. The answer is 2.\n\n"
 EXAMPLES = [
@@ -140,7 +140,7 @@ class CancelAtStep:
 
 @pytest.mark.slow
 def test_a_run_cancelled_while_fine_tuning_resumes_it_to_the_same_result(tmp_path, tiny_model, monkeypatch):
-    from star_core.loop import Cancelled, execute_run, start_run
+    from star_core.engine.loop import Cancelled, execute_run, start_run
     from star_core.store import Store
     from star_core.tasks.arithmetic import ArithmeticTask
 

@@ -9,8 +9,8 @@ import pytest
 
 from app_helpers import wait_for
 from conftest import tiny_config
-from star_core import jobs
-from star_core.errors import ConfigError, ModelLoadError, RunStateError
+import star_core.runtime.jobs as jobs
+from star_core.core.errors import ConfigError, ModelLoadError, RunStateError
 from star_core.store import Store
 
 
@@ -58,7 +58,7 @@ def test_a_worker_that_dies_before_claiming_its_run_is_seen(tmp_path, tiny_model
 
 def test_create_run_names_the_field_at_fault(tmp_path):
     store = Store(tmp_path / "j.duckdb").init()
-    from star_core.config import RunConfig
+    from star_core.core.config import RunConfig
 
     with pytest.raises(ConfigError) as err:
         jobs.create_run(store, RunConfig(model=str(tmp_path / "no-such-model")))
@@ -80,7 +80,7 @@ def test_a_worker_runs_in_the_precision_star_bf16_names(tmp_path, tiny_model, mo
 
 
 def test_a_star_bf16_that_is_no_choice_fails_the_run_with_its_name(tmp_path, tiny_model, monkeypatch):
-    from star_core import loop
+    import star_core.engine.loop as loop
 
     monkeypatch.setenv("STAR_BF16", "yes please")
     store = Store(tmp_path / "j.duckdb").init()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from star_core.loop import execute_run, start_run
+from star_core.engine.loop import execute_run, start_run
 from star_core.store import Store
 from conftest import tiny_config
 

@@ -11,11 +11,11 @@ import re
 import pytest
 
 from conftest import tiny_config
-from star_core import loop
-from star_core.curriculum import curriculum_top, in_range
-from star_core.exemplars import load_exemplars
-from star_core.generate import Completion
-from star_core.loop import execute_run, start_run
+import star_core.engine.loop as loop
+from star_core.engine.curriculum import curriculum_top, in_range
+from star_core.engine.exemplars import load_exemplars
+from star_core.model.generate import Completion
+from star_core.engine.loop import execute_run, start_run
 from star_core.store import Store
 from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
 from star_core.tasks.base import build_prefix
@@ -162,8 +162,8 @@ def test_direct_mode_on_the_tiny_model_end_to_end(tmp_path, tiny_model):
 
 
 def test_a_direct_run_cannot_use_the_curriculum():
-    from star_core.config import RunConfig
-    from star_core.errors import ConfigError
+    from star_core.core.config import RunConfig
+    from star_core.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         RunConfig(mode="direct", curriculum=True)

@@ -12,7 +12,7 @@ from google.protobuf.json_format import MessageToDict
 
 from app_helpers import ROOT, open_page
 from pages._ui import md_escape, safe_figure
-from star_core.config import RunConfig
+from star_core.core.config import RunConfig
 from star_core.store import AttemptRow, ExemplarItem, Store
 from star_core.tasks.base import Problem
 

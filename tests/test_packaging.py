@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from star_core.cli import main
-from star_core.embedded import DEFAULT_MODEL, EMBEDDED_MODELS
+from star_core.cli.commands import main
+from star_core.core.embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from star_core.store import Store
 
 try:
@@ -109,7 +109,7 @@ WRAP_TINY_MODEL = textwrap.dedent("""
 
 @pytest.mark.parametrize("wrap, warned", [
     # What finetune.py does: through star_core, whose import silences peft's deprecated read.
-    ("from star_core.finetune import _with_lora; _with_lora(model, 4)", False),
+    ("from star_core.model.finetune import _with_lora; _with_lora(model, 4)", False),
     # The same wrap without star_core: the warning is there, so the check above could fail.
     ("from peft import LoraConfig, get_peft_model; get_peft_model(model, LoraConfig(r=4, target_modules='all-linear'))",
      True),

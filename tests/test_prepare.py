@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from star_core import cli
-from star_core.config import RunConfig
-from star_core.prepare import InvalidSettings, prepare_run, shown_defaults
+import star_core.cli.commands as cli
+from star_core.core.config import RunConfig
+from star_core.engine.prepare import InvalidSettings, prepare_run, shown_defaults
 from star_core.tasks import suggested_settings
 
 GSM_TOKENS = suggested_settings("gsm8k")["max_new_tokens"]

@@ -7,9 +7,9 @@ from dataclasses import asdict
 import pandas as pd
 import pytest
 
-from star_core.config import RunConfig
-from star_core.present import PALETTE, colors_for, distinguishing_labels, field_label, label, with_wilson
-from star_core.stats import wilson_interval
+from star_core.core.config import RunConfig
+from star_core.analysis.present import PALETTE, colors_for, distinguishing_labels, field_label, label, with_wilson
+from star_core.analysis.stats import wilson_interval
 
 
 def cfg(**kw) -> dict:

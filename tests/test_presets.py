@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from app_helpers import open_page
-from star_core import cli, presets
-from star_core.config import RunConfig
-from star_core.errors import ConfigError
-from star_core.prepare import InvalidSettings, prepare_run, shown_defaults
+import star_core.cli.commands as cli
+import star_core.core.presets as presets
+from star_core.core.config import RunConfig
+from star_core.core.errors import ConfigError
+from star_core.engine.prepare import InvalidSettings, prepare_run, shown_defaults
 from star_core.tasks import suggested_settings
 
 GSM_TOKENS = suggested_settings("gsm8k")["max_new_tokens"]

@@ -14,10 +14,11 @@ import pytest
 
 from app_helpers import wait_for
 from conftest import tiny_config
-from star_core import jobs, run_queue
-from star_core.config import RunConfig
-from star_core.errors import RunStateError
-from star_core.states import RunStatus
+import star_core.runtime.jobs as jobs
+import star_core.engine.run_queue as run_queue
+from star_core.core.config import RunConfig
+from star_core.core.errors import RunStateError
+from star_core.core.states import RunStatus
 from star_core.store import Store
 
 CPU = ("cpu", ["cpu-0"])
@@ -258,7 +259,7 @@ def test_a_queue_folder_that_cannot_be_used_is_one_clear_error_and_changes_nothi
 def test_star_run_no_queue_starts_at_once_with_its_share_of_the_cores(tmp_path, tiny_model, capsys):
     import torch
 
-    from star_core.cli import main
+    from star_core.cli.commands import main
 
     db = tmp_path / "n.duckdb"
     holder = run_queue._try_hold(run_queue.slots_folder() / "cpu-0.lock")  # another run has the CPU's slot

@@ -17,11 +17,11 @@ import sys
 import pytest
 
 from conftest import tiny_config
-from star_core.batch_decoder import DecodeBatch, LocalDecoder, batch_seed, plan_batches
-from star_core.config import RunConfig
-from star_core.errors import ConfigError
-from star_core.generate import Decoding
-from star_core.model import load_model
+from star_core.model.batch_decoder import DecodeBatch, LocalDecoder, batch_seed, plan_batches
+from star_core.core.config import RunConfig
+from star_core.core.errors import ConfigError
+from star_core.model.generate import Decoding
+from star_core.model.loading import load_model
 
 # --- the batch plan ------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ def test_batch_seeds_depend_on_the_batch_only():
     ],
 )
 def test_cpu_share(nodes, workers, share):
-    from star_core.distributed.ray_generation import cpu_share
+    from star_core.model.distributed.ray_generation import cpu_share
 
     assert cpu_share(nodes, workers) == share
     assert sum(int(n) // share for n in nodes) >= workers  # they fit
@@ -81,14 +81,14 @@ def test_cpu_share(nodes, workers, share):
 
 
 def test_too_many_workers_for_the_cores_is_a_message():
-    from star_core.distributed.ray_generation import WorkersError, cpu_share
+    from star_core.model.distributed.ray_generation import WorkersError, cpu_share
 
     with pytest.raises(WorkersError, match="needs at least 3 CPU cores"):
         cpu_share([1, 1], 3)
 
 
 def test_placement_puts_a_worker_on_each_gpu_where_there_are_gpus():
-    from star_core.distributed.ray_generation import WorkersError, placement
+    from star_core.model.distributed.ray_generation import WorkersError, placement
 
     gpu_nodes = [{"CPU": 16, "GPU": 2}, {"CPU": 16, "GPU": 2}]
     assert placement("auto", 4, gpu_nodes) == (1, 1, "cuda")
@@ -116,7 +116,7 @@ def test_a_run_without_workers_imports_no_ray(tiny_model, tmp_path):
         "import sys\n"
         "from conftest import tiny_config\n"
         "from star_core import cli\n"
-        "from star_core.loop import _GenerationModels\n"
+        "from star_core.engine.loop import _GenerationModels\n"
         f"models = _GenerationModels(tiny_config({tiny_model!r}, iterations=0))\n"
         "models.get(None)\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
@@ -171,7 +171,7 @@ def ray_cluster():
 @pytest.fixture
 def pools(monkeypatch):
     """Every RayDecoderPool the loop makes, so that a test can reach its actors."""
-    from star_core.distributed import ray_generation
+    import star_core.model.distributed.ray_generation as ray_generation
 
     made = []
 
@@ -186,7 +186,7 @@ def pools(monkeypatch):
 
 def attempt_table(store, run_id):
     """Every stored attempt's identity and content, in stored order."""
-    from star_core.states import AttemptKind
+    from star_core.core.states import AttemptKind
 
     iterations = sorted(store.iteration_phases(run_id))
     return [(n, c.kind.value, c.problem_id, c.sample, c.completion, c.correct)
@@ -213,7 +213,7 @@ class KillsAWorker:
 
 
 def run_tiny(folder, tiny_model, reporter=None, **settings):
-    from star_core.loop import execute_run, start_run
+    from star_core.engine.loop import execute_run, start_run
     from star_core.store import Store
 
     folder.mkdir(exist_ok=True)

@@ -19,7 +19,7 @@ FLAGS = ["--train-size", "48", "--eval-size", "8", "--iterations", "2", "--max-n
 
 def _star_run_where_every_answer_is_right(db: str, args: list[str], log: str) -> None:
     """`star run` in a child process, every answer judged right so that every iteration fine-tunes."""
-    from star_core.cli import main
+    from star_core.cli.commands import main
     from star_core.tasks.arithmetic import ArithmeticTask
 
     ArithmeticTask.is_correct = lambda self, predicted, problem: True

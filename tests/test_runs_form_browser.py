@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_enter_in_fields_and_a_double_click_on_start_make_one_run(server, tmp_path, tiny_model):  # noqa: F811
     from playwright.sync_api import expect
 
-    from star_core import jobs
+    import star_core.runtime.jobs as jobs
     from star_core.store import Store
 
     store = Store(tmp_path / "browser.duckdb")  # the server fixture's database
@@ -61,8 +61,8 @@ def test_enter_in_fields_and_a_double_click_on_start_make_one_run(server, tmp_pa
 
 def _stop_workers(store, jobs) -> None:
     """Cancel what the test started and wait for it to end (a worker outlives the app's server)."""
-    from star_core.errors import StarError
-    from star_core.processes import alive
+    from star_core.core.errors import StarError
+    from star_core.core.processes import alive
 
     for run_id in (int(i) for i in store.list_runs().id):
         try:
@@ -78,7 +78,7 @@ def _stop_workers(store, jobs) -> None:
 
 
 def _ended(store, jobs, run_id: int) -> bool:
-    from star_core.states import ACTIVE_STATUSES, RunStatus
+    from star_core.core.states import ACTIVE_STATUSES, RunStatus
 
     status = store.get_run(run_id).status
     if status == RunStatus.PENDING:

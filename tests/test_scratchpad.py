@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from star_core.config import RunConfig
-from star_core.exemplars import default_set_name, load_exemplars
-from star_core.judge import judge
-from star_core.states import AttemptKind
+from star_core.core.config import RunConfig
+from star_core.engine.exemplars import default_set_name, load_exemplars
+from star_core.engine.judge import judge
+from star_core.core.states import AttemptKind
 from star_core.tasks import get_task, task_for_key, task_key
 from star_core.tasks.base import NO_STEPS, Problem, build_prefix
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from star_core.stats import (
+from star_core.analysis.stats import (
     CI_METHOD, TEST_METHOD, Z_95, compare_by_group, compare_counts, compare_outcomes, mcnemar_exact_p, paired_counts,
     wilson_interval,
 )

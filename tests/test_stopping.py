@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from star_core.stopping import best_iteration, should_stop, stop_message
+from star_core.engine.stopping import best_iteration, should_stop, stop_message
 
 
 @pytest.mark.parametrize(

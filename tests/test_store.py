@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from star_core.config import RunConfig
-from star_core.errors import StoreError
+from star_core.core.config import RunConfig
+from star_core.core.errors import StoreError
 from star_core.store import AttemptRow, Store
 from star_core.store.connection import applied_version, migrate
 from star_core.store.migrations import MIGRATIONS

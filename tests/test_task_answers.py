@@ -284,8 +284,8 @@ def test_hint_leak(rationale, pattern, leak):
 
 def test_exemplars_do_not_leak():
     """Our own exemplars, read as rationalized rationales, are not flagged."""
-    from star_core.config import RunConfig
-    from star_core.exemplars import load_exemplars
+    from star_core.core.config import RunConfig
+    from star_core.engine.exemplars import load_exemplars
     from star_core.tasks import get_task
 
     for name, extra in [("gsm8k", {}), ("commonsenseqa", {}), ("arithmetic", {}), ("jsonl", {}), ("jsonl", {"answer_type": "choice"}),

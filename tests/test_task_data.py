@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from star_core.config import RunConfig
-from star_core.errors import ConfigError, DatasetError
+from star_core.core.config import RunConfig
+from star_core.core.errors import ConfigError, DatasetError
 from star_core.store import Store
 from star_core.tasks import get_task
 from star_core.tasks.base import Problem
@@ -270,7 +270,7 @@ def test_data_map_defaults_and_answer_type_choices():
 
 def test_a_bad_file_stores_no_run(tmp_path, tiny_model):
     """The data is loaded and checked before the run row is created."""
-    from star_core.loop import start_run
+    from star_core.engine.loop import start_run
 
     store = Store(tmp_path / "s.duckdb").init()
     path = write(tmp_path / "g.jsonl", [json.dumps(GOOD), "{oops"])
@@ -289,7 +289,7 @@ def test_problem_ids_and_difficulty_from_gsm8k_rows():
 
 
 def test_cli_runs_a_jsonl_file_with_a_map(tmp_path, tiny_model, capsys):
-    from star_core.cli import main
+    from star_core.cli.commands import main
 
     path = tmp_path / "qa.csv"
     path.write_text("q,a\n" + "".join(f"What is {i} doubled?,{2 * i}\n" for i in range(4)))

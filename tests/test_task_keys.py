@@ -12,12 +12,12 @@ import pytest
 
 from app_helpers import open_page, unescaped
 from conftest import tiny_config
-from star_core import cli
-from star_core import exemplars as ex
-from star_core.config import RunConfig
-from star_core.errors import ConfigError
-from star_core.loop import execute_run
-from star_core.prepare import create_run
+import star_core.cli.commands as cli
+import star_core.engine.exemplars as ex
+from star_core.core.config import RunConfig
+from star_core.core.errors import ConfigError
+from star_core.engine.loop import execute_run
+from star_core.engine.prepare import create_run
 from star_core.store import Store
 from star_core.store.connection import migrate
 from star_core.store.exemplar_sets import ExemplarSetError

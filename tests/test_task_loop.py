@@ -8,9 +8,9 @@ import json
 import pytest
 
 from conftest import tiny_config
-from star_core import loop
-from star_core.generate import Completion
-from star_core.loop import execute_run, start_run
+import star_core.engine.loop as loop
+from star_core.model.generate import Completion
+from star_core.engine.loop import execute_run, start_run
 from star_core.store import Store
 
 GSM_ROWS = [
@@ -150,7 +150,7 @@ def test_the_cap_and_keep_hint_leaks(tmp_path, tiny_model, canned):
 
 
 def test_export_of_a_choice_run_shows_the_choices(tmp_path, tiny_model, monkeypatch):
-    from star_core.export import export_kept
+    from star_core.analysis.export import export_kept
     from star_core.tasks.commonsenseqa import CommonsenseQATask
 
     monkeypatch.setattr(CommonsenseQATask, "is_correct", lambda self, predicted, problem: True)

@@ -9,7 +9,7 @@ import pytest
 import compare_seed
 from compare_seed import RUN1_EVAL, RUN1_TRAIN
 from star_core.store import AttemptFilter
-from star_core.trajectories import (
+from star_core.analysis.trajectories import (
     Outcome, Trajectory, class_counts, classify, grid, outcome, question_ids, transitions, with_classes,
 )
 

@@ -12,11 +12,12 @@ import time
 import pytest
 
 from app_helpers import wait_for
-from star_core import experiments_worker, jobs
-from star_core.config import RunConfig
-from star_core.errors import RunStateError
-from star_core.processes import alive, live_holder
-from star_core.states import RunStatus
+import star_core.runtime.experiments_worker as experiments_worker
+import star_core.runtime.jobs as jobs
+from star_core.core.config import RunConfig
+from star_core.core.errors import RunStateError
+from star_core.core.processes import alive, live_holder
+from star_core.core.states import RunStatus
 from star_core.store import Store
 
 # A stand-in worker: a Python process that sleeps (spawn_worker starts `python -m MODULE ARGS`).
@@ -82,7 +83,7 @@ def test_a_killed_worker_leaves_a_pid_file_nobody_holds(pending):
 
 
 def test_a_held_file_is_believed_only_while_held(tmp_path):
-    from star_core.processes import spawn_holding
+    from star_core.core.processes import spawn_holding
 
     pid_file = tmp_path / "worker.pid"
     child = spawn_holding(pid_file, [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)

@@ -8,8 +8,8 @@ from dataclasses import astuple, dataclass
 import pandas as pd
 import pyarrow as pa
 
-from ..filtering import Candidate
-from ..states import AttemptKind
+from ..engine.filtering import Candidate
+from ..core.states import AttemptKind
 
 
 @dataclass

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..audit import QUEUE_ORDERS, RATINGS, QueueMode, cohen_kappa, wilson_interval
-from ..errors import StarError
-from ..states import TRAINING_KINDS, AttemptKind
+from ..analysis.agreement import QUEUE_ORDERS, RATINGS, QueueMode, cohen_kappa, wilson_interval
+from ..core.errors import StarError
+from ..core.states import TRAINING_KINDS, AttemptKind
 from ..tasks.base import choices_from_json
 
 QUEUE_KINDS = tuple(AttemptKind)

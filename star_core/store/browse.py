@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..states import AttemptKind
+from ..core.states import AttemptKind
 
 # The columns the browse table shows (the long text columns are fetched for one attempt only).
 TABLE_COLUMNS = (
@@ -42,7 +42,7 @@ class AttemptFilter:
     used_for_training: bool | None = None
     hint_leak: bool | None = None
     search: str = ""  # case-insensitive substring of the question or the rationale
-    # Only these (run id, problem id) questions, e.g. a trajectory class's (star_core.trajectories.question_ids);
+    # Only these (run id, problem id) questions, e.g. a trajectory class's (star_core.analysis.trajectories.question_ids);
     # None = any, an empty list = none.
     questions: list[tuple[int, str]] | None = None
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..errors import StarError
+from ..core.errors import StarError
 
 
 class ComparisonError(StarError):

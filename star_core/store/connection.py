@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 
 import duckdb
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 from .migrations import MIGRATIONS
 
 log = logging.getLogger("star_core.store")

@@ -3,7 +3,7 @@
 A set is (name, version). Once a run uses a version it is frozen: writing to a
 frozen version creates the next version of the name instead, so the run keeps
 pointing (runs.exemplar_set_id) to the exact text it was prompted with.
-Checking exemplars against a task is star_core/exemplars.py's job, not the store's.
+Checking exemplars against a task is star_core/engine/exemplars.py's job, not the store's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..errors import StarError
+from ..core.errors import StarError
 from ..tasks.base import Exemplar, choices_from_json, choices_to_json
 from ..tasks.key import TaskKey
 

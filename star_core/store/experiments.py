@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from ..errors import ExperimentError
+from ..core.errors import ExperimentError
 from ..tasks.base import NO_STEPS
 from .runs import _live_status
 

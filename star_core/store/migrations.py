@@ -301,7 +301,7 @@ def m007_experiments(con: duckdb.DuckDBPyConnection) -> None:
         """
         CREATE TABLE experiment_runs (
             experiment_id INTEGER NOT NULL,
-            arm           TEXT NOT NULL,          -- e.g. fewshot-answer, direct, star (star_core/experiments.py)
+            arm           TEXT NOT NULL,          -- e.g. fewshot-answer, direct, star (star_core/engine/experiments.py)
             run_id        INTEGER NOT NULL,
             PRIMARY KEY (experiment_id, arm),
             UNIQUE (run_id)

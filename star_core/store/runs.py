@@ -9,10 +9,10 @@ from datetime import datetime
 
 import pandas as pd
 
-from ..config import RunConfig
-from ..errors import RunStateError
-from ..processes import alive
-from ..states import Phase, RunStatus
+from ..core.config import RunConfig
+from ..core.errors import RunStateError
+from ..core.processes import alive
+from ..core.states import Phase, RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
 

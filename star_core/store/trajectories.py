@@ -1,4 +1,4 @@
-"""Each question's outcome at every iteration of a run (what star_core.trajectories classifies).
+"""Each question's outcome at every iteration of a run (what star_core.analysis.trajectories classifies).
 
 One aggregation in DuckDB over the run's attempts: per question and iteration, then one
 list per question, so the app gets one row per question (hundreds to a few thousand) and

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .arithmetic import ArithmeticTask
 from .base import Exemplar, Problem, Task, Verdict
 from .commonsenseqa import CommonsenseQATask
@@ -15,7 +15,7 @@ from .key import TaskKey
 from .leak import hint_leak
 
 if TYPE_CHECKING:
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 _TASKS = {"arithmetic": ArithmeticTask, "gsm8k": GSM8KTask, "commonsenseqa": CommonsenseQATask, "jsonl": JsonlTask}
 TASK_NAMES = tuple(_TASKS)
@@ -41,7 +41,7 @@ def task_key(config: RunConfig) -> TaskKey:
 
 def get_task(name: str, config: RunConfig | None = None) -> Task:
     """The task called `name`, set up from `config` (problems, and the settings in its key)."""
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
     cls = _task_class(name)
     config = config if config is not None else RunConfig(task=name)
@@ -52,7 +52,7 @@ def get_task(name: str, config: RunConfig | None = None) -> Task:
 
 def task_for_key(key: TaskKey | str) -> Task:
     """The task a stored key names (an exemplar set's, a run's): judged exactly as it was when stored."""
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
     key = TaskKey.parse(key) if isinstance(key, str) else key
     cls = _task_class(key.name)

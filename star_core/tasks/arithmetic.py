@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING
 import random
 import re
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import scratchpad
-from .base import (ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer,
-                   rationale_of)
+from .base import ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer, rationale_of
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 
 class ArithmeticFormat(str, Enum):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from .key import TaskKey
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 
 # The loop stops decoding at the first blank line: that is how every exemplar ends.

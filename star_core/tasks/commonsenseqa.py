@@ -23,7 +23,7 @@ from .base import Exemplar, Problem, Verdict, answer_sentence
 from .datafile import field_value, gold_label, load_problems, parse_choices, text_value
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 # Offline, the message names the file to pass with --data instead.
 HUB_EXAMPLE = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..errors import ConfigError, DatasetError
+from ..core.errors import ConfigError, DatasetError
 from .base import Problem
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 
 class RowError(ValueError):

@@ -28,7 +28,7 @@ from .calc import CalcError, evaluate, matches_shown, parse_number
 from .datafile import RowError, load_problems, text_value
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 # Offline, the message names the file to pass with --data instead.
 HUB_EXAMPLE = "train.jsonl from github.com/openai/grade-school-math (grade_school_math/data/train.jsonl)"

@@ -23,14 +23,13 @@ from typing import TYPE_CHECKING
 
 import re
 
-from .answers import (canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern,
-                      numbers_equal, regex_matches, texts_equal)
+from .answers import canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern, numbers_equal, regex_matches, texts_equal
 from .base import Exemplar, Problem, Verdict, answer_sentence
 from .commonsenseqa import choice_answer_pattern, format_choice_question
 from .datafile import RowError, field_value, gold_label, load_file, parse_choices, split, text_value
 
 if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..config import RunConfig
+    from ..core.config import RunConfig
 
 CHOICE_HINT = "(CORRECT)"
 
@@ -42,7 +41,7 @@ class JsonlTask:
 
     def __init__(self, config: RunConfig | None = None):
         if config is None:
-            from ..config import RunConfig
+            from ..core.config import RunConfig
 
             config = RunConfig(task="jsonl")
         self.answer_type = config.answer_type
@@ -54,7 +53,7 @@ class JsonlTask:
 
     def problems(self, config: RunConfig) -> list[Problem]:
         if not config.data:
-            from ..errors import ConfigError
+            from ..core.errors import ConfigError
 
             raise ConfigError("data", "the jsonl task reads a file: pass --data PATH (a .jsonl or .csv file)")
         problems, self.report = load_file(config.data, self.parse_row, config.skip_bad_lines)

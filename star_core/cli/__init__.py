@@ -1,0 +1,5 @@
+"""The `star` command."""
+
+from .commands import main
+
+__all__ = ["main"]

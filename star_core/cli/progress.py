@@ -1,0 +1,95 @@
+"""What the CLI prints: progress bars per phase and the result tables."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+from tqdm import tqdm
+
+from ..core.states import Phase
+from ..engine import run_queue
+from ..store import Store
+
+
+class ConsoleReporter:
+    """A tqdm bar per phase, with counts, tokens/s and the phase's ETA."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.bar: tqdm | None = None
+
+    def phase(self, iteration: int, phase: str, total: int) -> None:
+        self._close()
+        unit = "step" if phase == Phase.FINETUNE else "q"
+        self.bar = tqdm(total=total, desc=f"iter {iteration} {phase:<11}", unit=unit, file=self.stream,
+                        dynamic_ncols=True, leave=True)
+
+    def advance(self, done: int, total: int, tokens_per_s: float | None, note: str = "") -> None:
+        if self.bar is None:
+            return
+        self.bar.n = done
+        extra = f"{tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
+        self.bar.set_postfix_str(", ".join(x for x in (extra, note) if x), refresh=False)
+        self.bar.refresh()
+        if done >= total:
+            self._close()
+
+    def message(self, text: str) -> None:
+        self._close()
+        print(text, file=self.stream)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def accuracy_table(store: Store, run_id: int) -> str:
+    """Eval accuracy per iteration, overall and per difficulty, with what each iteration trained on."""
+    acc = store.accuracy(run_id)
+    evals = acc[acc.split == "eval"].copy()
+    if evals.empty:
+        return f"run {run_id} has no evaluation yet"
+    evals["column"] = evals.difficulty.map(lambda d: "overall" if pd.isna(d) else f"difficulty {int(d)}")
+    evals["cell"] = [f"{a:.1%} ({c}/{n})" for a, c, n in zip(evals.accuracy, evals.correct, evals.n)]
+    table = evals.pivot(index="iteration", columns="column", values="cell")
+    table = table[["overall"] + sorted(c for c in table.columns if c != "overall")]
+    table.columns.name = None
+    iters = store.iterations(run_id).set_index("iteration")
+    train = acc[(acc.split == "train") & acc.difficulty.isna()].set_index("iteration")
+    table["train self-solved"] = [f"{train.accuracy[i]:.1%}" if i in train.index else "-" for i in table.index]
+    table["kept"] = [_int(iters.kept.get(i)) for i in table.index]
+    table["steps"] = [_int(iters.steps.get(i)) for i in table.index]
+    table["train loss"] = [f"{iters.train_loss[i]:.3f}" if i in iters.index and pd.notna(iters.train_loss[i]) else "-" for i in table.index]
+    table.index.name = "iteration"
+    return f"Run {run_id}: eval accuracy by iteration (0 = few-shot baseline)\n" + table.to_string()
+
+
+def runs_table(store: Store) -> str:
+    runs = store.list_runs()
+    if runs.empty:
+        return f"no runs in {store.path}"
+    out = pd.DataFrame({
+        "id": runs.id,
+        "name": runs.name,
+        "task": runs.task,
+        "model": runs.model,
+        "status": run_queue.status_labels(store, runs),  # a queued run with its place: queued (2nd)
+        "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
+        "now": [f"iter {i} {ph} {d}/{t}" if isinstance(ph, str) else "" for i, ph, d, t in
+                zip(runs.cur_iteration, runs.cur_phase, runs.phase_done, runs.phase_total)],
+        "baseline": runs.baseline_accuracy.map(_pct),
+        "latest": runs.latest_accuracy.map(_pct),
+        "best": runs.best_accuracy.map(_pct),
+        "created": runs.created_at.dt.strftime("%Y-%m-%d %H:%M"),
+    })
+    return out.to_string(index=False)
+
+
+def _pct(x) -> str:
+    return "-" if pd.isna(x) else f"{x:.1%}"
+
+
+def _int(x) -> str:
+    return "-" if x is None or pd.isna(x) else str(int(x))

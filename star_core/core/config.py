@@ -1,0 +1,249 @@
+"""RunConfig: every knob of a STaR run, validated and serialisable to JSON.
+
+The CLI's options and the app's form are both generated from the field metadata
+(``help``, and ``choices`` or bounds where a field has them), so a knob is added
+in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
+from .errors import ConfigError
+from .states import RunMode
+from ..tasks import TASK_NAMES
+from ..tasks.arithmetic import ArithmeticFormat
+
+FILTER_MODES = ("verified", "answer")
+DEVICES = ("auto", "cpu", "cuda")
+FINETUNE_METHODS = ("lora", "full")
+ANSWER_TYPES = ("number", "choice", "exact", "regex")
+MAP_ROLES = ("question", "answer", "choices", "id", "difficulty")
+
+
+def _f(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class RunConfig:
+    name: str = _f("", "A label for the run (free text).")
+    task: str = _f("arithmetic", "Which task's problems, prompt format and answer check to use.", choices=TASK_NAMES)
+    data: str = _f(
+        "",
+        "Dataset file (.jsonl or .csv) for gsm8k, commonsenseqa and jsonl; empty = download from the Hugging Face hub "
+        "(needs the 'datasets' extra and a network).",
+    )
+    data_map: str = _f(
+        "",
+        "jsonl task: which field holds what, as ROLE=FIELD pairs separated by commas. Roles: question and answer "
+        "(default: the fields named so), choices, id, difficulty (optional). FIELD may be a dotted path into nested "
+        "JSON (question.stem). Example: question=q,answer=a,choices=options.",
+    )
+    answer_type: str = _f(
+        "number",
+        "jsonl task: how answers are compared: number (numerically, '1,000' = '1000.0'), choice (label or choice text), "
+        "exact (case- and space-insensitive text) or regex (the gold answer is a regular expression the whole answer must match).",
+        choices=ANSWER_TYPES,
+    )
+    # The paper's format makes every step a mechanical line a verifier checks exactly; the place-value one
+    # measured better few-shot (tasks/arithmetic.py) but its multi-digit rationales collapse into bare sums.
+    arithmetic_format: str = _f(
+        ArithmeticFormat.PLACE_VALUE.value,
+        "arithmetic task: how a sum is prompted and written out. place-value: 'Question: 47 + 85 = ?' answered "
+        "'47 + 85 = 120 + 12 = 132. The answer is 132.'; scratchpad: the STaR paper's format, digits separated by "
+        "spaces and a <scratch> block with one line per place from the lowest up, each with the running result and "
+        "the carry, then the sum.",
+        choices=tuple(f.value for f in ArithmeticFormat),
+    )
+    skip_bad_lines: bool = _f(False, "Skip malformed or incomplete data rows (and report how many) instead of stopping at the first.")
+    model: str = _f(
+        DEFAULT_MODEL,
+        f"Embedded model name ({', '.join(EMBEDDED_MODELS)}), local folder, .gguf file, or hub id.",
+    )
+    exemplars: str = _f("", "Exemplar set NAME or NAME@VERSION for the few-shot prompt; empty = the task's default set.")
+    # Sizes: 256 train problems keep a CPU iteration at a few minutes while giving
+    # the filter enough correct rationales (with 160, only 23-40 were kept: docs/measurements.md).
+    train_size: int = _f(256, "Training questions per iteration.", min=1)
+    eval_size: int = _f(96, "Held-out questions evaluated after every iteration.", min=1)
+    min_difficulty: int = _f(1, "Smallest difficulty (digits, for arithmetic).", min=1)
+    max_difficulty: int = _f(3, "Largest difficulty (digits, for arithmetic).", min=1)
+    # The paper widened its digit range as the model improved; starting on the easy digits gives the first
+    # iterations questions the model can solve, so that there are rationales to learn from.
+    curriculum: bool = _f(
+        False,
+        "Widen the training range as the model improves: iteration 1 trains on min_difficulty..min_difficulty+1 "
+        "only, and each iteration whose self-solved accuracy on the top difficulty of its range exceeds "
+        "curriculum_threshold adds the next difficulty. The eval set always spans the full range.",
+    )
+    curriculum_threshold: float = _f(
+        0.8, "With curriculum: self-solved accuracy on the current top difficulty above which the next one is added.",
+        min=0.0, max=1.0,
+    )
+    iterations: int = _f(3, "STaR iterations after the few-shot baseline (iteration 0).", min=0)
+    # The paper iterates until performance plateaus; a fixed count either stops too early or wastes iterations.
+    patience: int = _f(
+        0, "Stop when eval accuracy has not improved for this many iterations (0 = off); --iterations stays the "
+        "upper bound.", min=0,
+    )
+    # Direct fine-tuning on the final answers is the paper's main baseline: it tells how much of a gain is the rationales'.
+    mode: str = _f(
+        RunMode.STAR.value,
+        "star: fine-tune on the model's own rationales (generate, rationalize, filter). direct: fine-tune on the gold "
+        "answer of every training question with no rationale, prompted and evaluated answer-only (the paper's "
+        "baseline); with --iterations 0, answer-only few-shot.",
+        choices=tuple(m.value for m in RunMode),
+    )
+    # The paper decodes almost greedily (T=0.01); higher temperatures made worse models.
+    temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, as the paper nearly does.", min=0.0, max=2.0)
+    top_p: float = _f(0.9, "Nucleus sampling mass (used when temperature > 0).", min=0.01, max=1.0)
+    samples_per_question: int = _f(1, "Rationales sampled per training question (k).", min=1)
+    # RFT / ReST-EM keep every distinct correct sample; a cap stops easy questions from dominating the kept set.
+    max_kept_per_question: int = _f(
+        4, "Most rationales kept per question after de-duplication (identical up to case and whitespace count once).", min=1
+    )
+    keep_hint_leaks: bool = _f(
+        False, "Keep rationalized rationales flagged as restating the hint (quoting '(CORRECT)' or giving the answer before any reasoning)."
+    )
+    max_new_tokens: int = _f(96, "Longest rationale the model may write, in tokens (star run uses 192 for gsm8k and 64 for commonsenseqa unless given).", min=4)
+    rationalize: bool = _f(True, "Retry wrong answers with the correct answer as a hint.")
+    filter: str = _f(
+        "verified",
+        "Which rationales to keep: 'answer' = right final answer (the paper); "
+        "'verified' = right answer and steps verified (falls back to 'answer' where a task cannot check steps).",
+        choices=FILTER_MODES,
+    )
+    # The paper's arithmetic rows carry no few-shot prompt (its code refuses few_shot_train there): rows of
+    # 40-190 tokens instead of a 300-900 token prefix each step.
+    train_prefix: bool = _f(
+        True, "Fine-tune on rows that follow the few-shot prompt, as they were generated; --no-train-prefix: rows "
+        "are the question, rationale and answer alone (completion-only loss either way)."
+    )
+    # The paper's --no_prompt: a model fine-tuned on rows without the prompt is asked as it was trained.
+    prompt_trained: bool = _f(
+        True, "Prompt a fine-tuned model with the few-shot exemplars; --no-prompt-trained: generate and evaluate "
+        "with the question alone once the model is fine-tuned (iteration 0 and rationalization keep the exemplars: "
+        "the model was never trained on a hint)."
+    )
+    finetune: str = _f(
+        "lora", "Fine-tuning method: 'lora' (adapters on every linear layer) or 'full' (every weight).", choices=FINETUNE_METHODS
+    )
+    lora_rank: int = _f(16, "LoRA rank (with finetune=lora).", min=1, max=1024)
+    learning_rate: float = _f(
+        2e-4, "Fine-tuning learning rate (AdamW); full fine-tuning usually wants about 10x less than LoRA.", min=0.0, max=1.0
+    )
+    batch_size: int = _f(8, "Fine-tuning batch size (sequences per step).", min=1)
+    # Official STaR: 40 steps, +20% per iteration, on far larger sets. We scale the
+    # first iteration to about `epochs` passes over the kept set.
+    epochs: float = _f(2.0, "Passes over the kept rationales in iteration 1 (steps grow 20% per iteration).", min=0.1)
+    min_steps: int = _f(20, "Fewest fine-tuning steps in an iteration.", min=1)
+    # Arms of an experiment that keep different numbers of rationales get the same budget this way.
+    steps: int = _f(
+        0, "Fine-tuning steps in iteration 1, whatever the kept set's size (they grow by step_growth per iteration); "
+        "0 = from the kept set (epochs passes, at least min_steps).", min=0,
+    )
+    step_growth: float = _f(0.2, "Growth of the step count per iteration (0.2 = +20%).", min=0.0, max=5.0)
+    gen_batch_size: int = _f(32, "Questions decoded together.", min=1)
+    device: str = _f("auto", "Where to run: auto (CUDA when present), cpu or cuda.", choices=DEVICES)
+    # Where a run computes, not what it computes: they are stored with the run so that a resume runs the same
+    # way, and greedy results are the same with or without them (docs/scale.md).
+    workers: int = _f(
+        0, "Decode each generation phase on this many Ray actors, each with its own model replica (one GPU each where "
+        "the cluster has GPUs, else an equal share of the CPU cores); 0 = in this process. Needs the 'ray' extra. "
+        "Does not change what is generated.", min=0,
+    )
+    ray_address: str = _f(
+        "", "With --workers: the Ray cluster to join (host:6379, or ray://host:10001); empty = start Ray on this machine."
+    )
+    train_processes: int = _f(
+        1, "Fine-tune in this many processes with data parallelism (one GPU each where there are GPUs, else a share "
+        "of the cores); each takes its part of every batch, so the steps and the result are those of one process, up "
+        "to float rounding.", min=1,
+    )
+    seed: int = _f(0, "Seed for problem generation, splits, sampling and fine-tuning.", min=0)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            _check_type(f.name, value, f.type)
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                raise ConfigError(f.name, f"{value!r} is not one of {', '.join(f.metadata['choices'])}")
+            if "min" in f.metadata and value < f.metadata["min"]:
+                raise ConfigError(f.name, f"must be at least {f.metadata['min']}, got {value}")
+            if "max" in f.metadata and value > f.metadata["max"]:
+                raise ConfigError(f.name, f"must be at most {f.metadata['max']}, got {value}")
+        if self.max_difficulty < self.min_difficulty:
+            raise ConfigError("max_difficulty", f"must be at least min_difficulty ({self.min_difficulty}), got {self.max_difficulty}")
+        if self.curriculum and self.mode == RunMode.DIRECT:
+            raise ConfigError("curriculum", "needs mode star: a direct run solves no training questions to widen the range by")
+        if not self.model.strip():
+            raise ConfigError("model", "must name a model")
+        if self.ray_address.strip() and not self.workers:
+            raise ConfigError("ray_address", "needs --workers N: how many decode workers to start on that cluster")
+        if self.train_processes > self.batch_size:
+            raise ConfigError("train_processes", f"must be at most batch_size ({self.batch_size}): each process "
+                              "trains on its part of every batch")
+        parse_data_map(self.data_map)
+
+    def field_map(self) -> dict[str, str]:
+        """data_map as {role: field path}, with question and answer defaulting to fields of the same name."""
+        return {"question": "question", "answer": "answer", **parse_data_map(self.data_map)}
+
+    def steps_for(self, iteration: int, kept: int) -> int:
+        """Fine-tuning steps for an iteration (1-based) with `kept` training rationales (`steps`, when set, instead)."""
+        first = self.steps or max(self.min_steps, math.ceil(self.epochs * kept / self.batch_size))
+        return math.ceil(first * (1 + self.step_growth) ** (iteration - 1))
+
+    # --- serialisation -----------------------------------------------------
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(unknown[0], f"is not a RunConfig field (known: {', '.join(sorted(known))})")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def parse_data_map(text: str) -> dict[str, str]:
+    """'question=q,answer=a' as {'question': 'q', 'answer': 'a'}; ConfigError naming the bad pair."""
+    out: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        role, sep, path = (x.strip() for x in pair.partition("="))
+        if not sep or not role or not path:
+            raise ConfigError("data_map", f"{pair!r} is not ROLE=FIELD (e.g. question=q,answer=a)")
+        if role not in MAP_ROLES:
+            raise ConfigError("data_map", f"unknown role {role!r} in {pair!r}; roles are {', '.join(MAP_ROLES)}")
+        if role in out:
+            raise ConfigError("data_map", f"role {role!r} is mapped twice")
+        out[role] = path
+    return out
+
+
+def field_help() -> dict[str, dict]:
+    """Each field's default and metadata, for generating forms and CLI options."""
+    return {f.name: {"default": f.default, **f.metadata} for f in fields(RunConfig)}
+
+
+def _check_type(name: str, value, annotation: str) -> None:
+    expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[annotation]
+    # bool is an int in Python; a flag given where a number belongs is still a mistake.
+    if isinstance(value, bool) and annotation != "bool" or not isinstance(value, expected):
+        raise ConfigError(name, f"must be of type {annotation}, got {type(value).__name__} {value!r}")
+    if annotation == "float" and not math.isfinite(value):
+        raise ConfigError(name, f"must be a finite number, got {value}")

@@ -1,0 +1,88 @@
+"""The STaR filter: which rationales an iteration fine-tunes on.
+
+A pure function over stored candidates, so that the scientific core of the loop
+can be tested on many small cases without a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..core.config import RunConfig
+from ..core.states import AttemptKind
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One stored attempt on a training question, as the filter sees it."""
+
+    attempt_id: int
+    problem_id: str
+    kind: AttemptKind  # GENERATED or RATIONALIZED
+    sample: int
+    rationale: str
+    completion: str
+    correct: bool
+    verified: bool | None  # None where the task cannot check steps
+    hint_leak: bool | None = None  # rationalized only
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    require_steps: bool  # the `verified` filter on a task that can check steps: right answer *and* every step holds
+    keep_hint_leaks: bool = False  # a rationale that restates its hint teaches copying, not reasoning
+    max_per_question: int = 4  # keeps easy questions from dominating the kept set
+
+
+def rule_for(config: RunConfig, can_verify_steps: bool) -> FilterRule:
+    """The filter a run's settings describe: the loop keeps by it, and Browse explains a verdict by it."""
+    return FilterRule(
+        require_steps=config.filter == "verified" and can_verify_steps,
+        keep_hint_leaks=config.keep_hint_leaks,
+        max_per_question=config.max_kept_per_question,
+    )
+
+
+def passes(c: Candidate, rule: FilterRule) -> bool:
+    """Whether one rationale may be trained on, before de-duplication and the cap."""
+    if not c.correct:
+        return False
+    if rule.require_steps and c.verified is not True:
+        return False
+    return rule.keep_hint_leaks or not c.hint_leak
+
+
+def same_rationale_key(c: Candidate) -> tuple[str, str]:
+    """Two rationales of a question are the same when equal after case-folding and collapsing whitespace."""
+    return c.problem_id, " ".join(c.rationale.casefold().split())
+
+
+def select_kept(generated: Iterable[Candidate], rationalized: Iterable[Candidate], rule: FilterRule) -> list[Candidate]:
+    """The rationales an iteration trains on, self-generated first.
+
+    Candidates come in stored order (a question's samples in sample order). Per
+    question: the passing self-generated rationales, de-duplicated (the first of
+    identical ones is kept) and capped at `max_per_question`. A question
+    with none gets its passing rationalized rationales instead, the same way: as in
+    the paper, rationalization only fills in for questions the model could not solve.
+    Order: the self-generated ones in the order given, then the rationalized ones.
+    """
+    own = _dedupe_and_cap(generated, rule)
+    solved = {c.problem_id for c in own}
+    hinted = _dedupe_and_cap((c for c in rationalized if c.problem_id not in solved), rule)
+    return own + hinted
+
+
+def _dedupe_and_cap(candidates: Iterable[Candidate], rule: FilterRule) -> list[Candidate]:
+    seen: set[tuple[str, str]] = set()
+    per_question: dict[str, int] = {}
+    kept: list[Candidate] = []
+    for c in candidates:
+        key = same_rationale_key(c)
+        if not passes(c, rule) or key in seen or per_question.get(c.problem_id, 0) >= rule.max_per_question:
+            continue
+        seen.add(key)
+        per_question[c.problem_id] = per_question.get(c.problem_id, 0) + 1
+        kept.append(c)
+    return kept

@@ -1,0 +1,90 @@
+"""One way to prepare a run, for the CLI and the app alike.
+
+What a user gave (the flags of `star run`, or the form fields they changed) becomes
+a validated RunConfig: a named preset's values (presets.py) apply to the fields the user
+did not set, a task's suggested settings (gsm8k's longer rationales) to those neither
+set, and every invalid field is reported with its own message, so both front ends can
+point at the field at fault. Order: given > preset > task suggestion > default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..core.config import RunConfig, field_help
+from ..core.errors import ConfigError, DatasetError, ModelLoadError
+from ..core.presets import preset_values
+from ..tasks import suggested_settings
+
+
+class InvalidSettings(ConfigError):
+    """One or more settings are invalid; `errors` maps each field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        field, message = next(iter(errors.items()))
+        super().__init__(field, message)
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    config: RunConfig
+    suggested: dict  # the task's suggestions that were applied (field -> value)
+
+
+def shown_defaults(task: str, preset: str | None = None) -> dict:
+    """Every field's value before the user changes anything: the preset's, the task's suggestion, or the default."""
+    values = {name: meta["default"] for name, meta in field_help().items()}
+    values.update(suggested_settings(task))
+    values.update(preset_values(preset) if preset else {})
+    values["task"] = task
+    return values
+
+
+def prepare_run(given: dict, preset: str | None = None) -> PreparedRun:
+    """A validated RunConfig from the settings a user gave (the rest: the preset, task suggestions, then defaults)."""
+    errors = field_errors(given)
+    if errors:
+        raise InvalidSettings(errors)
+    chosen = preset_values(preset) if preset else {}
+    task = given.get("task", chosen.get("task", RunConfig.__dataclass_fields__["task"].default))
+    suggested = {k: v for k, v in suggested_settings(task).items() if k not in given and k not in chosen}
+    try:
+        config = RunConfig(**{**suggested, **chosen, **given})
+    except ConfigError as exc:  # a rule between fields, e.g. max_difficulty below min_difficulty
+        raise InvalidSettings({exc.field: exc.message}) from exc
+    return PreparedRun(config, suggested)
+
+
+def field_errors(values: dict) -> dict[str, str]:
+    """Each invalid field's message, every field tried alone (RunConfig itself stops at the first)."""
+    known = {f.name for f in fields(RunConfig)}
+    errors = {name: "is not a run setting" for name in values if name not in known}
+    for name, value in values.items():
+        if name in errors:
+            continue
+        try:
+            RunConfig(**{name: value})
+        except ConfigError as exc:
+            if exc.field == name:
+                errors[name] = exc.message
+    return errors
+
+
+def create_run(store, config: RunConfig, reporter=None) -> int:
+    """Check what the run needs (task, model, data file, exemplar set), store it and its problems; return its id.
+
+    A failure is a ConfigError naming the field at fault: a model that cannot be found is a
+    'model' error, a bad data file a 'data' error, an unusable exemplar set an 'exemplars' one.
+    """
+    from .loop import start_run  # imports torch: only when a run is created
+    from ..store.exemplar_sets import ExemplarSetError
+
+    try:
+        return start_run(store, config, reporter)
+    except ModelLoadError as exc:
+        raise ConfigError("model", str(exc)) from exc
+    except DatasetError as exc:
+        raise ConfigError("data", str(exc)) from exc
+    except ExemplarSetError as exc:
+        raise ConfigError("exemplars", str(exc)) from exc
