@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.analysis.agreement import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode, agreement
+from star_core.analysis.agreement import agreement, sound_share, verifier_agreement
+from star_core.core.states import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode
 from star_core.core.errors import StarError
 from star_core.store import QueueFilter
 
@@ -387,7 +388,7 @@ def stats_view(store) -> None:
     st.session_state.setdefault("s_kept", True)
     kept_only = c[1].toggle("Kept rationales only", key="s_kept",
                           help="The share among rationales that went into fine-tuning (the training data's quality)")
-    share = store.sound_share(run_id, kept_only=kept_only)
+    share = sound_share(store, run_id, kept_only=kept_only)
     audited = share[share.audited > 0]
     st.subheader("Share rated sound")
     if audited.empty:
@@ -425,7 +426,7 @@ def stats_view(store) -> None:
     st.download_button("Download the sound-share table (CSV)", share.to_csv(index=False), "sound_share.csv", "text/csv")
 
     st.subheader("Step verifier vs human ratings")
-    table, kappa, n = store.verifier_agreement(run_id)
+    table, kappa, n = verifier_agreement(store, run_id)
     left, right = st.columns([3, 1])
     left.dataframe(table, width="stretch")
     right.metric("Cohen's kappa", "—" if math.isnan(kappa) else f"{kappa:.2f}",

@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.engine.filtering import rule_for
-from star_core.analysis.present import choices_of, flag, label, why_kept
+from star_core.engine.filtering import rule_for, why_kept
+from star_core.analysis.present import choices_of, flag, label
 from star_core.store import AttemptFilter
 from star_core.store.browse import KINDS, SORTABLE
 from star_core.tasks import verifies_steps

@@ -12,7 +12,8 @@ import pytest
 
 from app_helpers import one_error_line
 from audit_seed import seed
-from star_core.analysis.agreement import Agreement, QueueMode, agreement, kappa, kappa_interval, krippendorff_alpha_nominal
+from star_core.analysis.agreement import (Agreement, QueueMode, agreement, kappa, kappa_interval, krippendorff_alpha_nominal,
+                                          sound_share, verifier_agreement)
 from star_core.cli.commands import main
 from star_core.store import QueueFilter, Store
 from star_core.store.audits import AuditError
@@ -128,7 +129,7 @@ def test_two_auditors_keep_a_label_each_and_the_statistics_count_both(seeded):
     assert rows == [("ada", "sound"), ("bob", "flawed")]
     assert agree == (2, [{"auditor": "ada", "rating": "sound"}, {"auditor": "bob", "rating": "flawed"}], False)
     item = store.audit_item(first)
-    row = store.sound_share(run_id).set_index(["iteration", "kind"]).loc[(item.iteration, item.kind)]
+    row = sound_share(store, run_id).set_index(["iteration", "kind"]).loc[(item.iteration, item.kind)]
     assert (row.audited, row.sound, row.flawed, row.audited_items, row.adjudicated) == (2, 1, 1, 1, 0)  # both labels count
 
     # An adjudication: counted instead of the two labels it settles, marked as such.
@@ -136,12 +137,12 @@ def test_two_auditors_keep_a_label_each_and_the_statistics_count_both(seeded):
     with pytest.raises(AuditError, match="labels of 1 auditor"):
         store.save_audit(kept[1], "sound", [], "", "cy", adjudicated=True)
     store.save_audit(first, "flawed", [], "steps skip the carry", "cy", adjudicated=True)
-    row = store.sound_share(run_id).set_index(["iteration", "kind"]).loc[(item.iteration, item.kind)]
+    row = sound_share(store, run_id).set_index(["iteration", "kind"]).loc[(item.iteration, item.kind)]
     assert (row.audited, row.sound, row.flawed, row.adjudicated) == (2, 1, 1, 1)  # the adjudication + kept[1]'s label
     adjudication = store.audit_item(first, "cy", adjudicating=True)
     assert (adjudication.rating, adjudication.adjudicated, adjudication.auditor) == ("flawed", True, "cy")
     assert agreement(store.agreement_labels()).auditors == ["ada", "bob"]  # an adjudication is no auditor's rating
-    _, _, n = store.verifier_agreement(run_id)
+    _, _, n = verifier_agreement(store, run_id)
     assert n == 2  # the same labels: the adjudication and kept[1]'s
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from app_helpers import finished_run_db, open_page, texts, unescaped
 from star_core.engine.filtering import FilterRule, rule_for
-from star_core.analysis.present import diff_html, why_kept
+from star_core.analysis.present import diff_html
+from star_core.engine.filtering import why_kept
 from star_core.store import AttemptFilter, AttemptRow, Store
 
 PAGE = "pages/browse.py"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from audit_seed import seed
-from star_core.analysis.agreement import cohen_kappa, wilson_interval
+from star_core.analysis.agreement import cohen_kappa, sound_share, verifier_agreement, wilson_interval
 from star_core.store import QueueFilter
 from star_core.store.audits import AuditError
 
@@ -99,12 +99,12 @@ def test_sound_share_agreement_and_tags(seeded):
     suspect = store.audit_queue(QueueFilter(correct_unverified=True, order="oldest"))
     for a in suspect[:3]:
         store.save_audit(a, "flawed", ["lucky guess"], "", "ada")
-    share = store.sound_share(run_id)
+    share = sound_share(store, run_id)
     row = share[(share.iteration == 1) & (share.kind == "generated")].iloc[0]
     assert row.audited == row.kept > 0
     assert row.sound_share == pytest.approx(row.sound / row.audited)
     assert 0 <= row.ci_low <= row.sound_share <= row.ci_high <= 1
-    table, kappa, n = store.verifier_agreement(run_id)
+    table, kappa, n = verifier_agreement(store, run_id)
     assert n == len(kept) + 3
     assert table.loc["passes (right answer, steps hold)"].sum() == len(kept)
     assert table.loc["right answer, steps fail", "flawed"] == 3

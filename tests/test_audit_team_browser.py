@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from test_audit_browser import ARGS, CHROMIUM, app_server, settle  # noqa: F401 - app_server is a fixture
-from star_core.analysis.agreement import QueueMode
+from star_core.analysis.agreement import QueueMode, sound_share
 from star_core.store import QueueFilter
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def test_two_auditors_a_second_opinion_and_an_adjudication(app_server):
             settle(bob)
             expect(bob.get_by_text("the adjudicated label where a rationale has one (1 here)", exact=False)).to_be_visible(
                 timeout=15000)
-            share = store.sound_share(1, kept_only=False)
+            share = sound_share(store, 1, kept_only=False)
             # 5 of ada's, 5 of bob's, one item adjudicated: its two labels give way to the adjudication.
             assert int(share.audited.sum()) == 9 and int(share.adjudicated.sum()) == 1 and int(share.flawed.sum()) == 1
             bob.screenshot(path="/tmp/issue20_audit_stats.png", full_page=True)

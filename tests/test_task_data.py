@@ -10,7 +10,7 @@ import pytest
 from star_core.core.config import RunConfig
 from star_core.core.errors import ConfigError, DatasetError
 from star_core.store import Store
-from star_core.tasks import get_task
+from star_core.tasks import TaskSettings, get_task
 from star_core.tasks.base import Problem
 from star_core.tasks.commonsenseqa import CommonsenseQATask
 from star_core.tasks.commonsenseqa import parse_row as csqa_row
@@ -263,7 +263,7 @@ def test_data_map_is_validated(data_map, error):
 
 
 def test_data_map_defaults_and_answer_type_choices():
-    assert RunConfig(data_map=" question = q.text , id=k ").field_map() == {"question": "q.text", "answer": "answer", "id": "k"}
+    assert TaskSettings.of(RunConfig(data_map=" question = q.text , id=k ")).field_map() == {"question": "q.text", "answer": "answer", "id": "k"}
     with pytest.raises(ConfigError, match="answer_type"):
         RunConfig(answer_type="fuzzy")
 

@@ -16,32 +16,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Hashable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
-from ..core.states import _Text
+from ..core.states import VERIFIER_ROWS, QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode, Rating  # noqa: F401 - re-exported
 from .stats import Z_95, wilson_interval  # noqa: F401 - the audit figures' interval, shared with run comparisons
 
 
-class Rating(_Text):
-    SOUND = "sound"
-    FLAWED = "flawed"
-    WRONG = "wrong"
-
-
-RATINGS = tuple(r.value for r in Rating)
-RATING_HELP = {
-    "sound": "the reasoning is right and supports the answer",
-    "flawed": "the final answer is right but the reasoning is not (lucky guess, copies the hint, a slip)",
-    "wrong": "the rationale and its answer are wrong",
-}
-QUEUE_ORDERS = ("random", "oldest", "disagreement")
-
-
-class QueueMode(_Text):
-    """Which items the audit queue offers an auditor."""
-
-    ALL = "all"  # every rationale the filters select
-    SECOND_OPINION = "second-opinion"  # rated by another auditor, not yet by this one
-    ADJUDICATE = "adjudicate"  # auditors disagree: this auditor gives the label that settles it
 
 
 BOOTSTRAP_RESAMPLES = 2000  # the 2.5% and 97.5% percentiles move by under 0.01 between seeds at n = 40
@@ -213,3 +193,29 @@ def format_agreement(result: Agreement) -> str:
         lines.append("one auditor: no pair to compare")
     lines += ["", f"Krippendorff's alpha (nominal): {fmt(result.alpha)} over {result.alpha_n} items rated by two or more"]
     return "\n".join(lines)
+
+
+def sound_share(store, run_id: int | None = None, kept_only: bool = True) -> pd.DataFrame:
+    """Per run, iteration and kind: the labels counted, how many say sound, the share and its 95% Wilson
+    interval (the counts as Store.sound_counts defines them)."""
+    df = store.sound_counts(run_id, kept_only=kept_only)
+    intervals = [wilson_interval(int(s), int(n)) for s, n in zip(df["sound"], df["audited"])]
+    df["sound_share"] = [s / n if n else float("nan") for s, n in zip(df["sound"], df["audited"])]
+    df["ci_low"] = [lo for lo, _ in intervals]
+    df["ci_high"] = [hi for _, hi in intervals]
+    return df
+
+
+def verifier_agreement(store, run_id: int | None = None) -> tuple[pd.DataFrame, float, int]:
+    """How the automatic filter (right answer and steps verified) agrees with the human rating.
+
+    Returns the table (Store.verifier_table), Cohen's kappa of "verifier passes" against "rated sound"
+    over the labels of attempts the task can verify, and how many labels that kappa is over.
+    """
+    table = store.verifier_table(run_id)
+    passes = table.loc[VERIFIER_ROWS[0]]
+    fails = table.loc[VERIFIER_ROWS[1]] + table.loc[VERIFIER_ROWS[2]]
+    both_yes, pass_not_sound = int(passes["sound"]), int(passes.sum() - passes["sound"])
+    fail_sound, both_no = int(fails["sound"]), int(fails.sum() - fails["sound"])
+    n = both_yes + pass_not_sound + fail_sound + both_no
+    return table, cohen_kappa(both_yes, pass_not_sound, fail_sound, both_no), n

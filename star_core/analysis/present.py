@@ -14,43 +14,9 @@ import re
 
 import pandas as pd
 
-from ..engine.filtering import FilterRule
 from ..core.states import TRAINING_KINDS, AttemptKind
 from .stats import wilson_interval
-from ..tasks.base import NO_STEPS, choices_from_json
-
-# --- why an attempt was kept ------------------------------------------------------
-
-
-def why_kept(attempt: dict, rule: FilterRule) -> str:
-    """One sentence on why an attempt went into fine-tuning or did not, by the rule its run filtered with.
-
-    Under the `answer` filter an unverified step is no reason to reject, so the sentence follows the
-    same order of checks as `filtering.passes`, not the step verdict alone.
-    """
-    kind = attempt.get("kind")
-    if kind == AttemptKind.EVAL:
-        return "Evaluation attempt: scored for accuracy, never trained on."
-    correct, verified = attempt.get("correct"), attempt.get("verified")
-    reason = (attempt.get("verify_reason") or "").strip()
-    if attempt.get("used_for_training"):
-        how = "self-generated" if kind == AttemptKind.GENERATED else "rationalized (written with the answer as a hint)"
-        checked = " and its steps verified" if verified is True else ""
-        return f"Kept for fine-tuning: {how}, its final answer is correct{checked}."
-    if not correct:
-        return "Rejected: the extracted answer is not the gold answer."
-    if rule.require_steps and verified is not True:
-        if reason == NO_STEPS:
-            return "Rejected: the answer is right but the rationale shows no steps (a bare sum)."
-        return f"Rejected: the answer is right but a step does not hold ({reason or 'verification failed'})."
-    if attempt.get("hint_leak") and not rule.keep_hint_leaks:
-        return "Rejected: the rationale restates the hint instead of reasoning (hint leak)."
-    if kind == AttemptKind.RATIONALIZED:
-        return ("Not kept: correct, but the question was already solved without a hint, "
-                "or the iteration has not been filtered yet.")
-    return ("Not kept: correct, but a duplicate rationale, beyond the cap per question, "
-            "or the iteration has not been filtered yet.")
-
+from ..tasks.base import choices_from_json
 
 def choices_of(value) -> list[tuple[str, str]]:
     """problems.choices JSON ([[label, text], ...]) as pairs; [] when there are none."""

@@ -13,9 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from .errors import ConfigError
-from .states import RunMode
-from ..tasks import TASK_NAMES
-from ..tasks.arithmetic import ArithmeticFormat
+from .states import TASK_NAMES, ArithmeticFormat, RunMode
 
 FILTER_MODES = ("verified", "answer")
 DEVICES = ("auto", "cpu", "cuda")
@@ -191,10 +189,6 @@ class RunConfig:
                               "trains on its part of every batch")
         parse_data_map(self.data_map)
 
-    def field_map(self) -> dict[str, str]:
-        """data_map as {role: field path}, with question and answer defaulting to fields of the same name."""
-        return {"question": "question", "answer": "answer", **parse_data_map(self.data_map)}
-
     def steps_for(self, iteration: int, kept: int) -> int:
         """Fine-tuning steps for an iteration (1-based) with `kept` training rationales (`steps`, when set, instead)."""
         first = self.steps or max(self.min_steps, math.ceil(self.epochs * kept / self.batch_size))
@@ -212,6 +206,20 @@ class RunConfig:
         if unknown:
             raise ConfigError(unknown[0], f"is not a RunConfig field (known: {', '.join(sorted(known))})")
         return cls(**values)
+
+    @classmethod
+    def parse_values(cls, texts: dict[str, str]) -> dict:
+        """Field values given as text (a task key's, a form's) in their fields' types; ConfigError naming the field."""
+        types = {f.name: f.type for f in fields(cls)}
+        out = {}
+        for name, text in texts.items():
+            if name not in types:
+                raise ConfigError(name, "is not a RunConfig field")
+            try:
+                out[name] = {"int": int, "float": float, "bool": lambda v: v == "True"}.get(types[name], str)(text)
+            except ValueError:
+                raise ConfigError(name, f"{text!r} is not a {types[name]}") from None
+        return out
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":

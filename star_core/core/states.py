@@ -1,4 +1,4 @@
-"""The loop's vocabulary: run statuses, iteration phases and attempt kinds.
+"""The shared vocabulary: run statuses, iteration phases, attempt kinds, the task names, audit ratings.
 
 They are str enums so that a value is its own database text ('generated', 'done')
 and compares equal to it: the stored schema and the public views keep their text
@@ -78,3 +78,49 @@ class ExemplarArm(_Text):
 
     A = "set-a"
     B = "set-b"
+
+
+class TaskName(_Text):
+    """The tasks a run can use (tasks/__init__.py maps each to its class)."""
+
+    ARITHMETIC = "arithmetic"
+    GSM8K = "gsm8k"
+    COMMONSENSEQA = "commonsenseqa"
+    JSONL = "jsonl"
+
+
+TASK_NAMES = tuple(t.value for t in TaskName)
+
+
+class ArithmeticFormat(_Text):
+    """How a sum is prompted and written out (RunConfig.arithmetic_format)."""
+
+    PLACE_VALUE = "place-value"  # 'Question: 47 + 85 = ?' / '47 + 85 = 120 + 12 = 132. The answer is 132.'
+    SCRATCHPAD = "scratchpad"  # the paper's: spaced digits, a <scratch> line per place, lowest first
+
+
+class Rating(_Text):
+    SOUND = "sound"
+    FLAWED = "flawed"
+    WRONG = "wrong"
+
+
+RATINGS = tuple(r.value for r in Rating)
+RATING_HELP = {
+    "sound": "the reasoning is right and supports the answer",
+    "flawed": "the final answer is right but the reasoning is not (lucky guess, copies the hint, a slip)",
+    "wrong": "the rationale and its answer are wrong",
+}
+QUEUE_ORDERS = ("random", "oldest", "disagreement")
+
+
+class QueueMode(_Text):
+    """Which items the audit queue offers an auditor."""
+
+    ALL = "all"  # every rationale the filters select
+    SECOND_OPINION = "second-opinion"  # rated by another auditor, not yet by this one
+    ADJUDICATE = "adjudicate"  # auditors disagree: this auditor gives the label that settles it
+
+
+# The automatic filter's verdicts, as the audit's agreement table names its rows (the first passes).
+VERIFIER_ROWS = ("passes (right answer, steps hold)", "right answer, steps fail", "wrong answer", "cannot verify")

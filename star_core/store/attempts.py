@@ -8,8 +8,22 @@ from dataclasses import astuple, dataclass
 import pandas as pd
 import pyarrow as pa
 
-from ..engine.filtering import Candidate
 from ..core.states import AttemptKind
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One stored attempt on a training question, as the filter sees it."""
+
+    attempt_id: int
+    problem_id: str
+    kind: AttemptKind  # GENERATED or RATIONALIZED
+    sample: int
+    rationale: str
+    completion: str
+    correct: bool
+    verified: bool | None  # None where the task cannot check steps
+    hint_leak: bool | None = None  # rationalized only
 
 
 @dataclass

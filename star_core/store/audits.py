@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..analysis.agreement import QUEUE_ORDERS, RATINGS, QueueMode, cohen_kappa, wilson_interval
+from ..core.states import QUEUE_ORDERS, RATINGS, VERIFIER_ROWS, QueueMode
 from ..core.errors import StarError
 from ..core.states import TRAINING_KINDS, AttemptKind
 from ..tasks.base import choices_from_json
@@ -287,8 +287,8 @@ class AuditQueries:
 
     # --- what the audits say -------------------------------------------------
 
-    def sound_share(self, run_id: int | None = None, kept_only: bool = True) -> pd.DataFrame:
-        """Per run, iteration and kind: the labels counted, how many say sound, the share and its 95% Wilson interval.
+    def sound_counts(self, run_id: int | None = None, kept_only: bool = True) -> pd.DataFrame:
+        """Per run, iteration and kind: the labels counted and how many say sound (agreement.sound_share adds the share).
 
         The labels counted (`audited`) are each attempt's adjudicated label where it has one (`adjudicated`
         of them), otherwise every auditor's own label: an attempt two auditors rated and nobody adjudicated
@@ -318,19 +318,13 @@ class AuditQueries:
                 """,
                 [run_id, run_id],
             ).df()
-        intervals = [wilson_interval(int(s), int(n)) for s, n in zip(df["sound"], df["audited"])]
-        df["sound_share"] = [s / n if n else float("nan") for s, n in zip(df["sound"], df["audited"])]
-        df["ci_low"] = [lo for lo, _ in intervals]
-        df["ci_high"] = [hi for _, hi in intervals]
         return df
 
-    def verifier_agreement(self, run_id: int | None = None) -> tuple[pd.DataFrame, float, int]:
-        """How the automatic filter (right answer and steps verified) agrees with the human rating.
+    def verifier_table(self, run_id: int | None = None) -> pd.DataFrame:
+        """Labels by the automatic filter's verdict (rows, VERIFIER_ROWS) and the human rating (columns).
 
-        Returns the table (rows: the verifier's verdict; columns: the ratings), Cohen's
-        kappa of "verifier passes" vs "rated sound" over the labels of attempts the task can
-        verify, and how many labels that kappa is over. The labels are those the sound share
-        counts: the adjudicated one where there is one, otherwise every auditor's.
+        The labels are those the sound share counts: the adjudicated one where there is one, otherwise
+        every auditor's (agreement.verifier_agreement turns the table into Cohen's kappa).
         """
         with self.db.read() as con:
             rows = con.execute(
@@ -344,18 +338,13 @@ class AuditQueries:
                 """,
                 [run_id, run_id],
             ).fetchall()
-        order = ["passes (right answer, steps hold)", "right answer, steps fail", "wrong answer", "cannot verify"]
+        order = list(VERIFIER_ROWS)
         table = pd.DataFrame(0, index=order, columns=list(RATINGS), dtype=int)
         for verifier, rating, n in rows:
             table.loc[verifier, rating] = n
         table = table.loc[(table.sum(axis=1) > 0) | (table.index != "cannot verify")]
         table.index.name = "verifier"
-        passes = table.loc[order[0]]
-        fails = table.loc[order[1]] + table.loc[order[2]]
-        both_yes, pass_not_sound = int(passes["sound"]), int(passes.sum() - passes["sound"])
-        fail_sound, both_no = int(fails["sound"]), int(fails.sum() - fails["sound"])
-        n = both_yes + pass_not_sound + fail_sound + both_no
-        return table, cohen_kappa(both_yes, pass_not_sound, fail_sound, both_no), n
+        return table
 
     def flagged_by_tag(self, tag: str | None = None, run_id: int | None = None) -> pd.DataFrame:
         """Audited rationales with each tag of their current label (one row per tag)."""

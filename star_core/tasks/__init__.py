@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import TYPE_CHECKING
-
+from ..core.config import RunConfig
 from ..core.errors import ConfigError
+from ..core.states import TASK_NAMES, TaskName
 from .arithmetic import ArithmeticTask
 from .base import Exemplar, Problem, Task, Verdict
 from .commonsenseqa import CommonsenseQATask
@@ -13,12 +12,11 @@ from .gsm8k import GSM8KTask
 from .jsonl import JsonlTask
 from .key import TaskKey
 from .leak import hint_leak
+from .settings import TaskSettings
 
-if TYPE_CHECKING:
-    from ..core.config import RunConfig
-
-_TASKS = {"arithmetic": ArithmeticTask, "gsm8k": GSM8KTask, "commonsenseqa": CommonsenseQATask, "jsonl": JsonlTask}
-TASK_NAMES = tuple(_TASKS)
+_TASKS = {TaskName.ARITHMETIC: ArithmeticTask, TaskName.GSM8K: GSM8KTask, TaskName.COMMONSENSEQA: CommonsenseQATask,
+          TaskName.JSONL: JsonlTask}
+assert set(_TASKS) == set(TaskName), "every TaskName needs its task class here"
 # Every RunConfig field that is part of some task's key (the CLI's task flags for `star exemplars`).
 KEY_FIELDS = tuple(dict.fromkeys(f for cls in _TASKS.values() for f in getattr(cls, "key_fields", ())))
 
@@ -40,20 +38,16 @@ def task_key(config: RunConfig) -> TaskKey:
 
 
 def get_task(name: str, config: RunConfig | None = None) -> Task:
-    """The task called `name`, set up from `config` (problems, and the settings in its key)."""
-    from ..core.config import RunConfig
-
+    """The task called `name`, set up from `config` (it sees only the config's TaskSettings)."""
     cls = _task_class(name)
     config = config if config is not None else RunConfig(task=name)
-    task = cls(config)
+    task = cls(TaskSettings.of(config))
     task.key = task_key(config)
     return task
 
 
 def task_for_key(key: TaskKey | str) -> Task:
     """The task a stored key names (an exemplar set's, a run's): judged exactly as it was when stored."""
-    from ..core.config import RunConfig
-
     key = TaskKey.parse(key) if isinstance(key, str) else key
     cls = _task_class(key.name)
     allowed = set(getattr(cls, "key_fields", ()))
@@ -61,9 +55,7 @@ def task_for_key(key: TaskKey | str) -> Task:
     unknown = sorted(set(values) - allowed)
     if unknown:
         raise ConfigError("task", f"task key {key} sets {', '.join(unknown)}, which the {key.name} task does not depend on")
-    types = {f.name: f.type for f in fields(RunConfig)}
-    typed = {k: {"int": int, "float": float, "bool": lambda v: v == "True"}.get(types[k], str)(v) for k, v in values.items()}
-    return get_task(key.name, RunConfig(task=key.name, **typed))
+    return get_task(key.name, RunConfig(task=key.name, **RunConfig.parse_values(values)))
 
 
 def suggested_settings(name: str) -> dict:
@@ -81,5 +73,5 @@ def chance_accuracy(name: str) -> float | None:
     return getattr(_TASKS.get(name), "chance", None)
 
 
-__all__ = ["Exemplar", "KEY_FIELDS", "Problem", "TASK_NAMES", "Task", "TaskKey", "Verdict", "chance_accuracy",
+__all__ = ["Exemplar", "KEY_FIELDS", "Problem", "TASK_NAMES", "Task", "TaskKey", "TaskName", "TaskSettings", "Verdict", "chance_accuracy",
            "get_task", "hint_leak", "suggested_settings", "task_for_key", "task_key", "verifies_steps"]

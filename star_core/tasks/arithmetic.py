@@ -20,28 +20,16 @@ rationales that copy the hinted answer poison the loop (docs/measurements.md).
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import TYPE_CHECKING
 
 import random
 import re
 
 from ..core.errors import ConfigError
+from ..core.states import ArithmeticFormat
 from . import scratchpad
 from .base import ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer, rationale_of
+from .settings import TaskSettings
 
-if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..core.config import RunConfig
-
-
-class ArithmeticFormat(str, Enum):
-    """How a sum is prompted and written out (RunConfig.arithmetic_format)."""
-
-    PLACE_VALUE = "place-value"  # 'Question: 47 + 85 = ?' / '47 + 85 = 120 + 12 = 132. The answer is 132.'
-    SCRATCHPAD = "scratchpad"  # the paper's: spaced digits, a <scratch> line per place, lowest first
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class ArithmeticTask:
@@ -51,30 +39,31 @@ class ArithmeticTask:
     # Keys stored before the format was a setting say 'arithmetic': the default format keeps that key.
     key_defaults = {"arithmetic_format": ArithmeticFormat.PLACE_VALUE.value}
 
-    def __init__(self, config: RunConfig | None = None):
+    def __init__(self, settings: TaskSettings | None = None):
         # Problems come from the seed and sizes, read in problems(); only the format is the task's own.
-        self.format = ArithmeticFormat(config.arithmetic_format if config is not None else ArithmeticFormat.PLACE_VALUE)
+        self.format = ArithmeticFormat(settings.arithmetic_format if settings is not None else ArithmeticFormat.PLACE_VALUE)
         self.is_scratchpad = self.format == ArithmeticFormat.SCRATCHPAD
         self.exemplar_file = "arithmetic-scratchpad" if self.is_scratchpad else "arithmetic"
 
-    def problems(self, config: RunConfig) -> list[Problem]:
+    def problems(self, settings: TaskSettings) -> list[Problem]:
         """Train and eval problems drawn from the seed, spread evenly over the digit counts.
 
         No question is in both splits. A digit count with too few distinct problems
         (1-digit has only 100) gives its share to the larger ones.
         """
-        rng = random.Random(config.seed)
-        digits = list(range(config.min_difficulty, config.max_difficulty + 1))
+        settings = TaskSettings.of(settings)  # a RunConfig works too: the task reads these fields only
+        rng = random.Random(settings.seed)
+        digits = list(range(settings.min_difficulty, settings.max_difficulty + 1))
         capacity = {d: _distinct_pairs(d) for d in digits}
-        if config.train_size + config.eval_size > sum(capacity.values()):
+        if settings.train_size + settings.eval_size > sum(capacity.values()):
             raise ConfigError(
                 "train_size",
-                f"train_size + eval_size = {config.train_size + config.eval_size} exceeds the {sum(capacity.values())} "
+                f"train_size + eval_size = {settings.train_size + settings.eval_size} exceeds the {sum(capacity.values())} "
                 f"distinct problems of {digits[0]}-{digits[-1]} digits; widen the difficulty range or ask for fewer",
             )
-        eval_quota = _spread(config.eval_size, capacity)
+        eval_quota = _spread(settings.eval_size, capacity)
         room = {d: capacity[d] - eval_quota[d] for d in digits}
-        train_quota = _spread(config.train_size, room)
+        train_quota = _spread(settings.train_size, room)
         out: list[Problem] = []
         by_split: dict[str, list[Problem]] = {"train": [], "eval": []}
         for d in digits:

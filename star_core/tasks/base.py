@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from .key import TaskKey
+from .settings import TaskSettings
 
-if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..core.config import RunConfig
 
 
 # The loop stops decoding at the first blank line: that is how every exemplar ends.
@@ -61,7 +60,7 @@ class Task(Protocol):
     can_verify_steps: bool
     key: TaskKey  # set by the registry (get_task): the name and the settings this task's behaviour depends on
 
-    def problems(self, config: RunConfig) -> list[Problem]: ...
+    def problems(self, settings: TaskSettings) -> list[Problem]: ...
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
         """The text up to where the model starts writing (ends with 'Answer:')."""

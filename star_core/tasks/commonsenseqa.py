@@ -14,16 +14,14 @@ be checked, so the `verified` filter falls back to the answer (the paper's filte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import re
 
 from .answers import choice_correct, extract_choice
 from .base import Exemplar, Problem, Verdict, answer_sentence
 from .datafile import field_value, gold_label, load_problems, parse_choices, text_value
+from .settings import TaskSettings
 
-if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..core.config import RunConfig
 
 # Offline, the message names the file to pass with --data instead.
 HUB_EXAMPLE = "train_rand_split.jsonl from the CommonsenseQA site (www.tau-nlp.org/commonsenseqa)"
@@ -54,11 +52,11 @@ class CommonsenseQATask:
     chance = CHANCE
     suggested = SUGGESTED
 
-    def __init__(self, config: RunConfig | None = None):
+    def __init__(self, settings: TaskSettings | None = None):
         self.report = None
 
-    def problems(self, config: RunConfig) -> list[Problem]:
-        problems, self.report = load_problems(self.name, config, parse_row, HUB_ID, None, HUB_EXAMPLE)
+    def problems(self, settings: TaskSettings) -> list[Problem]:
+        problems, self.report = load_problems(self.name, TaskSettings.of(settings), parse_row, HUB_ID, None, HUB_EXAMPLE)
         return problems
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:

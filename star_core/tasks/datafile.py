@@ -8,7 +8,6 @@ anything is stored, or skips the row and counts it when the user asked
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import csv
 import json
@@ -19,9 +18,8 @@ from pathlib import Path
 
 from ..core.errors import ConfigError, DatasetError
 from .base import Problem
+from .settings import TaskSettings
 
-if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..core.config import RunConfig
 
 
 class RowError(ValueError):
@@ -118,18 +116,18 @@ def load_file(path: str | Path, parse: Callable[[dict, int], Problem], skip_bad:
     return problems, report
 
 
-def split(problems: list[Problem], config: RunConfig) -> list[Problem]:
+def split(problems: list[Problem], settings: TaskSettings) -> list[Problem]:
     """A deterministic eval and train sample (disjoint) drawn with the seed: eval rows first, then train."""
-    wanted = config.train_size + config.eval_size
+    wanted = settings.train_size + settings.eval_size
     if wanted > len(problems):
         raise ConfigError(
             "train_size", f"train_size + eval_size = {wanted} exceeds the {len(problems)} usable rows of the data; ask for fewer"
         )
     order = list(range(len(problems)))
-    random.Random(config.seed).shuffle(order)
+    random.Random(settings.seed).shuffle(order)
     chosen = [problems[i] for i in order[:wanted]]
-    return [replace(p, split="eval") for p in chosen[: config.eval_size]] + [
-        replace(p, split="train") for p in chosen[config.eval_size :]
+    return [replace(p, split="eval") for p in chosen[: settings.eval_size]] + [
+        replace(p, split="train") for p in chosen[settings.eval_size :]
     ]
 
 
@@ -218,14 +216,14 @@ def gold_label(answer: str, choices: tuple[tuple[str, str], ...]) -> str:
     raise RowError(f"answer {answer!r} is not one of the choice labels {', '.join(l for l, _ in choices)} nor one choice's text")
 
 
-def load_problems(task: str, config: RunConfig, parse_row, hub_id: str, hub_subset: str | None,
+def load_problems(task: str, settings: TaskSettings, parse_row, hub_id: str, hub_subset: str | None,
                   example: str) -> tuple[list[Problem], LoadReport | None]:
     """A dataset task's problems, split by the seed: from --data, else from the hub; and the file's load report."""
-    if config.data:
-        problems, report = load_file(config.data, parse_row, config.skip_bad_lines)
+    if settings.data:
+        problems, report = load_file(settings.data, parse_row, settings.skip_bad_lines)
     else:
-        problems, report = load_from_hub(task, hub_id, hub_subset, parse_row, config.skip_bad_lines, example), None
-    return split(problems, config), report
+        problems, report = load_from_hub(task, hub_id, hub_subset, parse_row, settings.skip_bad_lines, example), None
+    return split(problems, settings), report
 
 
 def load_from_hub(task: str, hub_id: str, subset: str | None, parse_row, skip_bad: bool, example: str) -> list[Problem]:

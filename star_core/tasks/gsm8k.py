@@ -18,7 +18,6 @@ Hint (as the paper does for arithmetic and GSM8K): the answer in the question,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import re
 
@@ -26,9 +25,8 @@ from .answers import canonical_number, extract_number, number_pattern, numbers_e
 from .base import Exemplar, Problem, Verdict, answer_sentence, rationale_of
 from .calc import CalcError, evaluate, matches_shown, parse_number
 from .datafile import RowError, load_problems, text_value
+from .settings import TaskSettings
 
-if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..core.config import RunConfig
 
 # Offline, the message names the file to pass with --data instead.
 HUB_EXAMPLE = "train.jsonl from github.com/openai/grade-school-math (grade_school_math/data/train.jsonl)"
@@ -45,11 +43,11 @@ class GSM8KTask:
     can_verify_steps = True
     suggested = SUGGESTED
 
-    def __init__(self, config: RunConfig | None = None):
+    def __init__(self, settings: TaskSettings | None = None):
         self.report = None
 
-    def problems(self, config: RunConfig) -> list[Problem]:
-        problems, self.report = load_problems(self.name, config, parse_row, HUB_ID, "main", HUB_EXAMPLE)
+    def problems(self, settings: TaskSettings) -> list[Problem]:
+        problems, self.report = load_problems(self.name, TaskSettings.of(settings), parse_row, HUB_ID, "main", HUB_EXAMPLE)
         return problems
 
     # --- prompt format -------------------------------------------------------

@@ -19,17 +19,16 @@ Steps cannot be checked in general, so `verified` falls back to the answer filte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import re
 
+from ..core.config import RunConfig
 from .answers import canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern, numbers_equal, regex_matches, texts_equal
 from .base import Exemplar, Problem, Verdict, answer_sentence
 from .commonsenseqa import choice_answer_pattern, format_choice_question
 from .datafile import RowError, field_value, gold_label, load_file, parse_choices, split, text_value
+from .settings import TaskSettings
 
-if TYPE_CHECKING:  # config imports the task registry, so tasks import it only for annotations
-    from ..core.config import RunConfig
 
 CHOICE_HINT = "(CORRECT)"
 
@@ -39,25 +38,23 @@ class JsonlTask:
     can_verify_steps = False
     key_fields = ("answer_type",)  # how answers are compared changes prompts' exemplars and every verdict
 
-    def __init__(self, config: RunConfig | None = None):
-        if config is None:
-            from ..core.config import RunConfig
-
-            config = RunConfig(task="jsonl")
-        self.answer_type = config.answer_type
-        self.fields = config.field_map()
+    def __init__(self, settings: TaskSettings | None = None):
+        if settings is None:
+            settings = TaskSettings.of(RunConfig(task="jsonl"))
+        self.answer_type = settings.answer_type
+        self.fields = settings.field_map()
         self.exemplar_file = {"number": "jsonl", "choice": "jsonl-choice"}.get(self.answer_type, "jsonl-text")
         # exact and regex share a file, but are different keys: each gets a default set of its own
         self.default_set = {"number": "jsonl", "choice": "jsonl-choice", "exact": "jsonl-text"}.get(self.answer_type, "jsonl-regex")
         self.report = None
 
-    def problems(self, config: RunConfig) -> list[Problem]:
-        if not config.data:
+    def problems(self, settings: TaskSettings) -> list[Problem]:
+        if not settings.data:
             from ..core.errors import ConfigError
 
             raise ConfigError("data", "the jsonl task reads a file: pass --data PATH (a .jsonl or .csv file)")
-        problems, self.report = load_file(config.data, self.parse_row, config.skip_bad_lines)
-        return split(problems, config)
+        problems, self.report = load_file(settings.data, self.parse_row, settings.skip_bad_lines)
+        return split(problems, TaskSettings.of(settings))
 
     def parse_row(self, row: dict, line: int) -> Problem:
         f = self.fields
