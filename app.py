@@ -14,9 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-import star_core.engine.run_queue as run_queue
+from star_core.engine import run_queue
 from star_core.core.errors import StarError
-from star_core.analysis.present import duration, pct
+from star_core.analysis.present import runs_overview
 from star_core.core.states import ACTIVE_STATUSES
 
 st.set_page_config(page_title="STaR Studio", page_icon=":material/star:", layout="wide")
@@ -67,24 +67,7 @@ def _runs_overview() -> None:
     @st.fragment(run_every=3 if active else None)
     def table() -> None:
         runs = store.list_runs()
-        now = [
-            f"iter {int(i)} · {ph} {int(d)}/{int(t)}" if isinstance(ph, str) and pd.notna(t) else ""
-            for i, ph, d, t in zip(runs.cur_iteration, runs.cur_phase, runs.phase_done, runs.phase_total)
-        ]
-        shown = pd.DataFrame({
-            "run": runs.id,
-            "name": runs.name,
-            "status": run_queue.status_labels(store, runs),  # a queued run with its place: queued (2nd)
-            "task": runs.task,
-            "model": runs.model.map(lambda m: m.rstrip("/").rsplit("/", 1)[-1]),
-            "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
-            "now": now,
-            "ETA": [duration(e) if n else "" for e, n in zip(runs.eta_s, now)],
-            "baseline": runs.baseline_accuracy.map(pct),
-            "latest": runs.latest_accuracy.map(pct),
-            "best": runs.best_accuracy.map(pct),
-            "created": runs.created_at.dt.strftime("%Y-%m-%d %H:%M"),
-        }).iloc[::-1]
+        shown = runs_overview(runs, run_queue.status_labels(store, runs))
         st.dataframe(shown, hide_index=True, width="stretch")
         if active and not runs.status.isin(ACTIVE_STATUSES).any():
             st.rerun()  # everything finished: redraw the page without polling

@@ -18,6 +18,7 @@ import streamlit as st
 from pages import _ui as ui
 from star_core.analysis.agreement import agreement, sound_share, verifier_agreement
 from star_core.core.states import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode
+from star_core.analysis.present import pct
 from star_core.core.errors import StarError
 from star_core.store import QueueFilter
 
@@ -375,10 +376,6 @@ def label_controls(store, ids: list[int], item) -> None:
 # --- what the audits say ------------------------------------------------------------
 
 
-def _pct(x) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0%}"
-
-
 def stats_view(store) -> None:
     labels = store.run_labels()
     runs = [None] + sorted(labels, reverse=True)
@@ -419,7 +416,7 @@ def stats_view(store) -> None:
     st.caption(f"Labels counted: the adjudicated label where a rationale has one ({adjudicated:,} here), otherwise "
                "every auditor's own label, so a rationale two auditors rated counts twice until it is adjudicated. "
                "'audited' is the labels counted, 'audited_items' the rationales they are on.")
-    shown = share.assign(sound_share=share.sound_share.map(_pct), ci=[f"{_pct(lo)}–{_pct(hi)}" if h else "" for lo, hi, h in
+    shown = share.assign(sound_share=share.sound_share.map(lambda x: pct(x, 0)), ci=[f"{pct(lo, 0)}–{pct(hi, 0)}" if h else "" for lo, hi, h in
                                                                  zip(share.ci_low, share.ci_high, share.audited)])
     st.dataframe(shown.drop(columns=["ci_low", "ci_high"]).rename(columns={"kept": "kept" if kept_only else "rationales"}),
                  hide_index=True, width="stretch")

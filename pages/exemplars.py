@@ -13,9 +13,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui as ui
-import star_core.engine.exemplar_compare as exemplar_compare
+from star_core.engine import exemplar_compare
 import star_core.engine.exemplars as ex
-import star_core.runtime.experiments_worker as experiments_worker
+from star_core.runtime import experiments_worker
 from star_core.analysis.comparison import p_text, signed_points
 from star_core.core.config import RunConfig
 from star_core.core.embedded import EMBEDDED_MODELS

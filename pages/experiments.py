@@ -12,7 +12,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _ui as ui
-import star_core.runtime.experiments_worker as experiments_worker
+from star_core.runtime import experiments_worker
 from star_core.core.errors import StarError
 from star_core.engine.experiments import ARM_LABELS, arm_order, experiment_table, figure_data
 from star_core.analysis.present import duration

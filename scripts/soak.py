@@ -86,7 +86,7 @@ def start_app(db: Path, env: dict, port: int, log: Path) -> subprocess.Popen:
 
 def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: list[str] = ()) -> tuple[int, subprocess.Popen]:
     """Run 1 as the app starts one (a background worker); run 2 with `star run`, queued behind it."""
-    import star_core.runtime.jobs as jobs
+    from star_core.runtime import jobs
     from star_core.engine.prepare import prepare_run
     from star_core.store import Store
 

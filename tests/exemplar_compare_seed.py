@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import star_core.engine.exemplar_compare as exemplar_compare
+from star_core.engine import exemplar_compare
 import star_core.engine.exemplars as ex
 from star_core.engine.exemplars import default_exemplar_path
 from star_core.core.states import Phase, RunStatus

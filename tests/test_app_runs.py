@@ -124,7 +124,7 @@ def test_exemplar_sets_of_the_database_are_offered(tmp_path, monkeypatch):
 
 
 def test_the_tasks_suggested_settings_apply_unless_changed(tmp_path, monkeypatch):
-    import star_core.runtime.jobs as jobs
+    from star_core.runtime import jobs
     from star_core.tasks import suggested_settings
 
     data = tmp_path / "gsm.jsonl"
@@ -167,7 +167,7 @@ def test_the_form_is_not_submitted_by_enter(tmp_path, monkeypatch):
 
 def test_each_start_spends_the_forms_button_and_the_page_follows_its_run(tmp_path, monkeypatch):
     # A double click's second click carries the button the first one spent (the browser test clicks twice).
-    import star_core.runtime.jobs as jobs
+    from star_core.runtime import jobs
 
     monkeypatch.setattr(jobs, "launch", lambda store, run_id, queue=True: 0)  # store the run only; no worker
     db = tmp_path / "r.duckdb"
@@ -184,7 +184,7 @@ def test_each_start_spends_the_forms_button_and_the_page_follows_its_run(tmp_pat
 
 
 def test_a_worker_that_cannot_be_started_leaves_a_run_that_says_so_and_offers_start(tmp_path, monkeypatch):
-    import star_core.runtime.jobs as jobs
+    from star_core.runtime import jobs
 
     def no_python(*args, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", "/gone/python")
@@ -205,7 +205,7 @@ def test_a_worker_that_cannot_be_started_leaves_a_run_that_says_so_and_offers_st
 
 def test_a_pending_run_that_never_had_a_worker_is_started_by_start(tmp_path, monkeypatch):
     # As an older database, or a start cut short, leaves it: pending, no worker.pid in its folder.
-    import star_core.runtime.jobs as jobs
+    from star_core.runtime import jobs
 
     db = tmp_path / "r.duckdb"
     run_id = Store(db).init().create_run(RunConfig(name="orphan"))

@@ -7,7 +7,7 @@ import pytest
 
 from app_helpers import open_page, texts, wait_for
 from conftest import tiny_config
-import star_core.runtime.jobs as jobs
+from star_core.runtime import jobs
 from star_core.store import Store
 
 PAGE = "pages/runs.py"

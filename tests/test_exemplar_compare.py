@@ -10,7 +10,7 @@ import pytest
 
 from app_helpers import open_page, one_error_line, texts, wait_for
 from exemplar_compare_seed import MINUS_ONE, RIGHT_A, RIGHT_B, seed
-import star_core.engine.exemplar_compare as exemplar_compare
+from star_core.engine import exemplar_compare
 from star_core.cli.commands import main
 from star_core.core.states import ExemplarArm, ExperimentKind, RunStatus
 from star_core.store import Store
@@ -98,7 +98,7 @@ def test_the_exemplars_page_shows_the_comparison(compared, monkeypatch):
 
 def test_compare_with_starts_a_worker_and_follows_it(compared, monkeypatch):
     """The button stores the two runs (the model is only checked, never loaded here) and hands them to a worker."""
-    import star_core.runtime.experiments_worker as experiments_worker
+    from star_core.runtime import experiments_worker
 
     store, _ = compared
     launched = []
@@ -139,7 +139,7 @@ def test_star_exemplars_compare_runs_both_sets_and_agrees_with_star_compare(tmp_
     assert all(store.get_run(r).status == RunStatus.DONE for r in (run_a, run_b))
 
     # The app's way: the same comparison in the experiments worker.
-    import star_core.runtime.experiments_worker as experiments_worker
+    from star_core.runtime import experiments_worker
 
     again = exemplar_compare.create(store, "arithmetic-default", MINUS_ONE,
                                     {"model": tiny_model, "eval_size": 6, "max_new_tokens": 6, "device": "cpu"})

@@ -10,7 +10,7 @@ import pytest
 
 from app_helpers import open_page, texts
 import star_core.cli.commands as cli
-import star_core.engine.experiments as experiments
+from star_core.engine import experiments
 from star_core.core.config import RunConfig
 from star_core.engine.experiments import ARM_LABELS, Arm, experiment_table, figure_data, format_table, plan, step_budget
 from star_core.engine.prepare import InvalidSettings
@@ -126,7 +126,7 @@ def test_figure_data_has_a_row_per_arm_iteration_and_difficulty():
 
 
 def test_an_experiment_groups_its_runs_and_resumes_its_unfinished_arms(tmp_path, tiny_model, monkeypatch):
-    import star_core.engine.loop as loop
+    from star_core.engine import loop
 
     store = Store(tmp_path / "e.duckdb").init()
     experiment_id = experiments.create_experiment(store, {**tiny_given(tiny_model), "seed": 2}, None)
@@ -263,7 +263,7 @@ def test_the_experiments_page_without_experiments(tmp_path, monkeypatch):
 def test_the_runs_page_button_stores_the_experiment_and_launches_its_worker(tmp_path, monkeypatch):
     """The button stores the five arms (the default model is only checked, never loaded here) and hands the
     experiment to a worker; the Experiments page then offers to resume it while no worker runs it."""
-    import star_core.runtime.experiments_worker as experiments_worker
+    from star_core.runtime import experiments_worker
 
     launched = []
     monkeypatch.setattr(experiments_worker, "launch", lambda store, experiment_id: launched.append(experiment_id) or 1)

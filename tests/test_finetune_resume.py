@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config
-import star_core.model.train_state as train_state
+from star_core.model import train_state
 from star_core.model.finetune import Example, TrainSettings, finetune
 from star_core.model.loading import load_model
 

@@ -9,7 +9,7 @@ import pytest
 
 from app_helpers import wait_for
 from conftest import tiny_config
-import star_core.runtime.jobs as jobs
+from star_core.runtime import jobs
 from star_core.core.errors import ConfigError, ModelLoadError, RunStateError
 from star_core.store import Store
 
@@ -80,7 +80,7 @@ def test_a_worker_runs_in_the_precision_star_bf16_names(tmp_path, tiny_model, mo
 
 
 def test_a_star_bf16_that_is_no_choice_fails_the_run_with_its_name(tmp_path, tiny_model, monkeypatch):
-    import star_core.engine.loop as loop
+    from star_core.engine import loop
 
     monkeypatch.setenv("STAR_BF16", "yes please")
     store = Store(tmp_path / "j.duckdb").init()

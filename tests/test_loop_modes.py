@@ -11,7 +11,7 @@ import re
 import pytest
 
 from conftest import tiny_config
-import star_core.engine.loop as loop
+from star_core.engine import loop
 from star_core.engine.curriculum import curriculum_top, in_range
 from star_core.engine.exemplars import load_exemplars
 from star_core.model.generate import Completion

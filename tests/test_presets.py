@@ -6,7 +6,7 @@ import pytest
 
 from app_helpers import open_page
 import star_core.cli.commands as cli
-import star_core.core.presets as presets
+from star_core.core import presets
 from star_core.core.config import RunConfig
 from star_core.core.errors import ConfigError
 from star_core.engine.prepare import InvalidSettings, prepare_run, shown_defaults

@@ -14,8 +14,8 @@ import pytest
 
 from app_helpers import wait_for
 from conftest import tiny_config
-import star_core.runtime.jobs as jobs
-import star_core.engine.run_queue as run_queue
+from star_core.runtime import jobs
+from star_core.engine import run_queue
 from star_core.core.config import RunConfig
 from star_core.core.errors import RunStateError
 from star_core.core.states import RunStatus

@@ -171,7 +171,7 @@ def ray_cluster():
 @pytest.fixture
 def pools(monkeypatch):
     """Every RayDecoderPool the loop makes, so that a test can reach its actors."""
-    import star_core.model.distributed.ray_generation as ray_generation
+    from star_core.model.distributed import ray_generation
 
     made = []
 

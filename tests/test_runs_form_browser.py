@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_enter_in_fields_and_a_double_click_on_start_make_one_run(server, tmp_path, tiny_model):  # noqa: F811
     from playwright.sync_api import expect
 
-    import star_core.runtime.jobs as jobs
+    from star_core.runtime import jobs
     from star_core.store import Store
 
     store = Store(tmp_path / "browser.duckdb")  # the server fixture's database

@@ -301,7 +301,7 @@ def _default_set_versions(store: Store) -> list[int]:
 
 def test_threads_registering_the_shipped_set_at_once_leave_one_version(tmp_path):
     # Two app reruns creating runs at once (a double click, one tab per run) register the task's default set together.
-    import star_core.engine.exemplars as exemplars
+    from star_core.engine import exemplars
     from star_core.tasks import get_task
 
     path = tmp_path / "s.duckdb"
@@ -316,7 +316,7 @@ def test_threads_registering_the_shipped_set_at_once_leave_one_version(tmp_path)
 
 
 def _register_default_set(path: str, go, results) -> None:
-    import star_core.engine.exemplars as exemplars
+    from star_core.engine import exemplars
     from star_core.store import Store
     from star_core.tasks import get_task
 
@@ -343,7 +343,7 @@ def test_processes_registering_the_shipped_set_at_once_leave_one_version(tmp_pat
 
 
 def test_a_changed_shipped_file_is_a_new_version_and_an_unchanged_one_is_not(tmp_path, monkeypatch):
-    import star_core.engine.exemplars as exemplars
+    from star_core.engine import exemplars
     from star_core.tasks import get_task
 
     store, task = Store(tmp_path / "s.duckdb").init(), get_task("arithmetic")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import tiny_config
-import star_core.engine.loop as loop
+from star_core.engine import loop
 from star_core.model.generate import Completion
 from star_core.engine.loop import execute_run, start_run
 from star_core.store import Store

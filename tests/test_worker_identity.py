@@ -12,8 +12,8 @@ import time
 import pytest
 
 from app_helpers import wait_for
-import star_core.runtime.experiments_worker as experiments_worker
-import star_core.runtime.jobs as jobs
+from star_core.runtime import experiments_worker
+from star_core.runtime import jobs
 from star_core.core.config import RunConfig
 from star_core.core.errors import RunStateError
 from star_core.core.processes import alive, live_holder

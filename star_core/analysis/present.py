@@ -292,8 +292,35 @@ STATUS_COLORS = {"running": "green", "cancelling": "orange", "starting": "blue",
                  "failed": "red", "crashed": "red"}
 
 
-def pct(x) -> str:
-    return "–" if x is None or pd.isna(x) else f"{x:.1%}"
+def pct(x, digits: int = 1) -> str:
+    """A share as a percent; an en dash where there is none (no evaluation yet, nothing audited)."""
+    return "–" if x is None or pd.isna(x) else f"{x:.{digits}%}"
+
+
+def runs_overview(runs: pd.DataFrame, statuses: list[str]) -> pd.DataFrame:
+    """The runs table the Overview page and `star runs` both show, newest first.
+
+    `runs` is Store.list_runs(); `statuses` its status column with each queued run's place
+    (run_queue.status_labels), computed by the caller because the queue is above this part.
+    """
+    now = [
+        f"iter {int(i)} · {ph} {int(d)}/{int(t)}" if isinstance(ph, str) and pd.notna(t) else ""
+        for i, ph, d, t in zip(runs.cur_iteration, runs.cur_phase, runs.phase_done, runs.phase_total)
+    ]
+    return pd.DataFrame({
+        "run": runs.id,
+        "name": runs.name,
+        "status": statuses,
+        "task": runs.task,
+        "model": runs.model.map(lambda m: m.rstrip("/").rsplit("/", 1)[-1]),
+        "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
+        "now": now,
+        "ETA": [duration(e) if n else "" for e, n in zip(runs.eta_s, now)],
+        "baseline": runs.baseline_accuracy.map(pct),
+        "latest": runs.latest_accuracy.map(pct),
+        "best": runs.best_accuracy.map(pct),
+        "created": runs.created_at.dt.strftime("%Y-%m-%d %H:%M"),
+    }).iloc[::-1]
 
 
 def duration(seconds) -> str:

@@ -7,6 +7,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
+from ..analysis.present import pct, runs_overview
 from ..core.states import Phase
 from ..engine import run_queue
 from ..store import Store
@@ -58,7 +59,7 @@ def accuracy_table(store: Store, run_id: int) -> str:
     table.columns.name = None
     iters = store.iterations(run_id).set_index("iteration")
     train = acc[(acc.split == "train") & acc.difficulty.isna()].set_index("iteration")
-    table["train self-solved"] = [f"{train.accuracy[i]:.1%}" if i in train.index else "-" for i in table.index]
+    table["train self-solved"] = [pct(train.accuracy[i]) if i in train.index else "–" for i in table.index]
     table["kept"] = [_int(iters.kept.get(i)) for i in table.index]
     table["steps"] = [_int(iters.steps.get(i)) for i in table.index]
     table["train loss"] = [f"{iters.train_loss[i]:.3f}" if i in iters.index and pd.notna(iters.train_loss[i]) else "-" for i in table.index]
@@ -70,25 +71,7 @@ def runs_table(store: Store) -> str:
     runs = store.list_runs()
     if runs.empty:
         return f"no runs in {store.path}"
-    out = pd.DataFrame({
-        "id": runs.id,
-        "name": runs.name,
-        "task": runs.task,
-        "model": runs.model,
-        "status": run_queue.status_labels(store, runs),  # a queued run with its place: queued (2nd)
-        "iterations": [f"{d}/{p}" for d, p in zip(runs.iterations_done, runs.iterations_planned)],
-        "now": [f"iter {i} {ph} {d}/{t}" if isinstance(ph, str) else "" for i, ph, d, t in
-                zip(runs.cur_iteration, runs.cur_phase, runs.phase_done, runs.phase_total)],
-        "baseline": runs.baseline_accuracy.map(_pct),
-        "latest": runs.latest_accuracy.map(_pct),
-        "best": runs.best_accuracy.map(_pct),
-        "created": runs.created_at.dt.strftime("%Y-%m-%d %H:%M"),
-    })
-    return out.to_string(index=False)
-
-
-def _pct(x) -> str:
-    return "-" if pd.isna(x) else f"{x:.1%}"
+    return runs_overview(runs, run_queue.status_labels(store, runs)).to_string(index=False)
 
 
 def _int(x) -> str:
