@@ -44,3 +44,17 @@ def test_the_readme_links_every_page_in_docs():
     readme = (ROOT / "README.md").read_text()
     missing = [p.name for p in (ROOT / "docs").glob("*.md") if f"docs/{p.name}" not in readme]
     assert not missing, missing
+
+
+CITATION = re.compile(r"docs/([\w-]+\.md)(#[\w-]+)?")
+
+
+def test_every_docs_page_and_section_the_code_cites_exists():
+    """A comment that justifies code by `docs/page.md#section` points at a page and heading that exist."""
+    broken = []
+    for source in sorted([*ROOT.glob("star_core/**/*.py"), *ROOT.glob("pages/*.py"), ROOT / "app.py"]):
+        for page, anchor in CITATION.findall(source.read_text()):
+            path = ROOT / "docs" / page
+            if not path.exists() or (anchor and anchor not in _anchors(path)):
+                broken.append(f"{source.relative_to(ROOT)}: docs/{page}{anchor}")
+    assert not broken, broken

@@ -11,11 +11,11 @@ from .errors import ConfigError
 
 PRESETS: dict[str, dict] = {
     # The paper's arithmetic setting on a CPU laptop, with the values measured on 1-5 digits
-    # (docs/measurements.md, "STaR on 1-5 digits"). The goal (90% overall, 80% on 5 digits within
+    # (docs/measurements.md#2026-12-02-star-on-15-digits-three-seeds). The goal (90% overall, 80% on 5 digits within
     # 30 minutes of a 2-core CPU) was not reached with them; they are the best measured so far.
     "paper-arithmetic": {
         "task": "arithmetic",  # the paper's first task: n-digit addition
-        # Measured 2026-12-03 (docs/measurements.md): in the paper's scratchpad format neither embedded model
+        # Measured (docs/measurements.md#2026-12-03-the-papers-scratchpad-on-the-embedded-models-and-prefix-free-fine-tuning): in the paper's scratchpad format neither embedded model
         # wrote one right sum few-shot (SmolLM2 0 of 80 eval and 0 of 256 training attempts, hint or not), so
         # nothing is kept to learn from; place-value starts at 27.5%.
         "arithmetic_format": "place-value",

@@ -1,4 +1,5 @@
-"""The paper's comparison as one experiment: five arms on the same problems and eval questions.
+"""The paper's comparison as one experiment: five arms on the same problems and eval questions
+(docs/paper.md#presets-stopping-and-the-papers-comparison).
 
     star experiment paper --db star.duckdb [any star run setting, applied to every arm]
 

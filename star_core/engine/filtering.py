@@ -1,4 +1,4 @@
-"""The STaR filter: which rationales an iteration fine-tunes on.
+"""The STaR filter: which rationales an iteration fine-tunes on (docs/paper.md#the-loop-in-detail, step 3).
 
 A pure function over stored candidates, so that the scientific core of the loop
 can be tested on many small cases without a model.

@@ -1,4 +1,5 @@
-"""When a run stops before its last iteration: the paper iterates until performance plateaus.
+"""When a run stops before its last iteration: the paper iterates until performance plateaus
+(docs/paper.md#presets-stopping-and-the-papers-comparison).
 
 `--iterations` stays the upper bound; `patience` stops earlier, once eval accuracy has
 not improved for that many iterations.

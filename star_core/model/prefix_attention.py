@@ -126,7 +126,8 @@ def _softmax_as_sdpa(scores: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Te
     In a reduced dtype, as torch's CPU flash-attention kernel (the one sdpa runs under `generate`) does: float32
     exponentials and their sum, the exponentials rounded to the dtype for the product with V, the division last.
     Measured on SmolLM2 in bf16, 16 eval prompts: 14 of 16 completions identical to one-prompt `generate` this way,
-    12 with every step in float32, 11 for batched `generate` (docs/measurements.md). In float32 the rounding is
+    12 with every step in float32, 11 for batched `generate`
+    (docs/measurements.md#2026-12-03-bf16-decoding-and-training). In float32 the rounding is
     none, and a normalized softmax matches eager attention's gradients to 1e-5 where dividing last does not.
     """
     if dtype == torch.float32:

@@ -52,7 +52,7 @@ _COLUMNS = ", ".join(AttemptRow.__dataclass_fields__)
 
 # A batch goes in as one Arrow table: DuckDB's executemany inserts row by row. Measured
 # alone on a 2-core CPU in batches of 1,000: 513 attempts/s row by row, 7,133 from a table
-# (docs/scale.md); the driver's ingest caps a phase however many workers decode.
+# (docs/scale.md#what-the-one-writer-ingests); the driver's ingest caps a phase however many workers decode.
 _ARROW_SCHEMA = pa.schema([
     ("run_id", pa.int64()), ("iteration", pa.int64()), ("problem_id", pa.string()), ("kind", pa.string()),
     ("sample", pa.int64()), ("prompt_id", pa.int64()), ("question_prompt", pa.string()), ("hint", pa.string()),

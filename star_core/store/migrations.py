@@ -324,7 +324,7 @@ def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
     attempt is its own row of v_audits, beside the auditors' labels it settles. Every stored label stays
     (they count as not adjudicated), and v_audits keeps its columns, with `adjudicated` last;
     `revisions` now counts the history of that auditor's label (or of the adjudication).
-    v_audit_agreement: each attempt two or more auditors rated, with their ratings (docs/audit.md).
+    v_audit_agreement: each attempt two or more auditors rated, with their ratings (docs/audit.md#in-sql).
     """
     con.execute("ALTER TABLE audits ADD COLUMN adjudicated BOOLEAN NOT NULL DEFAULT false")
     con.execute(

@@ -1,4 +1,4 @@
-"""n-digit addition, the paper's first task, with an exact step verifier.
+"""n-digit addition, the paper's first task (docs/paper.md#the-loop-in-detail), with an exact step verifier.
 
 Prompt format, chosen by measurement (bench/formats.py, SmolLM2-135M few-shot,
 1/2/3 digits): the question "Question: 47 + 85 = ?" and a place-value rationale
@@ -15,7 +15,8 @@ result and the carry (scratchpad.py); its exemplars are data/exemplars/arithmeti
 
 Either way the rationale is fully determined by the problem, so the verifier says exactly
 which step is wrong. That matters: with an answer-only filter, rationalized
-rationales that copy the hinted answer poison the loop (docs/measurements.md).
+rationales that copy the hinted answer poison the loop
+(docs/measurements.md#2026-12-01-rationalization-poisons-an-answer-only-filter).
 """
 
 from __future__ import annotations
@@ -126,12 +127,14 @@ class ArithmeticTask:
         Where a + b has more than one place to add (47 + 85: 120 + 12), one step must be those
         place sums (in any order): a bare 'a + b = total.' is a right answer with no reasoning in
         it, and gets the reason NO_STEPS ('no steps'). The model writes such bare sums after a
-        first iteration (docs/measurements.md); keeping them teaches it to skip the scratchpad.
+        first iteration (docs/measurements.md#2026-12-01-the-step-check-accepted-a-bare-sum); keeping them
+        teaches it to skip the scratchpad.
         A problem whose place sums are one number (every 1-digit problem, and 40 + 50) may state
         the sum directly: there is nothing to decompose, and the exemplars write it that way.
 
         What the chain check itself rejects is the rationalization failure of
-        docs/measurements.md: arithmetic that is wrong but whose final answer copies the hint.
+        docs/measurements.md#2026-12-01-rationalization-poisons-an-answer-only-filter: arithmetic that is wrong
+        but whose final answer copies the hint.
         """
         operands = _operands(problem.question)
         if operands is None:  # e.g. an exemplar typed or imported for another task

@@ -1,4 +1,5 @@
-"""The STaR paper's addition scratchpad (ezelikman/STaR, arithmetic/gen_sums.py), written and checked.
+"""The STaR paper's addition scratchpad (ezelikman/STaR, arithmetic/gen_sums.py), written and checked
+(docs/measurements.md#2026-12-03-the-papers-scratchpad-on-the-embedded-models-and-prefix-free-fine-tuning).
 
 Digits are space-separated (one token each for most tokenizers) and the scratchpad runs from
 the least significant digit up; every line carries the running result and the carry into

@@ -17,7 +17,7 @@ of looping.
 
 The base model and the run's checkpoints are read by the actors from the paths the
 driver uses: on a cluster of several machines they must be on storage every node
-mounts (docs/scale.md).
+mounts (docs/scale.md#what-to-install-on-a-cluster).
 
 Ray is imported only when a run has workers; it is an optional extra.
 """
