@@ -7,65 +7,24 @@ text and not a rating, and that a draft note and the position survive a reload.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from audit_seed import seed
+from browser_helpers import chromium, require_browser, serve_app
 from star_core.store import QueueFilter
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def app_server(tmp_path):
-    pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+    require_browser()
     db = tmp_path / "browser.duckdb"
     store, run_id = seed(db)
-    port = _free_port()
-    env = dict(os.environ, STAR_DB=str(db))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("streamlit did not start")
-            time.sleep(0.3)
+    with serve_app(db, tmp_path / "streamlit.log") as url:
         yield url, store
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def settle(page) -> None:
@@ -77,47 +36,43 @@ def settle(page) -> None:
 
 
 def test_audit_with_the_keyboard(app_server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, store = app_server
     queue = store.audit_queue(QueueFilter(run_id=1, order="oldest"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/audit?order=oldest")
-            expect(page.get_by_text("Item 1 of")).to_be_visible(timeout=30000)
-            auditor = page.get_by_role("textbox", name="Auditor")
-            auditor.fill("ada")
-            auditor.press("Enter")
-            title = page.get_by_role("heading", name="Audit rationales")
-            title.click()  # focus leaves the text box: keys are shortcuts again
-            for n, key in enumerate(["1", "2", "3"], start=2):
-                settle(page)
-                page.keyboard.press(key)
-                expect(page.get_by_text(f"Item {n} of")).to_be_visible(timeout=15000)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/audit?order=oldest")
+        expect(page.get_by_text("Item 1 of")).to_be_visible(timeout=30000)
+        auditor = page.get_by_role("textbox", name="Auditor")
+        auditor.fill("ada")
+        auditor.press("Enter")
+        title = page.get_by_role("heading", name="Audit rationales")
+        title.click()  # focus leaves the text box: keys are shortcuts again
+        for n, key in enumerate(["1", "2", "3"], start=2):
             settle(page)
-            page.keyboard.press("k")
-            expect(page.get_by_text("Item 3 of")).to_be_visible(timeout=15000)
-            assert [store.audit_item(a).rating for a in queue[:4]] == ["sound", "flawed", "wrong", None]
-            assert store.audit_item(queue[0]).auditor == "ada"
+            page.keyboard.press(key)
+            expect(page.get_by_text(f"Item {n} of")).to_be_visible(timeout=15000)
+        settle(page)
+        page.keyboard.press("k")
+        expect(page.get_by_text("Item 3 of")).to_be_visible(timeout=15000)
+        assert [store.audit_item(a).rating for a in queue[:4]] == ["sound", "flawed", "wrong", None]
+        assert store.audit_item(queue[0]).auditor == "ada"
 
-            note = page.get_by_role("textbox", name="Note")
-            note.click()
-            page.keyboard.type("1 step is skipped")
-            title.click()
-            expect(page.get_by_text("Item 3 of")).to_be_visible()  # typed text, not a rating
-            time.sleep(1.0)
-            assert store.audit_item(queue[2]).rating == "wrong"
-            page.reload()  # a new session: position, auditor and draft note come back from the URL
-            expect(page.get_by_text("Item 3 of")).to_be_visible(timeout=30000)
-            expect(page.get_by_role("textbox", name="Note")).to_have_value("1 step is skipped")
-            expect(page.get_by_role("textbox", name="Auditor")).to_have_value("ada")
-            page.get_by_role("heading", name="Audit rationales").click()
-            settle(page)
-            page.keyboard.press("2")
-            expect(page.get_by_text("Item 4 of")).to_be_visible(timeout=15000)
-            item = store.audit_item(queue[2])
-            assert (item.rating, item.note, item.revisions) == ("flawed", "1 step is skipped", 2)
-        finally:
-            browser.close()
+        note = page.get_by_role("textbox", name="Note")
+        note.click()
+        page.keyboard.type("1 step is skipped")
+        title.click()
+        expect(page.get_by_text("Item 3 of")).to_be_visible()  # typed text, not a rating
+        time.sleep(1.0)
+        assert store.audit_item(queue[2]).rating == "wrong"
+        page.reload()  # a new session: position, auditor and draft note come back from the URL
+        expect(page.get_by_text("Item 3 of")).to_be_visible(timeout=30000)
+        expect(page.get_by_role("textbox", name="Note")).to_have_value("1 step is skipped")
+        expect(page.get_by_role("textbox", name="Auditor")).to_have_value("ada")
+        page.get_by_role("heading", name="Audit rationales").click()
+        settle(page)
+        page.keyboard.press("2")
+        expect(page.get_by_text("Item 4 of")).to_be_visible(timeout=15000)
+        item = store.audit_item(queue[2])
+        assert (item.rating, item.note, item.revisions) == ("flawed", "1 step is skipped", 2)

@@ -4,83 +4,39 @@ in Debian's Chromium. Start a tiny run, wait for it to finish, open a rationale,
 from __future__ import annotations
 
 import contextlib
-
 import os
-import shutil
-import socket
 import re
-import subprocess
-import sys
+import shutil
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from browser_helpers import chromium, require_browser, serve_app
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api")
-    port = _free_port()
-    env = dict(os.environ, STAR_DB=str(tmp_path / "browser.duckdb"))
-    log = open(tmp_path / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.3)
-    yield url
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    require_browser()
+    with serve_app(tmp_path / "browser.duckdb", tmp_path / "streamlit.log") as url:
+        yield url
 
 
 @contextlib.contextmanager
 def runs_page(server: str):
     """Chromium on the app's Runs page, its form drawn; closed afterwards."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     expect.set_options(timeout=120_000)  # the first Start imports torch in the server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.set_default_timeout(60_000)
-        try:
-            page.goto(server + "/runs")
-            expect(page.get_by_label("Model", exact=True)).to_be_visible()
-            time.sleep(0.3)
-            yield page
-        finally:
-            browser.close()
+        page.goto(server + "/runs")
+        expect(page.get_by_label("Model", exact=True)).to_be_visible()
+        time.sleep(0.3)
+        yield page
 
 
 def test_start_watch_browse_and_plot_in_chromium(server, tmp_path, tiny_model):
