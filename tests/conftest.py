@@ -95,3 +95,17 @@ def tiny_config(model: str, **overrides):
                   epochs=0.1, gen_batch_size=4, batch_size=4, device="cpu")
     values.update(overrides)
     return RunConfig(**values)
+
+
+# tiny_config's values as `star run` flags.
+TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--iterations", "1", "--max-new-tokens", "12", "--min-steps", "2",
+              "--epochs", "0.1", "--gen-batch-size", "4", "--batch-size", "4", "--device", "cpu"]
+
+
+def star(capsys, *args: str) -> tuple[int, str, str]:
+    """`star ARGS` in this process: its exit code, stdout and stderr."""
+    from star_core.cli.commands import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err

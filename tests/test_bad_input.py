@@ -15,22 +15,11 @@ import pandas as pd
 import pytest
 
 from audit_seed import seed
-from conftest import tiny_config
-from star_core.cli.commands import main
+from conftest import TINY_FLAGS, star, tiny_config
 from star_core.core.config import RunConfig
 from star_core.core.errors import ExportError, StoreError
 from star_core.analysis.export import export_kept
 from star_core.store import QueueFilter, Store
-
-TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--iterations", "1", "--max-new-tokens", "12", "--min-steps", "2",
-              "--epochs", "0.1", "--gen-batch-size", "4", "--batch-size", "4", "--device", "cpu"]
-
-
-def star(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 def one_clear_line(err: str, *phrases: str) -> None:
     lines = [line for line in err.splitlines() if line.strip()]

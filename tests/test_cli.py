@@ -10,20 +10,9 @@ from dataclasses import fields
 import pandas as pd
 import pytest
 
-from star_core.cli.commands import main
 from star_core.core.config import RunConfig
 from star_core.store import Store
-from conftest import tiny_config
-
-TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--iterations", "1", "--max-new-tokens", "12", "--min-steps", "2",
-              "--epochs", "0.1", "--gen-batch-size", "4", "--batch-size", "4", "--device", "cpu"]
-
-
-def star(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
+from conftest import TINY_FLAGS, star, tiny_config
 
 def test_help_lists_every_command_and_every_run_setting():
     top = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "--help"], capture_output=True, text=True)

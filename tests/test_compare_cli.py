@@ -8,19 +8,13 @@ import pytest
 
 import compare_seed
 from compare_seed import DIFFICULTY, RUN1_EVAL, RUN2_EVAL
-from star_core.cli.commands import main
+from conftest import star
 from star_core.analysis.comparison import RunRef, compare_runs
 from star_core.analysis.stats import CI_METHOD, TEST_METHOD, compare_outcomes
 from star_core.store import ComparisonError
 
 KEYS = ("shared", "accuracy_a", "accuracy_b", "difference", "ci_low", "ci_high", "p_value", "both_right", "only_a",
         "only_b", "both_wrong")
-
-
-def star(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
