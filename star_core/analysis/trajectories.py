@@ -32,16 +32,15 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.states import _Text
 
-class Trajectory(str, Enum):
+
+class Trajectory(_Text):
     LEARNED = "learned"
     FORGOTTEN = "forgotten"
     ALWAYS_RIGHT = "always right"
     NEVER_RIGHT = "never right"
     UNSTABLE = "unstable"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Outcome(str, Enum):

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Callable
 
 import pandas as pd
@@ -42,18 +41,15 @@ from ..core.config import RunConfig
 from ..core.errors import ExperimentError
 from .prepare import prepare_run
 from ..analysis.present import duration
-from ..core.states import RunMode, RunStatus
+from ..core.states import RunMode, RunStatus, _Text
 
 
-class Arm(str, Enum):
+class Arm(_Text):
     FEWSHOT_ANSWER = "fewshot-answer"
     FEWSHOT_RATIONALE = "fewshot-rationale"
     DIRECT = "direct"
     STAR_NO_RATIONALIZATION = "star-no-rationalization"
     STAR = "star"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,10 @@ class ExemplarSetError(StarError):
 
 
 @dataclass(frozen=True)
-class ExemplarItem:
-    question: str
-    rationale: str
-    answer: str
-    choices: tuple[tuple[str, str], ...] = ()
-    source_attempt_id: int | None = None  # the audited attempt it came from, if any
+class ExemplarItem(Exemplar):
+    """An exemplar as a set stores it: with the audited attempt it came from, if any."""
+
+    source_attempt_id: int | None = None
 
     @property
     def exemplar(self) -> Exemplar:
