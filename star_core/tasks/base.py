@@ -60,7 +60,9 @@ class Task(Protocol):
     can_verify_steps: bool
     key: TaskKey  # set by the registry (get_task): the name and the settings this task's behaviour depends on
 
-    def problems(self, settings: TaskSettings) -> list[Problem]: ...
+    def problems(self, settings: TaskSettings) -> list[Problem]:
+        """The train and eval problems; a RunConfig may be passed, and only its TaskSettings fields are read."""
+        ...
 
     def format_question(self, problem: Problem | Exemplar, hint: str | None = None) -> str:
         """The text up to where the model starts writing (ends with 'Answer:')."""
