@@ -229,7 +229,7 @@ def test_a_run_writing_while_another_process_reads_waits_and_loses_nothing(tmp_p
     path = tmp_path / "s.duckdb"
     Store(path).init()
     heard: list[str] = []
-    worker = Store(path, lock_timeout=None, on_wait=heard.append)  # what a run's worker uses
+    worker = Store.patient(path, on_wait=heard.append)  # what a run's worker uses
     ready = SPAWN.Event()
     reader = SPAWN.Process(target=_read_and_hold, args=(str(path), 3.0, ready))
     reader.start()

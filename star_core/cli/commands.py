@@ -256,8 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     given = _given(args)
     prepared = prepare_run(given, args.preset) if args.resume is None else None  # a bad flag stops before the file is touched
-    # A run never gives up on its database: a reader holding the file (duckdb -readonly) only makes it wait.
-    store = Store(args.db, lock_timeout=None, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
+    store = Store.patient(args.db, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
     if args.resume is not None:
         if args.preset:
             given["preset"] = args.preset
@@ -501,7 +500,7 @@ def _cmd_exemplars_compare(args: argparse.Namespace) -> int:
     from .progress import ConsoleReporter
     from ..store import Store
 
-    store = Store(args.db, lock_timeout=None, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
+    store = Store.patient(args.db, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
     reporter = ConsoleReporter()
     experiment_id = exemplar_compare.create(store, args.a, args.b, _given(args), reporter)  # both checked first
     found = exemplar_compare.result(store, experiment_id)

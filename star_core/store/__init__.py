@@ -29,6 +29,12 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
         takes, for a run's worker); `on_wait(message)` hears once per operation that it waits."""
         self.db = Connection(path, lock_timeout=lock_timeout, on_wait=on_wait)
 
+    @classmethod
+    def patient(cls, path: str | Path, on_wait: OnWait) -> "Store":
+        """For a process that writes what a run computes: it never gives up on the database. A reader holding
+        the file (the app, `duckdb -readonly`) only makes it wait, told once to `on_wait`, never fail a run."""
+        return cls(path, lock_timeout=None, on_wait=on_wait)
+
     @property
     def path(self) -> Path:
         return self.db.path
