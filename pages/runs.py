@@ -6,7 +6,6 @@ with `star run` shows up the same way, because both write their progress to the 
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,70 +18,32 @@ import streamlit as st
 from pages import _ui as ui
 import star_core.runtime.jobs as jobs
 import star_core.engine.run_queue as run_queue
-from star_core.core.config import field_help
+from star_core.core.config import Group
 from star_core.core.errors import ConfigError, StarError
 from star_core.engine.prepare import prepare_run, shown_defaults
-from star_core.core.presets import PAPER_EXPERIMENT_PRESETS, preset_names, presets_for
-from star_core.analysis.present import duration, field_label, pct
+from star_core.core.presets import paper_experiment_preset, preset_names, presets_for
+from star_core.core.settings_spec import NO_QUEUE_HELP, SETTINGS, form_values, sections, widget
+from star_core.analysis.present import duration, pct
 from star_core.core.states import Phase, RunStatus
 
 POLL_S = 2.0
 ERRORS_KEY = "run_form_errors"
 STARTS_KEY = "run_form_starts"  # this session's _Starts
 START_POLL_S = 1.0  # how often a page drawn while another rerun creates a run looks for its outcome
-# Form sections; a RunConfig field not listed here still gets a widget, under "Other".
-SECTIONS = {
-    "Run": ["name", "task", "model", "exemplars", "train_size", "eval_size", "min_difficulty",
-            "max_difficulty", "iterations", "patience", "mode", "rationalize", "filter"],
-    "Curriculum over difficulties": ["curriculum", "curriculum_threshold"],
-    "Dataset file (gsm8k, commonsenseqa, jsonl)": ["data", "data_map", "answer_type", "skip_bad_lines"],
-    "Filtering": ["max_kept_per_question", "keep_hint_leaks"],
-    "Decoding": ["temperature", "top_p", "samples_per_question", "max_new_tokens", "gen_batch_size"],
-    "Fine-tuning": ["finetune", "lora_rank", "learning_rate", "batch_size", "epochs", "min_steps", "steps", "step_growth"],
-    "Machine": ["device", "workers", "ray_address", "train_processes", "seed"],
-}
 
 
 # --- the form ---------------------------------------------------------------------
 
 
-def _widget(name: str, meta: dict, default, exemplar_sets: list[str], key: str):
-    label, help_text = field_label(name), meta["help"]
-    if name == "exemplars" and exemplar_sets:  # the sets stored in this database (Exemplars page)
-        options = [""] + exemplar_sets
-        return st.selectbox(label, options, help=help_text, key=key,
-                            format_func=lambda ref: ref or "the task's default exemplars")
-    if "choices" in meta:
-        choices = list(meta["choices"])
-        return st.selectbox(label, choices, index=choices.index(default), help=help_text, key=key)
-    if isinstance(default, bool):
-        return st.checkbox(label, value=default, help=help_text, key=key)
-    if isinstance(default, int):
-        return st.number_input(label, value=default, min_value=meta.get("min"), max_value=meta.get("max"),
-                               step=1, help=help_text, key=key)
-    if isinstance(default, float):
-        step = 10 ** math.floor(math.log10(abs(default))) if default else 0.01
-        return st.number_input(label, value=float(default), min_value=_float(meta.get("min")),
-                               max_value=_float(meta.get("max")), step=float(step), format="%g", help=help_text, key=key)
-    return st.text_input(label, value=str(default), help=help_text, key=key)
-
-
-def _float(x):
-    return None if x is None else float(x)
-
-
 def start_form(store) -> None:
-    meta = field_help()
-    listed = [n for names in SECTIONS.values() for n in names]
-    sections = {title: [n for n in names if n in meta and n != "task"] for title, names in SECTIONS.items()}
-    sections["Other"] = [n for n in meta if n not in listed]
+    shown_in_form = {title: [n for n in names if n != "task"] for title, names in sections().items()}
     errors: dict[str, str] = st.session_state.get(ERRORS_KEY, {})
     sets = store.list_exemplar_sets()
     # NAME = its latest version; NAME@VERSION = that version (a run freezes the version it uses).
     exemplar_sets = list(dict.fromkeys(list(sets.name) + list(sets.label))) if not sets.empty else []
     # The task is chosen outside the form: choosing one redraws the form with that task's suggested values
     # (gsm8k's longer rationales) filled in, so what the form shows is what the run gets.
-    task = st.selectbox(field_label("task"), list(meta["task"]["choices"]), key="cfg_task", help=meta["task"]["help"])
+    task = widget(st, "task", SETTINGS["task"].default, key="cfg_task")
     # A preset (presets.py) is chosen the same way: the form then shows its values, and what is changed overrides them.
     presets = [""] + presets_for(task)
     if st.session_state.get("cfg_preset") not in presets:  # a preset made for another task
@@ -94,7 +55,7 @@ def start_form(store) -> None:
     previous = st.session_state.get("cfg_form_shown")
     if previous is not None and tuple(previous) != (task, preset):  # a field the choice changes shows its new value
         before = shown_defaults(*previous)
-        for name in meta:
+        for name in SETTINGS:
             if name != "task" and before[name] != shown[name]:
                 st.session_state.pop(f"cfg_{name}", None)
     st.session_state["cfg_form_shown"] = (task, preset)
@@ -105,22 +66,23 @@ def start_form(store) -> None:
     with st.form("new_run", enter_to_submit=False):
         st.caption("Every setting of a run, with the defaults of `star run` and the task's suggestions filled in. "
                    "Hover a label's (?) for what it does.")
-        for title, names in sections.items():
+        for title, names in shown_in_form.items():
             if not names:
                 continue
-            box = st.container() if title == "Run" else st.expander(title, expanded=any(n in errors for n in names))
+            box = st.container() if title == Group.RUN else st.expander(title, expanded=any(n in errors for n in names))
             with box:
                 cols = st.columns(3)
                 for i, name in enumerate(names):
                     with cols[i % 3]:
-                        values[name] = _widget(name, meta[name], shown[name], exemplar_sets, key=f"cfg_{name}")
+                        # The sets stored in this database (Exemplars page).
+                        stored = ({"options": [""] + exemplar_sets, "format_func": _exemplars_text}
+                                  if name == "exemplars" and exemplar_sets else {})
+                        values[name] = widget(st, name, shown[name], key=f"cfg_{name}", **stored)
                         if name in errors:
                             st.error(ui.md_escape(errors[name]), icon=":material/error:")
         if "" in errors:
             st.error(ui.md_escape(errors[""]), icon=":material/error:")
-        no_queue = st.checkbox("Start without waiting in the queue", key="cfg_no_queue",
-                               help="Starts at once even while another run holds this machine's slot; the running runs "
-                                    "then share the cores (each slower). By default a run waits its turn.")
+        no_queue = st.checkbox("Start without waiting in the queue", key="cfg_no_queue", help=NO_QUEUE_HELP)
         # The key carries the form's generation, which the Start acted on spends: a second click on the same
         # form (a double click) comes with the spent button's key, which the next draw no longer has.
         submitted = st.form_submit_button("Start", type="primary", key=f"start_run_{generation}",
@@ -129,7 +91,11 @@ def start_form(store) -> None:
         st.error(ui.md_escape(errors["task"]), icon=":material/error:")
     if not submitted:
         return
-    _start(store, starts, meta, values, shown, preset, generation, queue=not no_queue)
+    _start(store, starts, values, shown, preset, generation, queue=not no_queue)
+
+
+def _exemplars_text(ref: str) -> str:
+    return ref or "the task's default exemplars"
 
 
 @dataclass
@@ -187,13 +153,10 @@ def _starts() -> _Starts:
         return st.session_state[STARTS_KEY]
 
 
-def _start(store, starts: _Starts, meta: dict, values: dict, shown: dict, preset: str | None, generation: int,
+def _start(store, starts: _Starts, values: dict, shown: dict, preset: str | None, generation: int,
            queue: bool) -> None:
     """Create the run the form describes and launch its worker, once per form generation."""
-    values = {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items()}
-    for name, value in values.items():  # number_input gives floats for float fields, ints for int fields
-        if isinstance(meta[name]["default"], float) and isinstance(value, int) and not isinstance(value, bool):
-            values[name] = float(value)
+    values = form_values(values)
     given = {k: v for k, v in values.items() if k == "task" or v != shown[k]}  # what the user changed
     outcome = starts.spend(generation)
     if outcome is None:
@@ -208,7 +171,7 @@ def _create(store, outcome: _Outcome, given: dict, preset: str | None, queue: bo
     try:
         outcome.run_id = jobs.start(store, prepare_run(given, preset).config, queue=queue)
     except ConfigError as exc:  # InvalidSettings carries every invalid field
-        outcome.errors = dict(getattr(exc, "errors", {exc.field: exc.message}))
+        outcome.errors = exc.field_messages()
     except jobs.WorkerStartError as exc:  # stored, but pending without a worker: show it, with Start
         outcome.run_id, outcome.errors = exc.run_id, {"": str(exc)}
     except StarError as exc:  # e.g. an exemplar set that does not exist: not one field's fault
@@ -467,7 +430,7 @@ def experiment_controls(store) -> None:
                    "trains gets the same fine-tuning steps per iteration. The Experiments page shows the table and "
                    "the figure; each arm also shows here as a run.")
         names = [""] + preset_names()
-        default = PAPER_EXPERIMENT_PRESETS.get("arithmetic", "")
+        default = paper_experiment_preset() or ""
         cols = st.columns(2)
         preset = cols[0].selectbox("Preset", names, index=names.index(default) if default in names else 0,
                                    key="exp_preset", format_func=lambda p: p or "none: the defaults",

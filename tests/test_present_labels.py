@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from star_core.core.config import RunConfig
-from star_core.analysis.present import PALETTE, colors_for, distinguishing_labels, field_label, label, with_wilson
+from star_core.analysis.present import PALETTE, colors_for, distinguishing_labels, label, with_wilson
 from star_core.analysis.stats import wilson_interval
+from star_core.core.settings_spec import label as field_label
 
 
 def cfg(**kw) -> dict:

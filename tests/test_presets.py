@@ -9,6 +9,7 @@ import star_core.cli.commands as cli
 from star_core.core import presets
 from star_core.core.config import RunConfig
 from star_core.core.errors import ConfigError
+from star_core.core.settings_spec import given_settings
 from star_core.engine.prepare import InvalidSettings, prepare_run, shown_defaults
 from star_core.tasks import suggested_settings
 
@@ -83,7 +84,7 @@ def test_describe_writes_flags():
 
 def test_star_run_takes_a_preset_and_flags_beside_it_win():
     args = cli.build_parser().parse_args(["run", "--preset", "paper-arithmetic", "--max-difficulty", "3", "--seed", "7"])
-    config = prepare_run(cli._given(args), args.preset).config
+    config = prepare_run(given_settings(args), args.preset).config
     assert config.max_difficulty == 3 and config.seed == 7  # given
     assert config.train_size == presets.PRESETS["paper-arithmetic"]["train_size"] and config.filter == "answer"  # the preset's
 

@@ -237,7 +237,9 @@ def added_to_set_message(name: str, before, after, attempt_id: int) -> str:
 
 # --- words for field names ----------------------------------------------------------
 
-# Column headers of the app's tables (and the words for stored fields anywhere in the app).
+# Column headers of the app's tables (and the words for stored fields anywhere in the app). The words for
+# RunConfig fields are settings_spec.label: a column that shares a field's name may count something else
+# (an exemplar set's `exemplars`, an iteration's `steps`).
 LABELS = {
     "attempt_id": "Attempt", "run_id": "Run", "run": "Run", "iteration": "Iteration", "kind": "Kind",
     "sample": "Sample", "split": "Split", "difficulty": "Difficulty", "question": "Question", "rationale": "Rationale",
@@ -262,27 +264,6 @@ LABELS = {
 def label(field: str) -> str:
     """The words the app shows for a stored field or column name."""
     return LABELS.get(field) or field.replace("_", " ").capitalize()
-
-
-# RunConfig fields as the Runs form names them (a field not listed: its name in words).
-FIELD_LABELS = {
-    "name": "Name", "task": "Task", "data": "Dataset file", "data_map": "Field map (jsonl)",
-    "answer_type": "Answer type (jsonl)", "skip_bad_lines": "Skip bad data rows", "model": "Model",
-    "exemplars": "Exemplar set", "train_size": "Training questions", "eval_size": "Eval questions",
-    "min_difficulty": "Min. digits/difficulty", "max_difficulty": "Max. digits/difficulty", "iterations": "Iterations",
-    "temperature": "Temperature", "top_p": "Top-p", "samples_per_question": "Samples per question",
-    "max_kept_per_question": "Most kept per question", "keep_hint_leaks": "Keep hint leaks",
-    "max_new_tokens": "Max. new tokens", "rationalize": "Rationalize", "filter": "Keep filter",
-    "finetune": "Fine-tuning method", "lora_rank": "LoRA rank", "learning_rate": "Learning rate",
-    "batch_size": "Fine-tuning batch size", "epochs": "Epochs (iteration 1)", "min_steps": "Min. fine-tuning steps",
-    "step_growth": "Step growth per iteration", "gen_batch_size": "Generation batch size", "device": "Device",
-    "seed": "Seed",
-}
-
-
-def field_label(name: str) -> str:
-    """The Runs form's label for a RunConfig field."""
-    return FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 # --- formats ----------------------------------------------------------------------

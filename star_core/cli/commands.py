@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from ..core.config import RunConfig
 from ..core.errors import ConfigError, StarError
+from ..core.settings_spec import NO_QUEUE_HELP, SETTINGS, add_flags, flag, given_settings
 
 DEFAULT_DB = "star.duckdb"
 # What `star exemplars compare` lets one set for both of its runs: which eval questions, and how they are answered.
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as exc:
-        for field, message in getattr(exc, "errors", {exc.field: exc.message}).items():
-            print(f"error: invalid --{field.replace('_', '-')}: {message}", file=sys.stderr)
+        for field, message in exc.field_messages().items():
+            print(f"error: invalid {flag(field)}: {message}", file=sys.stderr)
     except StarError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -49,12 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_db(run)
     run.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a crashed, cancelled or interrupted run")
-    run.add_argument("--no-queue", action="store_true",
-                     help="start at once instead of waiting for a free slot of this machine (one per GPU, one for "
-                          "the CPU): the runs then share the cores")
+    _add_no_queue(run)
     _add_preset(run)
     group = run.add_argument_group("run settings (ignored with --resume: a run keeps its stored settings)")
-    _add_settings(group, [f.name for f in fields(RunConfig)])
+    add_flags(group, list(SETTINGS))
     run.set_defaults(handler=_cmd_run)
 
     runs = sub.add_parser("runs", help="list the runs in a database with status and accuracy")
@@ -141,25 +139,8 @@ def _add_preset(parser, default_note: str = "", none: bool = False) -> None:
                               f"the preset's value{default_note}. {listed}").replace("%", "%%"))
 
 
-def _add_settings(group, names: list[str]) -> None:
-    """A flag per RunConfig field, generated from its metadata; an absent flag is None (not given)."""
-    # Short spellings the docs use: --map question=q,answer=a; --ray ADDRESS.
-    aliases = {"data_map": ["--map"], "ray_address": ["--ray"]}
-    meta = {f.name: f for f in fields(RunConfig)}
-    for name in names:
-        f = meta[name]
-        flag = "--" + f.name.replace("_", "-")
-        help_text = (f.metadata["help"] + f" (default: {f.default!r})").replace("%", "%%")  # argparse formats help with %
-        if f.type == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            group.add_argument(flag, *aliases.get(f.name, []), dest=f.name, type={"int": int, "float": float, "str": str}[f.type],
-                               choices=f.metadata.get("choices"), default=None, help=help_text, metavar=f.name.upper())
-
-
-def _given(args: argparse.Namespace) -> dict:
-    """The RunConfig settings given on the command line."""
-    return {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}
+def _add_no_queue(parser) -> None:
+    parser.add_argument("--no-queue", action="store_true", help=NO_QUEUE_HELP)
 
 
 def _add_exemplars(sub) -> None:
@@ -174,7 +155,7 @@ def _add_exemplars(sub) -> None:
     actions = exemplars.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def task_flags(parser) -> None:
-        _add_settings(parser.add_argument_group("task (as for star run)"), ["task", *KEY_FIELDS])
+        add_flags(parser.add_argument_group("task (as for star run)"), ["task", *KEY_FIELDS])
 
     listing = actions.add_parser("list", help="every set: name@version, task key, size, frozen, runs using it")
     _add_db(listing)
@@ -201,8 +182,8 @@ def _add_exemplars(sub) -> None:
     compare.add_argument("a", metavar="A[@VERSION]", help="set A (NAME alone: its latest version), e.g. arithmetic-default")
     compare.add_argument("b", metavar="B[@VERSION]", help="set B")
     compare.add_argument("--format", choices=("table", "json"), default="table", help="table or json (default: table)")
-    compare.add_argument("--no-queue", action="store_true", help="start at once instead of waiting for a free slot")
-    _add_settings(compare.add_argument_group("settings of both runs (as for star run)"), list(COMPARE_SETTINGS))
+    _add_no_queue(compare)
+    add_flags(compare.add_argument_group("settings of both runs (as for star run)"), list(COMPARE_SETTINGS))
     compare.set_defaults(handler=_cmd_exemplars_compare)
 
     exp = actions.add_parser("export", help="write a set as JSONL (the import format)")
@@ -232,12 +213,11 @@ def _add_experiment(sub) -> None:
     )
     _add_db(paper)
     paper.add_argument("--resume", type=int, metavar="EXPERIMENT_ID", help="continue an experiment's unfinished arms")
-    paper.add_argument("--no-queue", action="store_true", help="start each arm at once instead of waiting for a "
-                                                               "free slot of this machine")
+    _add_no_queue(paper)
     defaults = ", ".join(f"{p} for --task {t}" for t, p in PAPER_EXPERIMENT_PRESETS.items())
     _add_preset(paper, f" (default: {defaults}; none = no preset)", none=True)
     group = paper.add_argument_group("settings applied to every arm (ignored with --resume)")
-    _add_settings(group, [f.name for f in fields(RunConfig) if f.name not in ("mode", "rationalize")])
+    add_flags(group, [name for name in SETTINGS if name not in ("mode", "rationalize")])
     paper.set_defaults(handler=_cmd_experiment)
 
 
@@ -254,14 +234,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .progress import ConsoleReporter, accuracy_table
     from ..store import Store
 
-    given = _given(args)
+    given = given_settings(args)
     prepared = prepare_run(given, args.preset) if args.resume is None else None  # a bad flag stops before the file is touched
     store = Store.patient(args.db, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
     if args.resume is not None:
         if args.preset:
             given["preset"] = args.preset
         if given:
-            print(f"note: --resume keeps run {args.resume}'s stored settings; ignoring {', '.join('--' + k.replace('_', '-') for k in given)}", file=sys.stderr)
+            print(f"note: --resume keeps run {args.resume}'s stored settings; ignoring {', '.join(flag(k) for k in given)}", file=sys.stderr)
         args.run_id = args.resume
         store.get_run(args.resume)
     else:
@@ -269,7 +249,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.preset:
             print(f"note: preset {args.preset} (settings given beside it override its values)", file=sys.stderr)
         if prepared.suggested:
-            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in prepared.suggested.items())
+            shown = ", ".join(f"{flag(k)} {v}" for k, v in prepared.suggested.items())
             print(f"note: using {shown}, the {config.task} task's default (give the option to change it)", file=sys.stderr)
         args.run_id = create_run(store, config, ConsoleReporter())
         print(f"run {args.run_id} in {args.db}: {config.task} on {config.model}, {config.iterations} iterations")
@@ -297,16 +277,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from ..engine.experiments import create_experiment, experiment_table, format_table, plan, run_experiment
     from ..engine.loop import Cancelled
-    from ..core.presets import PAPER_EXPERIMENT_PRESETS
+    from ..core.presets import paper_experiment_preset
     from .progress import ConsoleReporter
     from ..store import Store
 
-    given = _given(args)
-    preset = args.preset
-    if preset is None:
-        task = given.get("task", RunConfig.__dataclass_fields__["task"].default)
-        preset = PAPER_EXPERIMENT_PRESETS.get(task)
-    preset = None if preset == "none" else preset
+    given = given_settings(args)
+    preset = paper_experiment_preset(given.get("task"), args.preset)
     reporter = ConsoleReporter()
     if args.resume is None:
         plan(given, preset, args.kind)  # a bad flag stops before the file is touched
@@ -448,7 +424,7 @@ def _cmd_exemplars_list(args: argparse.Namespace) -> int:
     from ..tasks import task_key
 
     store = _existing_store(args.db)
-    given = _given(args)
+    given = given_settings(args)
     key = None if args.all or "task" not in given else task_key(RunConfig(**given))
     sets = store.list_exemplar_sets(key=key)
     if sets.empty:
@@ -464,7 +440,7 @@ def _cmd_exemplars_import(args: argparse.Namespace) -> int:
     from ..engine import exemplars as ex
     from ..tasks import task_key
 
-    config = RunConfig(**_given(args))  # the task flags: the key the set is validated for
+    config = RunConfig(**given_settings(args))  # the task flags: the key the set is validated for
     path = Path(args.file)
     try:
         text = path.read_text(encoding="utf-8")
@@ -502,7 +478,7 @@ def _cmd_exemplars_compare(args: argparse.Namespace) -> int:
 
     store = Store.patient(args.db, on_wait=lambda message: print(f"note: {message}", file=sys.stderr)).init()
     reporter = ConsoleReporter()
-    experiment_id = exemplar_compare.create(store, args.a, args.b, _given(args), reporter)  # both checked first
+    experiment_id = exemplar_compare.create(store, args.a, args.b, given_settings(args), reporter)  # both checked first
     found = exemplar_compare.result(store, experiment_id)
     # With --format json, standard output holds the JSON alone.
     print(f"exemplar comparison {experiment_id} in {args.db}: {found.set_a} (run {found.run_a}) vs {found.set_b} "

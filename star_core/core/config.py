@@ -1,8 +1,9 @@
 """RunConfig: every knob of a STaR run, validated and serialisable to JSON.
 
-The CLI's options and the app's form are both generated from the field metadata
-(``help``, and ``choices`` or bounds where a field has them), so a knob is added
-in exactly one place.
+Each field's metadata says what the CLI and the app say about it: its ``label``, its
+``group`` (a section of the Runs form), its ``help``, and ``choices``, bounds or flag
+``aliases`` where it has them. core/settings_spec.py builds `star run`'s flags and the
+form's widgets from it, so a knob is added in exactly one place.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum
 
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from .errors import ConfigError
@@ -20,29 +22,52 @@ DEVICES = ("auto", "cpu", "cuda")
 FINETUNE_METHODS = ("lora", "full")
 ANSWER_TYPES = ("number", "choice", "exact", "regex")
 MAP_ROLES = ("question", "answer", "choices", "id", "difficulty")
+# A field's annotation is text (`from __future__ import annotations`); this is the type its values have.
+TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
+class Group(str, Enum):
+    """The Runs form's sections, in the order the form shows them."""
+
+    RUN = "Run"
+    CURRICULUM = "Curriculum over difficulties"
+    DATASET = "Dataset file (gsm8k, commonsenseqa, jsonl)"
+    FILTERING = "Filtering"
+    DECODING = "Decoding"
+    FINETUNING = "Fine-tuning"
+    MACHINE = "Machine"
+    OTHER = "Other"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _f(default, label: str, group: Group, help: str, **meta):
+    return field(default=default, metadata={"label": label, "group": group, "help": help, **meta})
 
 
 @dataclass
 class RunConfig:
-    name: str = _f("", "A label for the run (free text).")
-    task: str = _f("arithmetic", "Which task's problems, prompt format and answer check to use.", choices=TASK_NAMES)
+    name: str = _f("", "Name", Group.RUN, "A label for the run (free text).")
+    task: str = _f(
+        "arithmetic", "Task", Group.RUN, "Which task's problems, prompt format and answer check to use.",
+        choices=TASK_NAMES,
+    )
     data: str = _f(
-        "",
+        "", "Dataset file", Group.DATASET,
         "Dataset file (.jsonl or .csv) for gsm8k, commonsenseqa and jsonl; empty = download from the Hugging Face hub "
         "(needs the 'datasets' extra and a network).",
     )
+    # --map: the short spelling the docs use (--map question=q,answer=a).
     data_map: str = _f(
-        "",
+        "", "Field map (jsonl)", Group.DATASET,
         "jsonl task: which field holds what, as ROLE=FIELD pairs separated by commas. Roles: question and answer "
         "(default: the fields named so), choices, id, difficulty (optional). FIELD may be a dotted path into nested "
         "JSON (question.stem). Example: question=q,answer=a,choices=options.",
+        aliases=("--map",),
     )
     answer_type: str = _f(
-        "number",
+        "number", "Answer type (jsonl)", Group.DATASET,
         "jsonl task: how answers are compared: number (numerically, '1,000' = '1000.0'), choice (label or choice text), "
         "exact (case- and space-insensitive text) or regex (the gold answer is a regular expression the whole answer must match).",
         choices=ANSWER_TYPES,
@@ -50,66 +75,85 @@ class RunConfig:
     # The paper's format makes every step a mechanical line a verifier checks exactly; the place-value one
     # measured better few-shot (tasks/arithmetic.py) but its multi-digit rationales collapse into bare sums.
     arithmetic_format: str = _f(
-        ArithmeticFormat.PLACE_VALUE.value,
+        ArithmeticFormat.PLACE_VALUE.value, "Arithmetic format", Group.OTHER,
         "arithmetic task: how a sum is prompted and written out. place-value: 'Question: 47 + 85 = ?' answered "
         "'47 + 85 = 120 + 12 = 132. The answer is 132.'; scratchpad: the STaR paper's format, digits separated by "
         "spaces and a <scratch> block with one line per place from the lowest up, each with the running result and "
         "the carry, then the sum.",
         choices=tuple(f.value for f in ArithmeticFormat),
     )
-    skip_bad_lines: bool = _f(False, "Skip malformed or incomplete data rows (and report how many) instead of stopping at the first.")
+    skip_bad_lines: bool = _f(
+        False, "Skip bad data rows", Group.DATASET,
+        "Skip malformed or incomplete data rows (and report how many) instead of stopping at the first.",
+    )
     model: str = _f(
-        DEFAULT_MODEL,
+        DEFAULT_MODEL, "Model", Group.RUN,
         f"Embedded model name ({', '.join(EMBEDDED_MODELS)}), local folder, .gguf file, or hub id.",
     )
-    exemplars: str = _f("", "Exemplar set NAME or NAME@VERSION for the few-shot prompt; empty = the task's default set.")
+    exemplars: str = _f(
+        "", "Exemplar set", Group.RUN,
+        "Exemplar set NAME or NAME@VERSION for the few-shot prompt; empty = the task's default set.",
+    )
     # Sizes: 256 train problems keep a CPU iteration at a few minutes while giving
     # the filter enough correct rationales (with 160, only 23-40 were kept: docs/measurements.md).
-    train_size: int = _f(256, "Training questions per iteration.", min=1)
-    eval_size: int = _f(96, "Held-out questions evaluated after every iteration.", min=1)
-    min_difficulty: int = _f(1, "Smallest difficulty (digits, for arithmetic).", min=1)
-    max_difficulty: int = _f(3, "Largest difficulty (digits, for arithmetic).", min=1)
+    train_size: int = _f(256, "Training questions", Group.RUN, "Training questions per iteration.", min=1)
+    eval_size: int = _f(96, "Eval questions", Group.RUN, "Held-out questions evaluated after every iteration.", min=1)
+    min_difficulty: int = _f(1, "Min. digits/difficulty", Group.RUN, "Smallest difficulty (digits, for arithmetic).", min=1)
+    max_difficulty: int = _f(3, "Max. digits/difficulty", Group.RUN, "Largest difficulty (digits, for arithmetic).", min=1)
     # The paper widened its digit range as the model improved; starting on the easy digits gives the first
     # iterations questions the model can solve, so that there are rationales to learn from.
     curriculum: bool = _f(
-        False,
+        False, "Curriculum", Group.CURRICULUM,
         "Widen the training range as the model improves: iteration 1 trains on min_difficulty..min_difficulty+1 "
         "only, and each iteration whose self-solved accuracy on the top difficulty of its range exceeds "
         "curriculum_threshold adds the next difficulty. The eval set always spans the full range.",
     )
     curriculum_threshold: float = _f(
-        0.8, "With curriculum: self-solved accuracy on the current top difficulty above which the next one is added.",
+        0.8, "Curriculum threshold", Group.CURRICULUM,
+        "With curriculum: self-solved accuracy on the current top difficulty above which the next one is added.",
         min=0.0, max=1.0,
     )
-    iterations: int = _f(3, "STaR iterations after the few-shot baseline (iteration 0).", min=0)
+    iterations: int = _f(3, "Iterations", Group.RUN, "STaR iterations after the few-shot baseline (iteration 0).", min=0)
     # The paper iterates until performance plateaus; a fixed count either stops too early or wastes iterations.
     patience: int = _f(
-        0, "Stop when eval accuracy has not improved for this many iterations (0 = off); --iterations stays the "
+        0, "Patience (iterations)", Group.RUN,
+        "Stop when eval accuracy has not improved for this many iterations (0 = off); --iterations stays the "
         "upper bound.", min=0,
     )
     # Direct fine-tuning on the final answers is the paper's main baseline: it tells how much of a gain is the rationales'.
     mode: str = _f(
-        RunMode.STAR.value,
+        RunMode.STAR.value, "Mode", Group.RUN,
         "star: fine-tune on the model's own rationales (generate, rationalize, filter). direct: fine-tune on the gold "
         "answer of every training question with no rationale, prompted and evaluated answer-only (the paper's "
         "baseline); with --iterations 0, answer-only few-shot.",
         choices=tuple(m.value for m in RunMode),
     )
     # The paper decodes almost greedily (T=0.01); higher temperatures made worse models.
-    temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, as the paper nearly does.", min=0.0, max=2.0)
-    top_p: float = _f(0.9, "Nucleus sampling mass (used when temperature > 0).", min=0.01, max=1.0)
-    samples_per_question: int = _f(1, "Rationales sampled per training question (k).", min=1)
+    temperature: float = _f(
+        0.0, "Temperature", Group.DECODING, "Sampling temperature; 0 decodes greedily, as the paper nearly does.",
+        min=0.0, max=2.0,
+    )
+    top_p: float = _f(0.9, "Top-p", Group.DECODING, "Nucleus sampling mass (used when temperature > 0).", min=0.01, max=1.0)
+    samples_per_question: int = _f(
+        1, "Samples per question", Group.DECODING, "Rationales sampled per training question (k).", min=1
+    )
     # RFT / ReST-EM keep every distinct correct sample; a cap stops easy questions from dominating the kept set.
     max_kept_per_question: int = _f(
-        4, "Most rationales kept per question after de-duplication (identical up to case and whitespace count once).", min=1
+        4, "Most kept per question", Group.FILTERING,
+        "Most rationales kept per question after de-duplication (identical up to case and whitespace count once).", min=1
     )
     keep_hint_leaks: bool = _f(
-        False, "Keep rationalized rationales flagged as restating the hint (quoting '(CORRECT)' or giving the answer before any reasoning)."
+        False, "Keep hint leaks", Group.FILTERING,
+        "Keep rationalized rationales flagged as restating the hint (quoting '(CORRECT)' or giving the answer before any reasoning)."
     )
-    max_new_tokens: int = _f(96, "Longest rationale the model may write, in tokens (star run uses 192 for gsm8k and 64 for commonsenseqa unless given).", min=4)
-    rationalize: bool = _f(True, "Retry wrong answers with the correct answer as a hint.")
+    max_new_tokens: int = _f(
+        96, "Max. new tokens", Group.DECODING,
+        "Longest rationale the model may write, in tokens (star run uses 192 for gsm8k and 64 for commonsenseqa unless given).",
+        min=4,
+    )
+    rationalize: bool = _f(True, "Rationalize", Group.RUN, "Retry wrong answers with the correct answer as a hint.")
     filter: str = _f(
-        "verified",
+        "verified", "Keep filter", Group.RUN,
         "Which rationales to keep: 'answer' = right final answer (the paper); "
         "'verified' = right answer and steps verified (falls back to 'answer' where a task cannot check steps).",
         choices=FILTER_MODES,
@@ -117,51 +161,71 @@ class RunConfig:
     # The paper's arithmetic rows carry no few-shot prompt (its code refuses few_shot_train there): rows of
     # 40-190 tokens instead of a 300-900 token prefix each step.
     train_prefix: bool = _f(
-        True, "Fine-tune on rows that follow the few-shot prompt, as they were generated; --no-train-prefix: rows "
+        True, "Few-shot prompt in training rows", Group.OTHER,
+        "Fine-tune on rows that follow the few-shot prompt, as they were generated; --no-train-prefix: rows "
         "are the question, rationale and answer alone (completion-only loss either way)."
     )
     # The paper's --no_prompt: a model fine-tuned on rows without the prompt is asked as it was trained.
     prompt_trained: bool = _f(
-        True, "Prompt a fine-tuned model with the few-shot exemplars; --no-prompt-trained: generate and evaluate "
+        True, "Few-shot prompt after fine-tuning", Group.OTHER,
+        "Prompt a fine-tuned model with the few-shot exemplars; --no-prompt-trained: generate and evaluate "
         "with the question alone once the model is fine-tuned (iteration 0 and rationalization keep the exemplars: "
         "the model was never trained on a hint)."
     )
     finetune: str = _f(
-        "lora", "Fine-tuning method: 'lora' (adapters on every linear layer) or 'full' (every weight).", choices=FINETUNE_METHODS
+        "lora", "Fine-tuning method", Group.FINETUNING,
+        "Fine-tuning method: 'lora' (adapters on every linear layer) or 'full' (every weight).", choices=FINETUNE_METHODS
     )
-    lora_rank: int = _f(16, "LoRA rank (with finetune=lora).", min=1, max=1024)
+    lora_rank: int = _f(16, "LoRA rank", Group.FINETUNING, "LoRA rank (with finetune=lora).", min=1, max=1024)
     learning_rate: float = _f(
-        2e-4, "Fine-tuning learning rate (AdamW); full fine-tuning usually wants about 10x less than LoRA.", min=0.0, max=1.0
+        2e-4, "Learning rate", Group.FINETUNING,
+        "Fine-tuning learning rate (AdamW); full fine-tuning usually wants about 10x less than LoRA.", min=0.0, max=1.0
     )
-    batch_size: int = _f(8, "Fine-tuning batch size (sequences per step).", min=1)
+    batch_size: int = _f(
+        8, "Fine-tuning batch size", Group.FINETUNING, "Fine-tuning batch size (sequences per step).", min=1
+    )
     # Official STaR: 40 steps, +20% per iteration, on far larger sets. We scale the
     # first iteration to about `epochs` passes over the kept set.
-    epochs: float = _f(2.0, "Passes over the kept rationales in iteration 1 (steps grow 20% per iteration).", min=0.1)
-    min_steps: int = _f(20, "Fewest fine-tuning steps in an iteration.", min=1)
+    epochs: float = _f(
+        2.0, "Epochs (iteration 1)", Group.FINETUNING,
+        "Passes over the kept rationales in iteration 1 (steps grow 20% per iteration).", min=0.1,
+    )
+    min_steps: int = _f(20, "Min. fine-tuning steps", Group.FINETUNING, "Fewest fine-tuning steps in an iteration.", min=1)
     # Arms of an experiment that keep different numbers of rationales get the same budget this way.
     steps: int = _f(
-        0, "Fine-tuning steps in iteration 1, whatever the kept set's size (they grow by step_growth per iteration); "
+        0, "Fine-tuning steps (iteration 1)", Group.FINETUNING,
+        "Fine-tuning steps in iteration 1, whatever the kept set's size (they grow by step_growth per iteration); "
         "0 = from the kept set (epochs passes, at least min_steps).", min=0,
     )
-    step_growth: float = _f(0.2, "Growth of the step count per iteration (0.2 = +20%).", min=0.0, max=5.0)
-    gen_batch_size: int = _f(32, "Questions decoded together.", min=1)
-    device: str = _f("auto", "Where to run: auto (CUDA when present), cpu or cuda.", choices=DEVICES)
+    step_growth: float = _f(
+        0.2, "Step growth per iteration", Group.FINETUNING, "Growth of the step count per iteration (0.2 = +20%).",
+        min=0.0, max=5.0,
+    )
+    gen_batch_size: int = _f(32, "Generation batch size", Group.DECODING, "Questions decoded together.", min=1)
+    device: str = _f(
+        "auto", "Device", Group.MACHINE, "Where to run: auto (CUDA when present), cpu or cuda.", choices=DEVICES
+    )
     # Where a run computes, not what it computes: they are stored with the run so that a resume runs the same
     # way, and greedy results are the same with or without them (docs/scale.md).
     workers: int = _f(
-        0, "Decode each generation phase on this many Ray actors, each with its own model replica (one GPU each where "
+        0, "Decode workers (Ray)", Group.MACHINE,
+        "Decode each generation phase on this many Ray actors, each with its own model replica (one GPU each where "
         "the cluster has GPUs, else an equal share of the CPU cores); 0 = in this process. Needs the 'ray' extra. "
         "Does not change what is generated.", min=0,
     )
+    # --ray: the short spelling the docs use.
     ray_address: str = _f(
-        "", "With --workers: the Ray cluster to join (host:6379, or ray://host:10001); empty = start Ray on this machine."
+        "", "Ray cluster address", Group.MACHINE,
+        "With --workers: the Ray cluster to join (host:6379, or ray://host:10001); empty = start Ray on this machine.",
+        aliases=("--ray",),
     )
     train_processes: int = _f(
-        1, "Fine-tune in this many processes with data parallelism (one GPU each where there are GPUs, else a share "
+        1, "Fine-tuning processes", Group.MACHINE,
+        "Fine-tune in this many processes with data parallelism (one GPU each where there are GPUs, else a share "
         "of the cores); each takes its part of every batch, so the steps and the result are those of one process, up "
         "to float rounding.", min=1,
     )
-    seed: int = _f(0, "Seed for problem generation, splits, sampling and fine-tuning.", min=0)
+    seed: int = _f(0, "Seed", Group.MACHINE, "Seed for problem generation, splits, sampling and fine-tuning.", min=0)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -210,16 +274,7 @@ class RunConfig:
     @classmethod
     def parse_values(cls, texts: dict[str, str]) -> dict:
         """Field values given as text (a task key's, a form's) in their fields' types; ConfigError naming the field."""
-        types = {f.name: f.type for f in fields(cls)}
-        out = {}
-        for name, text in texts.items():
-            if name not in types:
-                raise ConfigError(name, "is not a RunConfig field")
-            try:
-                out[name] = {"int": int, "float": float, "bool": lambda v: v == "True"}.get(types[name], str)(text)
-            except ValueError:
-                raise ConfigError(name, f"{text!r} is not a {types[name]}") from None
-        return out
+        return {name: field_value(name, text) for name, text in texts.items()}
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
@@ -248,8 +303,29 @@ def field_help() -> dict[str, dict]:
     return {f.name: {"default": f.default, **f.metadata} for f in fields(RunConfig)}
 
 
+def field_value(name: str, value):
+    """`value` in field `name`'s type: text (a task key's, a form's) parsed, an int a float where the field holds
+    floats (a number widget gives either); ConfigError naming the field."""
+    annotation = _ANNOTATIONS.get(name)
+    if annotation is None:
+        raise ConfigError(name, "is not a RunConfig field")
+    if isinstance(value, str) and annotation != "str":
+        if annotation == "bool":
+            return value == "True"
+        try:
+            return TYPES[annotation](value)
+        except ValueError:
+            raise ConfigError(name, f"{value!r} is not a {annotation}") from None
+    if annotation == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+_ANNOTATIONS = {f.name: f.type for f in fields(RunConfig)}
+
+
 def _check_type(name: str, value, annotation: str) -> None:
-    expected = {"int": int, "float": (int, float), "str": str, "bool": bool}[annotation]
+    expected = (int, float) if annotation == "float" else TYPES[annotation]
     # bool is an int in Python; a flag given where a number belongs is still a mistake.
     if isinstance(value, bool) and annotation != "bool" or not isinstance(value, expected):
         raise ConfigError(name, f"must be of type {annotation}, got {type(value).__name__} {value!r}")

@@ -16,6 +16,13 @@ class ConfigError(StarError):
         self.message = message
         super().__init__(f"{field}: {message}")
 
+    def field_messages(self) -> dict[str, str]:
+        """Each invalid field's message, for the CLI and the Runs form to name the field at fault.
+
+        A subclass that checks every field at once (prepare.InvalidSettings) sets `errors`.
+        """
+        return dict(getattr(self, "errors", {self.field: self.message}))
+
 
 class DatasetError(StarError):
     """A dataset file is missing or has a malformed line."""

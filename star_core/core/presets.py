@@ -7,6 +7,7 @@ preset > the task's suggestion > RunConfig's default (prepare.prepare_run).
 
 from __future__ import annotations
 
+from .config import RunConfig
 from .errors import ConfigError
 
 PRESETS: dict[str, dict] = {
@@ -45,6 +46,14 @@ PRESETS: dict[str, dict] = {
 
 # The preset `star experiment paper` uses for a task unless another (or none) is given.
 PAPER_EXPERIMENT_PRESETS = {"arithmetic": "paper-arithmetic"}
+
+
+def paper_experiment_preset(task: str | None = None, chosen: str | None = None) -> str | None:
+    """The preset `star experiment paper` (and the Runs page's comparison) applies: the one `chosen`, 'none' for
+    none, else the task's entry in PAPER_EXPERIMENT_PRESETS (task None: RunConfig's default task)."""
+    if chosen is None:
+        chosen = PAPER_EXPERIMENT_PRESETS.get(task or RunConfig.__dataclass_fields__["task"].default)
+    return None if chosen == "none" else chosen
 
 
 def preset_names() -> list[str]:
