@@ -40,7 +40,8 @@ from star_core.core.embedded import EMBEDDED_MODELS
 from star_core.engine.exemplars import load_exemplars
 from star_core.model.finetune import Example, TrainSettings, finetune, save_checkpoint
 from star_core.model.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
-from star_core.engine.loop import execute_run, start_run
+from star_core.engine.loop import execute_run
+from star_core.engine.prepare import create_run
 from star_core.model.loading import load_model
 from star_core.store import Store
 from star_core.tasks import get_task
@@ -149,7 +150,7 @@ def loop_check(spec: str, device: str, folder: Path, **settings) -> dict:
     store = Store(folder / f"loop-{settings.get('mode', 'star')}.duckdb").init()
     config = RunConfig(model=spec, device=device, train_size=16, eval_size=8, iterations=1, max_new_tokens=24,
                        min_steps=4, gen_batch_size=8, batch_size=4, **settings)
-    run_id = start_run(store, config)
+    run_id = create_run(store, config)
     started = time.perf_counter()
     execute_run(store, run_id)
     row = store.iterations(run_id).set_index("iteration")

@@ -25,7 +25,8 @@ import torch
 from star_core.core.config import RunConfig
 from star_core.engine.exemplars import load_exemplars
 from star_core.model.generate import Decoding, PrefixGenerator
-from star_core.engine.loop import execute_run, start_run
+from star_core.engine.loop import execute_run
+from star_core.engine.prepare import create_run
 from star_core.model.loading import load_model
 from star_core.store import Store
 from star_core.tasks import get_task
@@ -54,7 +55,7 @@ class PhaseClock:
 
 def run_one_iteration(config: RunConfig, folder: Path) -> tuple[Store, int, PhaseClock, float]:
     store = Store(folder / "bench.duckdb").init()
-    run_id = start_run(store, config)
+    run_id = create_run(store, config)
     clock = PhaseClock()
     started = time.perf_counter()
     execute_run(store, run_id, clock)

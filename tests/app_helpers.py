@@ -18,12 +18,13 @@ _BUILT: dict[str, Path] = {}
 def finished_run_db(tmp_path_factory, tiny_model: str, dest: Path) -> Path:
     """A copy (at `dest`) of a database with one finished 2-iteration tiny run (run id 1)."""
     if "db" not in _BUILT:
-        from star_core.engine.loop import execute_run, start_run
+        from star_core.engine.loop import execute_run
+        from star_core.engine.prepare import create_run
         from star_core.store import Store
 
         path = tmp_path_factory.mktemp("finished") / "finished.duckdb"
         store = Store(path).init()
-        run_id = start_run(store, tiny_config(tiny_model, iterations=2, filter="answer", name="tiny finished"))
+        run_id = create_run(store, tiny_config(tiny_model, iterations=2, filter="answer", name="tiny finished"))
         execute_run(store, run_id)
         _BUILT["db"] = path
     shutil.copy(_BUILT["db"], dest)

@@ -81,7 +81,7 @@ def test_runs_grouped_by_exemplar_set(tmp_path, tmp_path_factory, monkeypatch, t
     curated = ex.create_set(store, "curated", "arithmetic", [ExemplarItem("2 + 5", "2 + 5 = 7.", "7")])
     store.use_exemplar_set(2, curated)
     store.use_exemplar_set(3, curated)
-    sets = {1: "arithmetic-default@1", 2: "curated@1", 3: "curated@1"}  # run 1 got the task's default from start_run
+    sets = {1: "arithmetic-default@1", 2: "curated@1", 3: "curated@1"}  # run 1 got the task's default from create_run
 
     data = accuracy_figures_data(store, [1, 2, 3])
     for frame in data.values():

@@ -96,13 +96,14 @@ def test_run_prints_the_accuracy_table_then_runs_and_export_work(tmp_path, capsy
 
 
 def test_export_writes_prompt_completion_rows_without_the_hint(tmp_path, capsys, tiny_model, monkeypatch):
-    from star_core.engine.loop import execute_run, start_run
+    from star_core.engine.loop import execute_run
+    from star_core.engine.prepare import create_run
     from star_core.tasks.arithmetic import ArithmeticTask
 
     monkeypatch.setattr(ArithmeticTask, "is_correct", lambda self, predicted, problem: True)
     db = tmp_path / "s.duckdb"
     store = Store(db).init()
-    run_id = start_run(store, tiny_config(tiny_model, filter="answer"))
+    run_id = create_run(store, tiny_config(tiny_model, filter="answer"))
     execute_run(store, run_id)
     out = tmp_path / "kept.jsonl"
     code, printed, _ = star(capsys, "export", "--db", str(db), "--run", str(run_id), "--out", str(out))

@@ -7,8 +7,8 @@ import pytest
 from audit_seed import seed
 import star_core.engine.exemplars as ex
 from star_core.core.config import RunConfig
-from star_core.core.errors import DatasetError
-from star_core.engine.loop import start_run
+from star_core.core.errors import ConfigError, DatasetError
+from star_core.engine.prepare import create_run
 from star_core.store import ExemplarItem, QueueFilter, Store
 from star_core.store.exemplar_sets import ExemplarSetError, parse_set_ref
 from star_core.tasks import get_task
@@ -101,25 +101,27 @@ def test_references_and_their_errors(tmp_path):
 def test_a_run_resolves_freezes_and_records_its_set(tmp_path):
     store = Store(tmp_path / "x.duckdb").init()
     config = dict(model="smollm2-135m", train_size=8, eval_size=4)
-    default_run = start_run(store, RunConfig(**config))
+    default_run = create_run(store, RunConfig(**config))
     default = store.exemplar_set(store.run_exemplar_set_id(default_run))
     assert (default.label, default.frozen) == ("arithmetic-default@1", True)
     assert [it.exemplar for it in default.items] == ex.load_exemplars(ARITH)
-    assert start_run(store, RunConfig(**config)) and store.find_exemplar_set("arithmetic-default").version == 1  # unchanged file: same set
+    assert create_run(store, RunConfig(**config)) and store.find_exemplar_set("arithmetic-default").version == 1  # unchanged file: same set
     set_id = ex.create_set(store, "hand", "arithmetic", GOOD)
     ex.create_set(store, "hand", "arithmetic", GOOD[:1])  # hand@2
-    pinned = start_run(store, RunConfig(exemplars="hand@1", **config))
-    latest = start_run(store, RunConfig(exemplars="hand", **config))
+    pinned = create_run(store, RunConfig(exemplars="hand@1", **config))
+    latest = create_run(store, RunConfig(exemplars="hand", **config))
     assert store.run_exemplar_set_id(pinned) == set_id and store.exemplar_set(set_id).frozen
     assert store.exemplar_set(store.run_exemplar_set_id(latest)).label == "hand@2"
     assert ex.exemplars_for_run(store, pinned, ARITH) == [it.exemplar for it in GOOD]
     runs = store.runs_with_exemplar_sets()
     assert list(runs.exemplar_set) == ["arithmetic-default@1", "arithmetic-default@1", "hand@1", "hand@2"]
-    with pytest.raises(ExemplarSetError, match="no exemplar set 'missing'"):
-        start_run(store, RunConfig(exemplars="missing", **config))
+    with pytest.raises(ConfigError, match="no exemplar set 'missing'") as missing:
+        create_run(store, RunConfig(exemplars="missing", **config))
+    assert missing.value.field == "exemplars" and isinstance(missing.value.__cause__, ExemplarSetError)
     store.create_exemplar_set("broken", "arithmetic", [BAD])  # written around the checks
-    with pytest.raises(DatasetError, match="broken@1 has exemplars that fail"):
-        start_run(store, RunConfig(exemplars="broken", **config))
+    with pytest.raises(ConfigError, match="broken@1 has exemplars that fail") as broken:
+        create_run(store, RunConfig(exemplars="broken", **config))
+    assert isinstance(broken.value.__cause__, DatasetError)
     assert len(store.list_runs()) == 4  # a refused run stores nothing
 
 

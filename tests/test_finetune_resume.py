@@ -140,7 +140,8 @@ class CancelAtStep:
 
 @pytest.mark.slow
 def test_a_run_cancelled_while_fine_tuning_resumes_it_to_the_same_result(tmp_path, tiny_model, monkeypatch):
-    from star_core.engine.loop import Cancelled, execute_run, start_run
+    from star_core.engine.loop import Cancelled, execute_run
+    from star_core.engine.prepare import create_run
     from star_core.store import Store
     from star_core.tasks.arithmetic import ArithmeticTask
 
@@ -152,11 +153,11 @@ def test_a_run_cancelled_while_fine_tuning_resumes_it_to_the_same_result(tmp_pat
         return load_file(f"{folder}/adapter_model.safetensors")
 
     whole = Store(tmp_path / "whole.duckdb").init()
-    run = start_run(whole, config)
+    run = create_run(whole, config)
     execute_run(whole, run)
 
     stopped = Store(tmp_path / "stopped.duckdb").init()
-    run2 = start_run(stopped, config)
+    run2 = create_run(stopped, config)
     with pytest.raises(Cancelled):
         execute_run(stopped, run2, CancelAtStep(stopped, run2, step=6))
     state_dir = stopped.run_folder(run2) / "iteration-1.train"

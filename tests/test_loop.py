@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from star_core.engine.loop import execute_run, start_run
+from star_core.engine.loop import execute_run
+from star_core.engine.prepare import create_run
 from star_core.store import Store
 from conftest import tiny_config
 
@@ -19,7 +20,7 @@ def counts(store: Store, run_id: int) -> dict:
 def test_loop_runs_every_phase_and_stores_every_attempt(tmp_path, tiny_model):
     store = Store(tmp_path / "s.duckdb").init()
     config = tiny_config(tiny_model, iterations=2, filter="answer")
-    run_id = start_run(store, config)
+    run_id = create_run(store, config)
     execute_run(store, run_id)
 
     assert store.get_run(run_id).status == "done"
@@ -39,7 +40,7 @@ def test_loop_runs_every_phase_and_stores_every_attempt(tmp_path, tiny_model):
 def test_rationalized_training_example_has_no_hint(tmp_path, tiny_model):
     """The hint is in the prompt only: what is trained on is the plain question."""
     store = Store(tmp_path / "s.duckdb").init()
-    run_id = start_run(store, tiny_config(tiny_model))
+    run_id = create_run(store, tiny_config(tiny_model))
     execute_run(store, run_id)
     with store.db.read() as con:
         hinted = con.execute(
@@ -57,7 +58,7 @@ def test_fine_tunes_on_kept_rationales_and_keeps_only_the_latest_checkpoint(tmp_
 
     monkeypatch.setattr(ArithmeticTask, "is_correct", lambda self, predicted, problem: True)
     store = Store(tmp_path / "s.duckdb").init()
-    run_id = start_run(store, tiny_config(tiny_model, iterations=2, filter="answer"))
+    run_id = create_run(store, tiny_config(tiny_model, iterations=2, filter="answer"))
     execute_run(store, run_id)
 
     iterations = store.iterations(run_id).set_index("iteration")

@@ -15,7 +15,8 @@ from star_core.engine import loop
 from star_core.engine.curriculum import curriculum_top, in_range
 from star_core.engine.exemplars import load_exemplars
 from star_core.model.generate import Completion
-from star_core.engine.loop import execute_run, start_run
+from star_core.engine.loop import execute_run
+from star_core.engine.prepare import create_run
 from star_core.store import Store
 from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
 from star_core.tasks.base import build_prefix
@@ -73,7 +74,7 @@ def scripted(monkeypatch):
 
 def started(tmp_path, config):
     store = Store(tmp_path / "s.duckdb").init()
-    run_id = start_run(store, config)
+    run_id = create_run(store, config)
     task = ArithmeticTask()
     Script.eval_questions = sorted(task.format_question(p) for p in store.load_problems(run_id) if p.split == "eval")
     return store, run_id
@@ -154,7 +155,7 @@ def test_answer_only_few_shot_is_direct_mode_with_no_iterations(tmp_path, tiny_m
 
 def test_direct_mode_on_the_tiny_model_end_to_end(tmp_path, tiny_model):
     store = Store(tmp_path / "s.duckdb").init()
-    run_id = start_run(store, tiny_config(tiny_model, mode="direct", train_size=4, eval_size=2, max_new_tokens=6))
+    run_id = create_run(store, tiny_config(tiny_model, mode="direct", train_size=4, eval_size=2, max_new_tokens=6))
     execute_run(store, run_id)
     assert store.get_run(run_id).status == "done"
     assert store.iteration_phases(run_id) == {0: "done", 1: "done"}

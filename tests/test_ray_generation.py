@@ -213,12 +213,13 @@ class KillsAWorker:
 
 
 def run_tiny(folder, tiny_model, reporter=None, **settings):
-    from star_core.engine.loop import execute_run, start_run
+    from star_core.engine.loop import execute_run
+    from star_core.engine.prepare import create_run
     from star_core.store import Store
 
     folder.mkdir(exist_ok=True)
     store = Store(folder / "s.duckdb").init()
-    run_id = start_run(store, tiny_config(tiny_model, **settings))
+    run_id = create_run(store, tiny_config(tiny_model, **settings))
     execute_run(store, run_id, reporter)
     assert store.get_run(run_id).status == "done"
     steps = store.train_steps([run_id])

@@ -160,3 +160,39 @@ def test_a_lock_held_too_long_becomes_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="held by another process"):
         Store(path, lock_timeout=0.5).list_runs()
     holder.join()
+
+
+def _iteration_attempts(store: Store, run_id: int) -> None:
+    """Iteration 0 and 1 evaluated; iteration 1 generated on two difficulties (only sample 0 counts)."""
+    store.save_problems(run_id, [Problem("e1", "1 + 1", "2", "eval", 1), Problem("e2", "2 + 2", "4", "eval", 2),
+                                 Problem("t1", "3 + 4", "7", "train", 1), Problem("t2", "33 + 44", "77", "train", 2)])
+    store.add_attempts([attempt(run_id, "e1"), attempt(run_id, "e2", correct=False),
+                        attempt(run_id, "e1", iteration=1), attempt(run_id, "e2", iteration=1),
+                        attempt(run_id, "t1", kind="generated", iteration=1),
+                        attempt(run_id, "t2", kind="generated", iteration=1, correct=False)])
+
+
+def test_eval_accuracies_are_overall_per_iteration_in_order(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig())
+    _iteration_attempts(store, run_id)
+    assert store.eval_accuracies(run_id, before=2) == [0.5, 1.0]
+    assert store.eval_accuracies(run_id, before=1) == [0.5]
+    assert store.eval_accuracies(run_id + 1, before=9) == []
+
+
+def test_train_accuracy_by_difficulty_per_training_iteration(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig())
+    _iteration_attempts(store, run_id)
+    assert store.train_accuracy_by_difficulty(run_id, before=2) == [{1: 1.0, 2: 0.0}]
+    assert store.train_accuracy_by_difficulty(run_id, before=1) == []  # iteration 0 trains on nothing
+
+
+def test_an_iteration_checkpoint_is_its_folder_or_none(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig())
+    store.set_iteration_phase(run_id, 1, "evaluate", checkpoint=str(tmp_path / "iteration-1"))
+    store.set_iteration_phase(run_id, 2, "evaluate", kept=0, steps=0, checkpoint=None)  # nothing was kept
+    assert store.iteration_checkpoint(run_id, 1) == tmp_path / "iteration-1"
+    assert store.iteration_checkpoint(run_id, 2) is None and store.iteration_checkpoint(run_id, 3) is None

@@ -270,12 +270,13 @@ def test_data_map_defaults_and_answer_type_choices():
 
 def test_a_bad_file_stores_no_run(tmp_path, tiny_model):
     """The data is loaded and checked before the run row is created."""
-    from star_core.engine.loop import start_run
+    from star_core.engine.prepare import create_run
 
     store = Store(tmp_path / "s.duckdb").init()
     path = write(tmp_path / "g.jsonl", [json.dumps(GOOD), "{oops"])
-    with pytest.raises(DatasetError, match=r"g\.jsonl:2"):
-        start_run(store, RunConfig(task="gsm8k", data=path, model=tiny_model, train_size=1, eval_size=1))
+    with pytest.raises(ConfigError, match=r"g\.jsonl:2") as refused:
+        create_run(store, RunConfig(task="gsm8k", data=path, model=tiny_model, train_size=1, eval_size=1))
+    assert refused.value.field == "data" and isinstance(refused.value.__cause__, DatasetError)
     assert store.list_runs().empty
 
 

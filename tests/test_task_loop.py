@@ -10,7 +10,8 @@ import pytest
 from conftest import tiny_config
 from star_core.engine import loop
 from star_core.model.generate import Completion
-from star_core.engine.loop import execute_run, start_run
+from star_core.engine.loop import execute_run
+from star_core.engine.prepare import create_run
 from star_core.store import Store
 
 GSM_ROWS = [
@@ -52,7 +53,7 @@ def test_each_task_runs_an_iteration_and_stores_its_attempts(tmp_path, tiny_mode
         settings = dict(task="jsonl", data=write_jsonl(tmp_path / "c.jsonl", rows), data_map="question=q,answer=a,choices=opts",
                         answer_type="choice")
     store = Store(tmp_path / "s.duckdb").init()
-    run_id = start_run(store, tiny_config(tiny_model, train_size=4, eval_size=2, max_new_tokens=6, filter="answer", **settings))
+    run_id = create_run(store, tiny_config(tiny_model, train_size=4, eval_size=2, max_new_tokens=6, filter="answer", **settings))
     execute_run(store, run_id)
 
     assert store.get_run(run_id).status == "done"
@@ -114,7 +115,7 @@ def canned_run(tmp_path, tiny_model, **overrides):
     rows = GSM_ROWS[:5]  # Alpha2..Alpha6
     config = tiny_config(tiny_model, task="gsm8k", data=write_jsonl(tmp_path / "g.jsonl", rows), train_size=4, eval_size=1,
                          samples_per_question=3, temperature=0.7, gen_batch_size=6, seed=4, **overrides)  # seed 4: Alpha5 is eval
-    run_id = start_run(store, config)
+    run_id = create_run(store, config)
     execute_run(store, run_id)
     return store, run_id, v_attempts(store, run_id)
 
@@ -157,7 +158,7 @@ def test_export_of_a_choice_run_shows_the_choices(tmp_path, tiny_model, monkeypa
     store = Store(tmp_path / "s.duckdb").init()
     config = tiny_config(tiny_model, task="commonsenseqa", data=write_jsonl(tmp_path / "c.jsonl", CSQA_ROWS), train_size=2,
                          eval_size=1, max_new_tokens=4)
-    run_id = start_run(store, config)
+    run_id = create_run(store, config)
     execute_run(store, run_id)
     out = tmp_path / "kept.jsonl"
     assert export_kept(store, run_id, out, "jsonl") == 2

@@ -18,7 +18,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import run_queue
 from ..model import train_state
@@ -26,12 +26,12 @@ from ..model.batch_decoder import BatchDecoder, DecodeBatch, LocalDecoder, batch
 from ..core.config import RunConfig
 from .curriculum import curriculum_top, in_range
 from ..core.errors import RunStateError, StarError
-from .exemplars import exemplars_for_run, resolve_run_set
+from .exemplars import exemplars_for_run
 from .filtering import Candidate, rule_for, select_kept
-from ..model.finetune import Example, TrainSettings, finetune, save_checkpoint
+from ..model.finetune import Example, FinetuneResult, TrainSettings, finetune, save_checkpoint
 from ..model.generate import Decoding, PrefixGenerator
 from .judge import judge
-from ..model.loading import LoadedModel, check_model_spec, load_model, precision_note, resolve_device
+from ..model.loading import LoadedModel, load_model, precision_note, resolve_device
 from .phase_clock import PhaseClock
 from ..core.states import AttemptKind, Phase, RunMode, RunStatus
 from .stopping import should_stop, stop_message
@@ -62,23 +62,11 @@ class Cancelled(Exception):
     """The user asked the run to stop; it can be resumed."""
 
 
-def start_run(store: Store, config: RunConfig, reporter: Reporter | None = None) -> int:
-    """Create a run and return its id.
+class KeptSet(NamedTuple):
+    """What an iteration fine-tunes on, and a line saying where it came from (for the log)."""
 
-    Everything a run needs is checked first (task, model spec, data file, exemplar set),
-    so that a bad setting stores nothing: not a run, not even the task's default exemplar set.
-    """
-    task = get_task(config.task, config)
-    check_model_spec(config.model)
-    problems = task.problems(config)
-    report = getattr(task, "report", None)
-    if report is not None and reporter is not None:
-        reporter.message(report.summary())
-    exemplar_set = resolve_run_set(store, task, config.exemplars)  # NAME, NAME@VERSION, or '' = the task's default
-    run_id = store.create_run(config)
-    store.use_exemplar_set(run_id, exemplar_set.id)  # frozen: the run keeps pointing to this exact version
-    store.save_problems(run_id, problems)
-    return run_id
+    examples: list[Example]
+    described: str
 
 
 def execute_run(store: Store, run_id: int, reporter: Reporter | None = None, queue: bool = True) -> None:
@@ -171,71 +159,119 @@ class _Runner:
     def run(self) -> None:
         if self._phase(0) != Phase.DONE:
             self._enter(0, Phase.EVALUATE)
-            self._decode(0, AttemptKind.EVAL, self.eval, self.models.get(None))
-            self._enter(0, Phase.DONE)
+            self._evaluate(0)
+        iteration = self._direct_iteration if self.direct else self._iteration
         for n in range(1, self.config.iterations + 1):
             if self._plateaued(before=n):
                 return
             if self._phase(n) != Phase.DONE:
-                self._iteration(n)
+                iteration(n)
+
+    def _iteration(self, n: int) -> None:
+        """One STaR iteration, from whichever phase it stopped in (each phase skips what is stored)."""
+        previous = self._checkpoint(n - 1) if n > 1 else None
+        if self._phase(n).order < Phase.FINETUNE.order:
+            train = self._training_questions(n)
+            model = self._generate(n, train, previous)
+            self._rationalize(n, train, model)
+            self._enter(n, Phase.FINETUNE)  # the attempts are stored: a resume goes straight to the filter
+        if self._phase(n) == Phase.FINETUNE:
+            self._finetune(n, self._filter(n))
+        self._evaluate(n)
+        self._discard(previous)
+
+    def _direct_iteration(self, n: int) -> None:
+        """Direct fine-tuning: from the base model on the gold answers of every training question, with STaR's
+        iteration-n step count (the schedule grows it); nothing is generated, so nothing is filtered."""
+        previous = self._checkpoint(n - 1) if n > 1 else None
+        if self._phase(n).order < Phase.FINETUNE.order:
+            self._enter(n, Phase.FINETUNE)
+        if self._phase(n) == Phase.FINETUNE:
+            examples = [Example(self.task.format_question(p), answer_only_completion(self.task, p.answer) + STOP_TEXT)
+                        for p in self.train]
+            self._finetune(n, KeptSet(examples, f"direct: {len(examples)} gold answers"))
+        self._evaluate(n)
+        self._discard(previous)
 
     def _plateaued(self, before: int) -> bool:
         """Whether eval accuracy of iterations 0..before-1 has stopped improving (RunConfig.patience); says so."""
         if not self.config.patience:
             return False
-        acc = self.store.accuracy(self.run_id)
-        overall = acc[(acc.split == "eval") & acc.difficulty.isna() & (acc.iteration < before)].sort_values("iteration")
-        accuracies = [float(a) for a in overall.accuracy]
+        accuracies = self.store.eval_accuracies(self.run_id, before)
         if not should_stop(accuracies, self.config.patience):
             return False
         self.reporter.message(stop_message(accuracies, self.config.patience) + f"; --iterations {self.config.iterations} "
                               "was the upper bound")
         return True
 
-    def _iteration(self, n: int) -> None:
-        """One STaR iteration, from whichever phase it stopped in.
-
-        Direct mode has no generate or rationalize phase: every iteration fine-tunes from the base
-        model on the gold answers of every training question, with iteration n's step count (the
-        schedule grows it), so iteration n is direct fine-tuning with STaR's iteration-n budget.
-        """
-        previous = self._checkpoint(n - 1) if n > 1 else None
-        if self._phase(n).order <= Phase.RATIONALIZE.order and self.direct:
-            self._enter(n, Phase.FINETUNE)
-        if self._phase(n).order <= Phase.RATIONALIZE.order:
-            train = self._training_questions(n)
-            self._enter(n, Phase.GENERATE)
-            model = self.models.get(previous)  # the current model: the previous iteration's
-            self._decode(n, AttemptKind.GENERATED, train, model, samples=self.config.samples_per_question,
-                         trained=previous is not None)
-            if self.config.rationalize:
-                self._enter(n, Phase.RATIONALIZE)
-                solved = {c.problem_id for c in self._kept(n, rationalized=False)}
-                self._decode(n, AttemptKind.RATIONALIZED, [p for p in train if p.id not in solved], model)
-            self._enter(n, Phase.FINETUNE)
-        if self._phase(n) == Phase.FINETUNE:
-            self._finetune(n)
-        checkpoint = self._checkpoint(n)
-        self._decode(n, AttemptKind.EVAL, self.eval, self.models.get(checkpoint), trained=checkpoint is not None)
-        self._enter(n, Phase.DONE)
-        if previous and previous.exists():
-            shutil.rmtree(previous)  # fine-tuning restarts from the base model: only the latest is needed
-
     def _training_questions(self, n: int) -> list[Problem]:
         """The training questions iteration n generates for: all of them, or its curriculum range (curriculum.py)."""
         if not self.config.curriculum:
             return self.train
-        acc = self.store.accuracy(self.run_id)
-        train = acc[(acc.split == "train") & acc.difficulty.notna() & (acc.iteration >= 1) & (acc.iteration < n)]
-        solved = [{int(d): float(a) for d, a in zip(rows.difficulty, rows.accuracy)}
-                  for _, rows in sorted(train.groupby("iteration"), key=lambda g: g[0])]
+        solved = self.store.train_accuracy_by_difficulty(self.run_id, before=n)
         top = curriculum_top(self.config.min_difficulty, self.config.max_difficulty, self.config.curriculum_threshold, solved)
         chosen = [p for p in self.train if in_range(p.difficulty, top)]
         self.reporter.message(f"iteration {n}: curriculum: difficulty {self.config.min_difficulty}-{top}, "
                               f"{len(chosen)} of {len(self.train)} training questions")
         return chosen
 
-    # --- phases -------------------------------------------------------------
+    # --- the paper's steps ---------------------------------------------------
+
+    def _generate(self, n: int, train: list[Problem], previous: Path | None) -> BatchDecoder:
+        """Sample rationales for the training questions with the current model (the previous iteration's);
+        return it, for rationalization."""
+        self._enter(n, Phase.GENERATE)
+        model = self.models.get(previous)
+        self._decode(n, AttemptKind.GENERATED, train, model, samples=self.config.samples_per_question,
+                     trained=previous is not None)
+        return model
+
+    def _rationalize(self, n: int, train: list[Problem], model: BatchDecoder) -> None:
+        """Retry, with the gold answer as a hint, each question no sample solved (unless --no-rationalize)."""
+        if not self.config.rationalize:
+            return
+        self._enter(n, Phase.RATIONALIZE)
+        solved = {c.problem_id for c in self._kept(n, rationalized=False)}
+        self._decode(n, AttemptKind.RATIONALIZED, [p for p in train if p.id not in solved], model)
+
+    def _filter(self, n: int) -> KeptSet:
+        """The rationales that pass the filter, marked in the store, as training examples."""
+        kept = self._kept(n)
+        self.store.mark_training(self.run_id, n, [c.attempt_id for c in kept])
+        by_id = {p.id: p for p in self.train}
+        examples = [
+            # The saved example is the question without the hint, then the rationale written with it.
+            Example(self.task.format_question(by_id[c.problem_id]), cut_at_stop(c.completion) + STOP_TEXT)
+            for c in kept
+        ]
+        own = sum(c.kind == AttemptKind.GENERATED for c in kept)
+        return KeptSet(examples, f"keeping {own} self-generated + {len(kept) - own} rationalized rationales")
+
+    def _finetune(self, n: int, kept: KeptSet) -> None:
+        """Fine-tune from the base model on the kept set; the checkpoint is the model iteration n evaluates."""
+        examples = kept.examples
+        steps = self.config.steps_for(n, len(examples)) if examples else 0
+        self.reporter.message(f"iteration {n}: {kept.described}; {steps} fine-tuning steps")
+        if not examples:
+            self.reporter.message(f"iteration {n}: no rationale passed the filter; the model stays the base model")
+            self._enter(n, Phase.EVALUATE, kept=0, steps=0, checkpoint=None)
+            return
+        checkpoint = self.store.run_folder(self.run_id) / f"iteration-{n}"
+        result = self._train(n, examples, steps, checkpoint)
+        self._enter(n, Phase.EVALUATE, kept=len(examples), steps=result.steps, train_loss=result.final_loss,
+                    train_tokens=result.tokens, train_seconds=result.seconds, checkpoint=str(checkpoint))
+
+    def _evaluate(self, n: int) -> None:
+        """Greedy answers to the held-out questions with iteration n's model (the base model if it has none)."""
+        checkpoint = self._checkpoint(n)
+        self._decode(n, AttemptKind.EVAL, self.eval, self.models.get(checkpoint), trained=checkpoint is not None)
+        self._enter(n, Phase.DONE)
+
+    def _discard(self, previous: Path | None) -> None:
+        if previous and previous.exists():
+            shutil.rmtree(previous)  # fine-tuning restarts from the base model: only the latest is needed
+
+    # --- decoding and training ------------------------------------------------
 
     def _decode(self, n: int, kind: AttemptKind, problems: list[Problem], decoder: BatchDecoder, samples: int = 1,
                 trained: bool = False) -> None:
@@ -296,37 +332,15 @@ class _Runner:
         hinted = self.store.attempts_of(self.run_id, n, AttemptKind.RATIONALIZED) if rationalized else []
         return select_kept(generated, hinted, self.rule)
 
-    def _finetune(self, n: int) -> None:
-        if self.direct:  # every training question's gold answer, no rationale: nothing is filtered
-            kept = self.train
-            examples = [Example(self.task.format_question(p), answer_only_completion(self.task, p.answer) + STOP_TEXT)
-                        for p in kept]
-            steps = self.config.steps_for(n, len(kept)) if kept else 0
-            self.reporter.message(f"iteration {n}: direct: {len(kept)} gold answers; {steps} fine-tuning steps")
-        else:
-            kept = self._kept(n)
-            self.store.mark_training(self.run_id, n, [c.attempt_id for c in kept])
-            by_id = {p.id: p for p in self.train}
-            examples = [
-                # The saved example is the question without the hint, then the rationale written with it.
-                Example(self.task.format_question(by_id[c.problem_id]), cut_at_stop(c.completion) + STOP_TEXT)
-                for c in kept
-            ]
-            own = sum(c.kind == AttemptKind.GENERATED for c in kept)
-            steps = self.config.steps_for(n, len(kept)) if kept else 0
-            self.reporter.message(
-                f"iteration {n}: keeping {own} self-generated + {len(kept) - own} rationalized rationales; "
-                f"{steps} fine-tuning steps"
-            )
-        if not kept:
-            self.reporter.message(f"iteration {n}: no rationale passed the filter; the model stays the base model")
-            self._enter(n, Phase.EVALUATE, kept=0, steps=0, checkpoint=None)
-            return
+    def _train(self, n: int, examples: list[Example], steps: int, checkpoint: Path) -> FinetuneResult:
+        """Fine-tune the base model and save it to `checkpoint`, resuming from the saved training state if any.
+
+        With --train-processes each of those processes loads its own base model, and their main one saves.
+        """
         self.models.release()
-        # Always from the base model (STaR); with --train-processes each of those processes loads its own.
         lm = None if self.config.train_processes > 1 else load_model(self.config.model, self.config.device,
                                                                         for_training=True)
-        state_dir = self.store.run_folder(self.run_id) / f"iteration-{n}.train"  # fine-tuning's saved state
+        state_dir = self.store.run_folder(self.run_id) / f"iteration-{n}.train"
         saved = train_state.saved_step(state_dir) or 0
         if saved:
             self.reporter.message(f"iteration {n}: fine-tuning continues from its saved state at step {saved} of {steps}")
@@ -334,45 +348,26 @@ class _Runner:
         self.reporter.phase(n, clock.phase, steps)
         self.reporter.advance(saved, steps, None)
         self.store.set_progress(self.run_id, **clock.values())
-
-        losses: list[tuple[int, float]] = []  # not yet stored
-        last_write = [0.0]
-
-        def on_step(step: int, total: int, loss: float, tokens_per_s: float) -> None:
-            if last_write[0] == 0.0:  # this process's first step: where it started, for the ETA at its own pace
-                clock.resumed_at = step - 1
-            clock.done = step
-            losses.append((step, loss))
-            # Steps take 0.1 s to a minute: write about every 2 s, so the page follows without a write per step.
-            if time.monotonic() - last_write[0] >= 2.0 or step == total:
-                self.store.add_train_steps(self.run_id, n, losses)
-                self.store.set_progress(self.run_id, **clock.values(tokens_per_s))
-                losses.clear()
-                last_write[0] = time.monotonic()
-            self.reporter.advance(step, total, tokens_per_s, f"loss {loss:.3f}")
-
+        recorder = _StepRecorder(self.store, self.run_id, n, clock, self.reporter)
         prefix = self.prefix if self.config.train_prefix else ""  # --no-train-prefix: question, rationale, answer
         settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
                                  self.config.lora_rank, seed=self.config.seed + n)
-        checkpoint = self.store.run_folder(self.run_id) / f"iteration-{n}"
-        if lm is None:  # the processes train; the main one saves the checkpoint as this process would
+        if lm is None:
             from ..model.distributed.train_processes import finetune_in_processes
 
             result = finetune_in_processes(
                 self.config.model, self.config.device, self.config.train_processes, prefix, examples, settings,
-                state_dir.with_name(f"iteration-{n}.train-job"), checkpoint, on_step=on_step,
+                state_dir.with_name(f"iteration-{n}.train-job"), checkpoint, on_step=recorder.on_step,
                 should_stop=self._cancel_requested, state_dir=state_dir)
         else:
-            result = finetune(lm, prefix, examples, settings, on_step=on_step, should_stop=self._cancel_requested,
-                              state_dir=state_dir)
-        self.store.add_train_steps(self.run_id, n, losses)  # the steps since the last write (a cancel stops early)
+            result = finetune(lm, prefix, examples, settings, on_step=recorder.on_step,
+                              should_stop=self._cancel_requested, state_dir=state_dir)
+        recorder.flush()  # a cancel stops early: its last steps are stored too
         self._check_cancel()  # a cancel during fine-tuning left its state in state_dir: a resume continues from it
         if lm is not None:
             save_checkpoint(lm, checkpoint)
         shutil.rmtree(state_dir, ignore_errors=True)  # the final checkpoint is saved: the state is not needed
-        del lm
-        self._enter(n, Phase.EVALUATE, kept=len(kept), steps=result.steps, train_loss=result.final_loss,
-                    train_tokens=result.tokens, train_seconds=result.seconds, checkpoint=str(checkpoint))
+        return result
 
     # --- state --------------------------------------------------------------
 
@@ -384,12 +379,8 @@ class _Runner:
         self.store.set_iteration_phase(self.run_id, n, phase, **stats)
 
     def _checkpoint(self, n: int) -> Path | None:
-        row = self.store.iterations(self.run_id)
-        row = row[row.iteration == n]
-        if row.empty or row.checkpoint.isna().all() or not row.checkpoint.iloc[0]:
-            return None
-        path = Path(row.checkpoint.iloc[0])
-        if not path.exists():
+        path = self.store.iteration_checkpoint(self.run_id, n)
+        if path is not None and not path.exists():
             raise RunStateError(f"the checkpoint of iteration {n} ({path}) is missing; the run cannot resume from it")
         return path
 
@@ -399,6 +390,31 @@ class _Runner:
     def _check_cancel(self) -> None:
         if self._cancel_requested():
             raise Cancelled(f"run {self.run_id} was cancelled")
+
+
+class _StepRecorder:
+    """Fine-tuning's steps into the store and the reporter, as they come."""
+
+    def __init__(self, store: Store, run_id: int, n: int, clock: PhaseClock, reporter: Reporter):
+        self.store, self.run_id, self.n, self.clock, self.reporter = store, run_id, n, clock, reporter
+        self._losses: list[tuple[int, float]] = []  # not yet stored
+        self._last_write = 0.0
+
+    def on_step(self, step: int, total: int, loss: float, tokens_per_s: float) -> None:
+        if self._last_write == 0.0:  # this process's first step: where it started, for the ETA at its own pace
+            self.clock.resumed_at = step - 1
+        self.clock.done = step
+        self._losses.append((step, loss))
+        # Steps take 0.1 s to a minute: write about every 2 s, so the page follows without a write per step.
+        if time.monotonic() - self._last_write >= 2.0 or step == total:
+            self.flush()
+            self.store.set_progress(self.run_id, **self.clock.values(tokens_per_s))
+            self._last_write = time.monotonic()
+        self.reporter.advance(step, total, tokens_per_s, f"loss {loss:.3f}")
+
+    def flush(self) -> None:
+        self.store.add_train_steps(self.run_id, self.n, self._losses)
+        self._losses.clear()
 
 
 class _GenerationModels:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, fields
 from ..core.config import RunConfig, field_help
 from ..core.errors import ConfigError, DatasetError, ModelLoadError
 from ..core.presets import preset_values
-from ..tasks import suggested_settings
+from ..store.exemplar_sets import ExemplarSetError
+from ..tasks import get_task, suggested_settings
+from .exemplars import resolve_run_set
 
 
 class InvalidSettings(ConfigError):
@@ -72,16 +74,27 @@ def field_errors(values: dict) -> dict[str, str]:
 
 
 def create_run(store, config: RunConfig, reporter=None) -> int:
-    """Check what the run needs (task, model, data file, exemplar set), store it and its problems; return its id.
+    """Store a new run (pending: nothing runs it yet) and its problems; return its id.
 
-    A failure is a ConfigError naming the field at fault: a model that cannot be found is a
-    'model' error, a bad data file a 'data' error, an unusable exemplar set an 'exemplars' one.
+    Everything a run needs is checked first (task, model spec, data file, exemplar set), so that
+    a bad setting stores nothing: not a run, not even the task's default exemplar set. A failure
+    is a ConfigError naming the field at fault: a model that cannot be found is a 'model' error,
+    a bad data file a 'data' error, an unusable exemplar set an 'exemplars' one.
     """
-    from .loop import start_run  # imports torch: only when a run is created
-    from ..store.exemplar_sets import ExemplarSetError
+    from ..model.loading import check_model_spec  # imports torch: only when a run is created
 
     try:
-        return start_run(store, config, reporter)
+        task = get_task(config.task, config)
+        check_model_spec(config.model)
+        problems = task.problems(config)
+        report = getattr(task, "report", None)
+        if report is not None and reporter is not None:
+            reporter.message(report.summary())
+        exemplar_set = resolve_run_set(store, task, config.exemplars)  # NAME, NAME@VERSION, or '' = the task's default
+        run_id = store.create_run(config)
+        store.use_exemplar_set(run_id, exemplar_set.id)  # frozen: the run keeps pointing to this exact version
+        store.save_problems(run_id, problems)
+        return run_id
     except ModelLoadError as exc:
         raise ConfigError("model", str(exc)) from exc
     except DatasetError as exc:

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
@@ -181,6 +182,34 @@ class RunQueries:
     def iterations(self, run_id: int) -> pd.DataFrame:
         with self.db.read() as con:
             return con.execute("SELECT * FROM iterations WHERE run_id = ? ORDER BY iteration", [run_id]).df()
+
+    def iteration_checkpoint(self, run_id: int, iteration: int) -> Path | None:
+        """The folder iteration's fine-tuning saved (None: not fine-tuned, or nothing was kept)."""
+        with self.db.read() as con:
+            row = con.execute("SELECT checkpoint FROM iterations WHERE run_id = ? AND iteration = ?",
+                              [run_id, iteration]).fetchone()
+        return Path(row[0]) if row and row[0] else None
+
+    def eval_accuracies(self, run_id: int, before: int) -> list[float]:
+        """Overall eval accuracy of each iteration below `before` that has one, in iteration order."""
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT accuracy FROM v_accuracy WHERE run_id = ? AND split = 'eval' AND difficulty IS NULL "
+                "AND iteration < ? ORDER BY iteration", [run_id, before]).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def train_accuracy_by_difficulty(self, run_id: int, before: int) -> list[dict[int, float]]:
+        """Per training iteration below `before` (from 1, those with attempts, in order): difficulty -> the share
+        of its questions whose first sample was right."""
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT iteration, difficulty, accuracy FROM v_accuracy WHERE run_id = ? AND split = 'train' "
+                "AND difficulty IS NOT NULL AND iteration >= 1 AND iteration < ? ORDER BY iteration, difficulty",
+                [run_id, before]).fetchall()
+        by_iteration: dict[int, dict[int, float]] = {}
+        for iteration, difficulty, accuracy in rows:
+            by_iteration.setdefault(iteration, {})[int(difficulty)] = float(accuracy)
+        return list(by_iteration.values())
 
     def accuracy(self, run_id: int | None = None) -> pd.DataFrame:
         with self.db.read() as con:
