@@ -15,7 +15,7 @@ import streamlit as st
 from pages import _ui as ui
 from star_core.engine import exemplar_compare
 import star_core.engine.exemplars as ex
-from star_core.runtime import experiments_worker
+from star_core.runtime import jobs
 from star_core.analysis.comparison import p_text, signed_points
 from star_core.core.config import RunConfig
 from star_core.core.embedded import EMBEDDED_MODELS
@@ -192,7 +192,7 @@ def compare_section(store, s) -> None:
         if st.button("Start the comparison", key=f"e_cmp_go_{s.id}", type="primary"):
             with ui.guard():
                 experiment_id = exemplar_compare.create(store, s.label, other, {"eval_size": int(size)})
-                experiments_worker.launch(store, experiment_id)
+                jobs.launch_experiment(store, experiment_id)
                 st.session_state[f"e_cmp_pick_{s.id}"] = experiment_id
                 st.rerun()
     found = store.exemplar_comparisons(s.id)
@@ -224,7 +224,7 @@ def _comparison_progress(store, experiment_id: int) -> None:
             now = f" · {r.cur_phase} {int(r.phase_done)}/{int(r.phase_total)}" if isinstance(r.cur_phase, str) and \
                 r.phase_total == r.phase_total and r.status == "running" else ""
             st.text(f"{side}: {set_label}, run {run_id}: {r.status}{now}")
-        log = experiments_worker.log_tail(store, experiment_id, lines=6)
+        log = jobs.log_tail(store, lines=6, experiment_id=experiment_id)
         if log:
             st.code(log, language=None)
 

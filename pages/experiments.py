@@ -12,7 +12,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.runtime import experiments_worker
+from star_core.runtime import jobs
 from star_core.core.errors import StarError
 from star_core.engine.experiments import ARM_LABELS, arm_order, experiment_table, figure_data
 from star_core.analysis.present import duration
@@ -61,7 +61,7 @@ def _layout(fig, iterations) -> None:
 
 
 def _controls(store, experiment_id: int, summary) -> None:
-    if experiments_worker.worker_alive(store, experiment_id):
+    if jobs.experiment_worker_alive(store, experiment_id):
         st.info("Its worker is running the arms in order; this page shows what is stored so far.")
         return
     if (summary.status == "done").all() and len(summary) == len(ARM_LABELS):
@@ -69,7 +69,7 @@ def _controls(store, experiment_id: int, summary) -> None:
     st.warning(ui.md_escape("Some arms are not done and no worker is running them."))
     if st.button("Resume the experiment", key=f"exp_resume_{experiment_id}", icon=":material/play_arrow:"):
         try:
-            experiments_worker.launch(store, experiment_id)
+            jobs.launch_experiment(store, experiment_id)
         except StarError as exc:
             st.error(ui.md_escape(str(exc)))
         else:
@@ -116,7 +116,7 @@ def main() -> None:
     st.subheader("Eval accuracy per difficulty")
     _figures(accuracy)
 
-    log = experiments_worker.log_tail(store, experiment_id)
+    log = jobs.log_tail(store, lines=30, experiment_id=experiment_id)
     if log:
         with st.expander("Worker log"):
             st.code(log, language=None)

@@ -6,7 +6,7 @@
 What it does:
 
 * starts `streamlit run app.py` on a fresh database (or --db);
-* starts one run as the app's Runs form does (jobs.create_run + jobs.launch: a background worker)
+* starts one run as the app's Runs form does (create_run + jobs.launch: a background worker)
   and one with `star run` on the command line, which queues behind it (both with the queue of a
   private slots folder, so nothing else on the machine queues with them);
 * for --minutes, drives Chromium (Playwright, Debian's /usr/bin/chromium) in a loop: the Browse page
@@ -87,7 +87,7 @@ def start_app(db: Path, env: dict, port: int, log: Path) -> subprocess.Popen:
 def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: list[str] = ()) -> tuple[int, subprocess.Popen]:
     """Run 1 as the app starts one (a background worker); run 2 with `star run`, queued behind it."""
     from star_core.runtime import jobs
-    from star_core.engine.prepare import prepare_run
+    from star_core.engine.prepare import create_run, prepare_run
     from star_core.store import Store
 
     cli = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "run", "--help"], capture_output=True, text=True)
@@ -95,7 +95,7 @@ def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: l
     os.environ.update(env)  # the worker inherits the private slots folder
     store = Store(db).init()
     given = _as_settings(flags)
-    run_id = jobs.create_run(store, prepare_run(given).config)
+    run_id = create_run(store, prepare_run(given).config)
     jobs.launch(store, run_id)
     time.sleep(2)  # the app's run asks for the slot first
     cli_run = subprocess.Popen([sys.executable, "-m", "star_core.cli.commands", "run", "--db", str(db), *flags, *cli_flags], cwd=ROOT,

@@ -7,6 +7,7 @@ import pytest
 
 from app_helpers import open_page, texts, wait_for
 from conftest import tiny_config
+from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
 from star_core.store import Store
 
@@ -17,7 +18,7 @@ PAGE = "pages/runs.py"
 def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     store = Store(db).init()
-    run_id = jobs.create_run(store, tiny_config(tiny_model, min_steps=60))
+    run_id = create_run(store, tiny_config(tiny_model, min_steps=60))
     jobs.launch(store, run_id)
     wait_for(lambda: store.get_run(run_id).status == "running", what="the worker to claim the run")
 
@@ -45,7 +46,7 @@ def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
 def test_a_refused_click_says_why(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     store = Store(db).init()
-    run_id = jobs.create_run(store, tiny_config(tiny_model))
+    run_id = create_run(store, tiny_config(tiny_model))
     store.finish_run(run_id, "cancelled")
     at = open_page(PAGE, monkeypatch, db, query={"run": str(run_id)})
     store.claim_run(run_id)  # meanwhile resumed elsewhere (`star run --resume`), by a live process: this one

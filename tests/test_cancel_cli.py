@@ -7,6 +7,7 @@ import pytest
 
 from app_helpers import one_error_line, wait_for
 from conftest import tiny_config
+from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
 from star_core.engine import run_queue
 from star_core.cli.commands import main
@@ -75,7 +76,7 @@ def test_a_worker_still_starting_is_stopped(db, capsys):
 @pytest.mark.slow
 def test_a_queued_worker_leaves_the_queue(db, capsys, tiny_model):
     store = Store(db)
-    run_id = jobs.create_run(store, tiny_config(tiny_model))
+    run_id = create_run(store, tiny_config(tiny_model))
     holder = run_queue._try_hold(run_queue.slots_folder() / "cpu-0.lock")  # another run has the CPU
     try:
         jobs.launch(store, run_id)
@@ -95,7 +96,7 @@ def test_a_queued_worker_leaves_the_queue(db, capsys, tiny_model):
 @pytest.mark.slow
 def test_a_running_worker_stops_and_can_be_resumed(db, capsys, tiny_model):
     store = Store(db)
-    run_id = jobs.create_run(store, tiny_config(tiny_model, min_steps=100_000))  # trains until stopped
+    run_id = create_run(store, tiny_config(tiny_model, min_steps=100_000))  # trains until stopped
     jobs.launch(store, run_id)
     wait_for(lambda: store.get_run(run_id).status == RunStatus.RUNNING, what="the run to start")
     worker = store.get_run(run_id).pid

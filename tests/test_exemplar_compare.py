@@ -98,11 +98,11 @@ def test_the_exemplars_page_shows_the_comparison(compared, monkeypatch):
 
 def test_compare_with_starts_a_worker_and_follows_it(compared, monkeypatch):
     """The button stores the two runs (the model is only checked, never loaded here) and hands them to a worker."""
-    from star_core.runtime import experiments_worker
+    from star_core.runtime import jobs
 
     store, _ = compared
     launched = []
-    monkeypatch.setattr(experiments_worker, "launch", lambda store, experiment_id: launched.append(experiment_id) or 1)
+    monkeypatch.setattr(jobs, "launch_experiment", lambda store, experiment_id: launched.append(experiment_id) or 1)
     at = open_page("pages/exemplars.py", monkeypatch, store.path, query={"set": f"{MINUS_ONE}@1"})
     set_id = store.find_exemplar_set(MINUS_ONE).id
     at.selectbox(key=f"e_cmp_other_{set_id}").set_value("arithmetic-default@1")
@@ -139,11 +139,11 @@ def test_star_exemplars_compare_runs_both_sets_and_agrees_with_star_compare(tmp_
     assert all(store.get_run(r).status == RunStatus.DONE for r in (run_a, run_b))
 
     # The app's way: the same comparison in the experiments worker.
-    from star_core.runtime import experiments_worker
+    from star_core.runtime import jobs
 
     again = exemplar_compare.create(store, "arithmetic-default", MINUS_ONE,
                                     {"model": tiny_model, "eval_size": 6, "max_new_tokens": 6, "device": "cpu"})
-    experiments_worker.launch(store, again)
+    jobs.launch_experiment(store, again)
     wait_for(lambda: exemplar_compare.result(store, again).comparison, timeout=300, what="the worker's comparison")
     assert {k: v for k, v in exemplar_compare.result(store, again).to_dict().items() if k in ("accuracy_a", "accuracy_b")} \
         == {"accuracy_a": ours["accuracy_a"], "accuracy_b": ours["accuracy_b"]}  # greedy: the same answers

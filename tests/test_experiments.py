@@ -263,10 +263,10 @@ def test_the_experiments_page_without_experiments(tmp_path, monkeypatch):
 def test_the_runs_page_button_stores_the_experiment_and_launches_its_worker(tmp_path, monkeypatch):
     """The button stores the five arms (the default model is only checked, never loaded here) and hands the
     experiment to a worker; the Experiments page then offers to resume it while no worker runs it."""
-    from star_core.runtime import experiments_worker
+    from star_core.runtime import jobs
 
     launched = []
-    monkeypatch.setattr(experiments_worker, "launch", lambda store, experiment_id: launched.append(experiment_id) or 1)
+    monkeypatch.setattr(jobs, "launch_experiment", lambda store, experiment_id: launched.append(experiment_id) or 1)
     db = tmp_path / "r.duckdb"
     at = open_page("pages/runs.py", monkeypatch, db)
     assert at.selectbox(key="exp_preset").value == "paper-arithmetic"

@@ -9,6 +9,7 @@ import pytest
 
 from app_helpers import wait_for
 from conftest import tiny_config
+from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
 from star_core.core.errors import ConfigError, ModelLoadError, RunStateError
 from star_core.store import Store
@@ -19,7 +20,7 @@ def test_a_worker_killed_mid_run_is_resumed_to_the_end(tmp_path, tiny_model):
     # (Cancel -> resume -> done through the same workers: test_app_runs_live.py.)
     store = Store(tmp_path / "j.duckdb").init()
     config = tiny_config(tiny_model, train_size=16, eval_size=8, gen_batch_size=2, iterations=1)
-    run_id = jobs.create_run(store, config)
+    run_id = create_run(store, config)
     assert store.get_run(run_id).status == "pending"
 
     pid = jobs.launch(store, run_id)
@@ -47,7 +48,7 @@ def test_a_worker_killed_mid_run_is_resumed_to_the_end(tmp_path, tiny_model):
 
 def test_a_worker_that_dies_before_claiming_its_run_is_seen(tmp_path, tiny_model):
     store = Store(tmp_path / "j.duckdb").init()
-    run_id = jobs.create_run(store, tiny_config(tiny_model))
+    run_id = create_run(store, tiny_config(tiny_model))
     folder = store.run_folder(run_id)
     folder.mkdir(parents=True)
     (folder / jobs.PID_NAME).write_text("999999999")  # no such process
@@ -61,7 +62,7 @@ def test_create_run_names_the_field_at_fault(tmp_path):
     from star_core.core.config import RunConfig
 
     with pytest.raises(ConfigError) as err:
-        jobs.create_run(store, RunConfig(model=str(tmp_path / "no-such-model")))
+        create_run(store, RunConfig(model=str(tmp_path / "no-such-model")))
     assert err.value.field == "model"
     assert store.list_runs().empty  # nothing stored for a run that cannot start
 
@@ -71,7 +72,7 @@ def test_a_worker_runs_in_the_precision_star_bf16_names(tmp_path, tiny_model, mo
     """STAR_BF16 reaches the worker process (it inherits the environment) and the run's log says what it chose."""
     monkeypatch.setenv("STAR_BF16", "1")
     store = Store(tmp_path / "j.duckdb").init()
-    run_id = jobs.create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
+    run_id = create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
     jobs.launch(store, run_id)
     wait_for(lambda: store.get_run(run_id).status in ("done", "failed"), what="the run to finish")
     log = jobs.log_tail(store, run_id)
@@ -84,7 +85,7 @@ def test_a_star_bf16_that_is_no_choice_fails_the_run_with_its_name(tmp_path, tin
 
     monkeypatch.setenv("STAR_BF16", "yes please")
     store = Store(tmp_path / "j.duckdb").init()
-    run_id = jobs.create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
+    run_id = create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
     with pytest.raises(ModelLoadError, match="STAR_BF16='yes please' is not a choice"):
         loop.execute_run(store, run_id, queue=False)
     assert store.get_run(run_id).status == "failed"

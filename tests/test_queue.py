@@ -14,6 +14,7 @@ import pytest
 
 from app_helpers import wait_for
 from conftest import tiny_config
+from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
 from star_core.engine import run_queue
 from star_core.core.config import RunConfig
@@ -178,8 +179,8 @@ def _log(store, run_id) -> str:
 @pytest.mark.slow
 def test_a_second_worker_waits_queued_then_runs_when_the_first_is_killed(tmp_path, tiny_model):
     store = Store(tmp_path / "w.duckdb").init()
-    long = jobs.create_run(store, tiny_config(tiny_model, name="long", min_steps=100_000))  # runs until killed
-    short = jobs.create_run(store, tiny_config(tiny_model, name="short"))
+    long = create_run(store, tiny_config(tiny_model, name="long", min_steps=100_000))  # runs until killed
+    short = create_run(store, tiny_config(tiny_model, name="short"))
     jobs.launch(store, long)
     wait_for(lambda: store.get_run(long).status == "running", what="the first run to take the slot")
     jobs.launch(store, short)
@@ -196,7 +197,7 @@ def test_a_second_worker_waits_queued_then_runs_when_the_first_is_killed(tmp_pat
 @pytest.mark.slow
 def test_a_queued_worker_can_be_cancelled_before_it_loads_a_model(tmp_path, tiny_model):
     store = Store(tmp_path / "w.duckdb").init()
-    run_id = jobs.create_run(store, tiny_config(tiny_model))
+    run_id = create_run(store, tiny_config(tiny_model))
     holder = run_queue._try_hold(run_queue.slots_folder() / "cpu-0.lock")  # another run has the CPU
     try:
         jobs.launch(store, run_id)

@@ -12,7 +12,6 @@ import time
 import pytest
 
 from app_helpers import wait_for
-from star_core.runtime import experiments_worker
 from star_core.runtime import jobs
 from star_core.core.config import RunConfig
 from star_core.core.errors import RunStateError
@@ -56,10 +55,10 @@ def test_a_stale_pid_file_naming_a_live_process_is_not_signalled(pending, unrela
 
 def test_a_stale_experiment_pid_file_is_no_live_worker(tmp_path, unrelated):
     store = Store(tmp_path / "e.duckdb").init()
-    where = experiments_worker.folder(store, 1)
+    where = jobs.experiment_folder(store, 1)
     where.mkdir(parents=True)
     (where / jobs.PID_NAME).write_text(str(unrelated.pid))
-    assert not experiments_worker.worker_alive(store, 1)
+    assert not jobs.experiment_worker_alive(store, 1)
 
 
 def test_a_launched_worker_holds_its_pid_file_from_the_start_and_cancel_stops_it(pending):

@@ -1,12 +1,13 @@
-"""Runs in background worker processes: start, cancel, resume, and what a worker left behind.
+"""Runs and experiments in background worker processes: start, cancel, resume, and what a worker left behind.
 
 The app never runs the loop in its own process (a model and a fine-tuning job would
 freeze it, and one crash would take the app down). It launches
 
-    python -m star_core.runtime.jobs RUN_ID --db PATH
+    python -m star_core.runtime.worker run RUN_ID --db PATH
 
 detached from the app, with stdout and stderr going to ``worker.log`` in the run's
-folder. The worker first waits for a slot of this machine (run_queue.py; 'queued'),
+folder (an experiment's worker, ``worker experiment EXPERIMENT_ID``, logs beside the
+runs' folders and runs its arms one after another). The worker first waits for a slot of this machine (run_queue.py; 'queued'),
 unless launched with ``--no-queue``. The worker claims the run in the store (pid and host), so the store tells a
 live run from a dead one (runs.py `_live_status`) whoever started it: the app or
 `star run` on the command line. Between launch and claim the run is 'pending';
@@ -18,25 +19,25 @@ only while it is the worker's: never a stale pid that another process has by now
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
 from ..core.config import RunConfig
-from ..core.errors import RunStateError, StarError
-from ..core.states import RunStatus
-from ..store import Store
+from ..core.errors import ExperimentError, RunStateError, StarError
 from ..core.processes import live_holder, signal_holder, spawn_holding
+from ..core.states import RunStatus
+from ..engine.prepare import create_run
+from ..store import Store
 
 LOG_NAME = "worker.log"
 PID_NAME = "worker.pid"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+WORKER = "star_core.runtime.worker"
 
 
 def log_path(store: Store, run_id: int) -> Path:
@@ -49,13 +50,6 @@ class WorkerStartError(RunStateError):
     def __init__(self, run_id: int, message: str):
         self.run_id = run_id
         super().__init__(message)
-
-
-def create_run(store: Store, config: RunConfig) -> int:
-    """Validate what a run needs and store it (prepare.create_run: errors name the field at fault)."""
-    from ..engine.prepare import create_run as create
-
-    return create(store, config)
 
 
 def start(store: Store, config: RunConfig, queue: bool = True) -> int:
@@ -92,8 +86,30 @@ def launch(store: Store, run_id: int, queue: bool = True) -> int:
     store.claim_run(run_id, status=RunStatus.PENDING)
     folder = store.run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    args = [str(run_id), "--db", str(store.path.resolve())] + ([] if queue else ["--no-queue"])
-    return spawn_worker("star_core.runtime.jobs", args, folder, f"run {run_id}")
+    args = ["run", str(run_id), "--db", str(store.path.resolve())] + ([] if queue else ["--no-queue"])
+    return spawn_worker(WORKER, args, folder, f"run {run_id}")
+
+
+def launch_experiment(store: Store, experiment_id: int) -> int:
+    """Run (or resume) an experiment's arms (or an exemplar comparison's two runs) in a detached worker; return
+    its pid. Each arm is an ordinary run claimed by that worker, so the Runs page follows it like any other."""
+    store.get_experiment(experiment_id)  # exists
+    if experiment_worker_alive(store, experiment_id):
+        raise ExperimentError(f"experiment {experiment_id} is already running in a worker")
+    folder = experiment_folder(store, experiment_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    args = ["experiment", str(experiment_id), "--db", str(store.path.resolve())]
+    return spawn_worker(WORKER, args, folder, f"experiment {experiment_id}")
+
+
+def experiment_folder(store: Store, experiment_id: int) -> Path:
+    """Where an experiment's worker keeps its log and pid file: beside the runs' folders."""
+    return store.path.parent / f"{store.path.stem}-runs" / f"experiment-{experiment_id}"
+
+
+def experiment_worker_alive(store: Store, experiment_id: int) -> bool:
+    """Whether the experiment's worker still lives (its locked pid file, not a pid that may be reused)."""
+    return live_worker(experiment_folder(store, experiment_id)) is not None
 
 
 def spawn_worker(module: str, args: list[str], folder: Path, what: str) -> int:
@@ -171,9 +187,11 @@ def never_launched(store: Store, run_id: int) -> bool:
     return _launched_pid(store, run_id) is None and store.get_run(run_id).status == RunStatus.PENDING
 
 
-def log_tail(store: Store, run_id: int, lines: int = 40) -> str:
-    """The end of the run's worker log ('' if it has none, e.g. a run started with `star run`)."""
-    path = log_path(store, run_id)
+def log_tail(store: Store, run_id: int | None = None, lines: int = 40, *, experiment_id: int | None = None) -> str:
+    """The end of a run's worker log, or with `experiment_id` an experiment's ('' if it has none, e.g. a run
+    started with `star run`)."""
+    folder = store.run_folder(run_id) if experiment_id is None else experiment_folder(store, experiment_id)
+    path = folder / LOG_NAME
     if not path.exists():
         return ""
     with open(path, "rb") as f:
@@ -204,58 +222,3 @@ def live_worker(folder: Path) -> int | None:
     """The pid of the worker spawn_worker started in `folder` while it lives; None if none was started or it
     has ended (its pid file is then not held, whichever process has that pid now)."""
     return live_holder(folder / PID_NAME)
-
-
-# --- the worker -------------------------------------------------------------------
-
-
-class LogReporter:
-    """Progress lines for the worker log (the app reads live progress from the store)."""
-
-    def __init__(self):
-        self._last = 0.0
-
-    def phase(self, iteration: int, phase: str, total: int) -> None:
-        self._say(f"iteration {iteration}: {phase} ({total})")
-
-    def advance(self, done: int, total: int, tokens_per_s: float | None, note: str = "") -> None:
-        if time.monotonic() - self._last > 10 or done >= total:
-            rate = f", {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
-            self._say(f"  {done}/{total}{rate}{', ' + note if note else ''}")
-
-    def message(self, text: str) -> None:
-        self._say(text)
-
-    def _say(self, text: str) -> None:
-        self._last = time.monotonic()
-        print(f"{datetime.now():%H:%M:%S} {text}", flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m star_core.runtime.jobs", description="Run (or resume) one stored run.")
-    parser.add_argument("run_id", type=int)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--no-queue", action="store_true",
-                        help="start at once instead of waiting for a free slot of this machine")
-    args = parser.parse_args(argv)
-
-    from ..engine.loop import Cancelled, execute_run
-
-    reporter = LogReporter()
-    # A run never gives up on the database: a reader holding it (the app, `duckdb -readonly`) only
-    # makes the run wait, once said in the log, and what it computed is written when the file is free.
-    store = Store(args.db, lock_timeout=None, on_wait=reporter.message)
-    try:
-        execute_run(store, args.run_id, reporter, queue=not args.no_queue)
-    except Cancelled:
-        print(f"run {args.run_id} cancelled", flush=True)
-        return 1
-    except StarError as exc:  # recorded in the store by execute_run (or refused before it claimed the run)
-        print(f"error: {exc}", flush=True)
-        return 1
-    print(f"run {args.run_id} done", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Fine-tuning in N processes (`star run --train-processes N`), launched and followed by the run's process.
 
 The run's process writes the job (model, prefix, examples, settings, where the state and
-the checkpoint go) to a folder, starts N train_worker processes with torch's launcher,
-and follows them: each step the main worker reports becomes an `on_step` call here (the
+the checkpoint go) to a folder, starts N processes with torch's launcher (each runs
+`star_core.runtime.worker train`), and follows them: each step the main worker reports becomes an `on_step` call here (the
 store and the progress bar see the same steps as with one process), a cancel becomes a
 stop file, and the result comes back as the FinetuneResult one process would return.
 The checkpoint is written by the main worker in the format one process writes.
@@ -50,7 +50,7 @@ def threads_each(threads: int, processes: int) -> int:
 
 def launch_command(processes: int, job_dir: Path) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-            "-m", "star_core.runtime.train_worker", str(job_dir)]
+            "-m", "star_core.runtime.worker", "train", str(job_dir)]
 
 
 def _die_with_parent() -> None:
