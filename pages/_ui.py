@@ -20,7 +20,8 @@ import streamlit as st
 
 import star_core.engine.exemplars as ex
 from star_core.core.errors import StarError
-from star_core.analysis.present import STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag, label, similarity
+from star_core.analysis.present import (STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag, label,
+                                        similarity)
 from star_core.store import Store
 from star_core.store.exemplar_sets import ExemplarSetError
 from star_core.analysis.trajectories import question_ids

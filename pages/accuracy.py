@@ -9,7 +9,8 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _ui as ui
-from star_core.analysis.present import GROUP_BY, LABELS, accuracy_figures_data, colors_for, kept_steps_table, runs_with_data
+from star_core.analysis.present import (GROUP_BY, LABELS, accuracy_figures_data, colors_for, kept_steps_table,
+                                        runs_with_data)
 
 INTERVAL_NOTE = "Bars: 95% Wilson interval of each point's accuracy; hover a point for n (questions) and the interval."
 

@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui
-import star_core.runtime.jobs as jobs
-import star_core.engine.run_queue as run_queue
+from star_core.runtime import jobs
+from star_core.engine import run_queue
 from star_core.core.config import Group
 from star_core.core.errors import ConfigError, StarError
 from star_core.engine.prepare import prepare_run, shown_defaults
@@ -421,8 +421,7 @@ def _buttons(store, run_id: int, status: str, active: bool, died_early: bool, ca
 
 def experiment_controls(store) -> None:
     """The paper's comparison (star experiment paper): its five arms, one after another, in a background worker."""
-    import star_core.engine.experiments as experiments
-    import star_core.runtime.experiments_worker as experiments_worker
+    from star_core.engine import experiments
 
     with st.expander("Run the paper's comparison", icon=":material/science:"):
         st.caption("Five runs on the same problems and eval questions, one after another: few-shot answer only, "
@@ -441,7 +440,7 @@ def experiment_controls(store) -> None:
             try:
                 with st.spinner("Checking the model and preparing the problems of every arm…"):
                     experiment_id = experiments.create_experiment(store, {"seed": int(seed)}, preset or None)
-                    experiments_worker.launch(store, experiment_id)
+                    jobs.launch_experiment(store, experiment_id)
             except StarError as exc:
                 st.error(ui.md_escape(str(exc)))
             else:

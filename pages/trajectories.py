@@ -13,7 +13,8 @@ import streamlit as st
 
 from pages import _ui as ui
 from star_core.analysis.present import LABELS, label
-from star_core.analysis.trajectories import OUTCOME_VALUE, TRANSITIONS, Outcome, Trajectory, class_counts, grid, transitions, with_classes
+from star_core.analysis.trajectories import (OUTCOME_VALUE, TRANSITIONS, Outcome, Trajectory, class_counts, grid,
+                                             transitions, with_classes)
 
 SPLITS = {"eval": "Eval questions (held out)", "train": "Training questions"}
 CLASS_COLORS = {"learned": "#2ca02c", "forgotten": "#d62728", "always right": "#1f77b4", "never right": "#7f7f7f",

@@ -105,9 +105,10 @@ def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: l
 
 def _as_settings(flags: list[str]) -> dict:
     """`star run` flags as RunConfig settings, through the CLI's own parser."""
-    from star_core.cli.commands import _given, build_parser
+    from star_core.cli.commands import build_parser
+    from star_core.core.settings_spec import given_settings
 
-    return _given(build_parser().parse_args(["run", *flags]))
+    return given_settings(build_parser().parse_args(["run", *flags]))
 
 
 def seed_exemplar_set(db: Path) -> None:

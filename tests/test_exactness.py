@@ -24,7 +24,8 @@ import torch
 from star_core.model.finetune import IGNORE, Example, _encode, _loss, _with_lora
 from star_core.model.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
 from star_core.model.loading import BF16_ENV, DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer
-from star_core.model.prefix_attention import SharedPrefix, prefix_kv, shared_prefix_attention, use_shared_prefix_attention
+from star_core.model.prefix_attention import (SharedPrefix, prefix_kv, shared_prefix_attention,
+                                              use_shared_prefix_attention)
 from star_core.tasks.base import STOP_TEXT, cut_at_stop
 
 PREFIX = (

@@ -18,7 +18,8 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core.states import VERIFIER_ROWS, QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode, Rating  # noqa: F401 - re-exported
+# The audit vocabulary is the store's too, so it lives in core; re-exported for the audit's readers.
+from ..core.states import QUEUE_ORDERS, RATING_HELP, RATINGS, VERIFIER_ROWS, QueueMode, Rating  # noqa: F401
 from .stats import Z_95, wilson_interval  # noqa: F401 - the audit figures' interval, shared with run comparisons
 
 

@@ -430,7 +430,8 @@ class _GenerationModels:
     def get(self, checkpoint: Path | None) -> BatchDecoder:
         if self.config.workers:
             if self._pool is None:
-                from ..model.distributed.ray_generation import RayDecoderPool  # Ray is imported only for runs with workers
+                # Ray is imported only for runs with workers.
+                from ..model.distributed.ray_generation import RayDecoderPool
 
                 self._pool = RayDecoderPool(self.config)
             return self._pool.for_checkpoint(checkpoint)

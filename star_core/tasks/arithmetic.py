@@ -28,7 +28,8 @@ import re
 from ..core.errors import ConfigError
 from ..core.states import ArithmeticFormat
 from . import scratchpad
-from .base import ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer, rationale_of
+from .base import (ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer,
+                   rationale_of)
 from .settings import TaskSettings
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import re
 
 from ..core.config import RunConfig
-from .answers import canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern, numbers_equal, regex_matches, texts_equal
+from .answers import (canonical_number, choice_correct, extract_choice, extract_number, extract_text, number_pattern,
+                      numbers_equal, regex_matches, texts_equal)
 from .base import Exemplar, Problem, Verdict, answer_sentence
 from .commonsenseqa import choice_answer_pattern, format_choice_question
 from .datafile import RowError, field_value, gold_label, load_file, parse_choices, split, text_value
