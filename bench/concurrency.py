@@ -67,7 +67,7 @@ class Latencies:
 
 def star_run(db: Path, flags: list[str], env: dict, queue: bool) -> subprocess.Popen:
     log = open(db.with_suffix(".log"), "w")
-    cmd = [sys.executable, "-m", "star_core.cli.commands", "run", "--db", str(db), *flags] + ([] if queue else ["--no-queue"])
+    cmd = [sys.executable, "-m", "star_core.cli", "run", "--db", str(db), *flags] + ([] if queue else ["--no-queue"])
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
 
 

@@ -90,7 +90,7 @@ def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: l
     from star_core.engine.prepare import create_run, prepare_run
     from star_core.store import Store
 
-    cli = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "run", "--help"], capture_output=True, text=True)
+    cli = subprocess.run([sys.executable, "-m", "star_core.cli", "run", "--help"], capture_output=True, text=True)
     assert cli.returncode == 0, cli.stderr
     os.environ.update(env)  # the worker inherits the private slots folder
     store = Store(db).init()
@@ -98,7 +98,7 @@ def start_runs(db: Path, flags: list[str], env: dict, folder: Path, cli_flags: l
     run_id = create_run(store, prepare_run(given).config)
     jobs.launch(store, run_id)
     time.sleep(2)  # the app's run asks for the slot first
-    cli_run = subprocess.Popen([sys.executable, "-m", "star_core.cli.commands", "run", "--db", str(db), *flags, *cli_flags], cwd=ROOT,
+    cli_run = subprocess.Popen([sys.executable, "-m", "star_core.cli", "run", "--db", str(db), *flags, *cli_flags], cwd=ROOT,
                                env=env, stdout=open(folder / "cli-run.log", "w"), stderr=subprocess.STDOUT)
     return run_id, cli_run
 

@@ -15,11 +15,11 @@ from star_core.store import Store
 from conftest import TINY_FLAGS, star, tiny_config
 
 def test_help_lists_every_command_and_every_run_setting():
-    top = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "--help"], capture_output=True, text=True)
+    top = subprocess.run([sys.executable, "-m", "star_core.cli", "--help"], capture_output=True, text=True)
     assert top.returncode == 0
     for command in ("run", "runs", "export", "app"):
         assert command in top.stdout
-    run = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "run", "--help"], capture_output=True, text=True).stdout
+    run = subprocess.run([sys.executable, "-m", "star_core.cli", "run", "--help"], capture_output=True, text=True).stdout
     for f in fields(RunConfig):
         assert "--" + f.name.replace("_", "-") in run, f.name
     assert "--resume" in run and "--db" in run

@@ -71,7 +71,7 @@ def test_a_reader_that_left_is_one_line_and_no_traceback(kept_db):
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first byte: the write gets EPIPE
     try:
-        done = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "export", "--db", str(kept_db), "--run", "1",
+        done = subprocess.run([sys.executable, "-m", "star_core.cli", "export", "--db", str(kept_db), "--run", "1",
                                "--out", "-"], stdout=write, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
                               timeout=120)
     finally:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from app_helpers import open_page, texts
 from star_core.core.config import RunConfig
 from star_core.engine.filtering import FilterRule
-from star_core.analysis.present import kept_steps_table, why_kept
+from star_core.analysis.present import kept_steps_table
+from star_core.engine.filtering import why_kept
 from star_core.store import AttemptRow, Store
 from star_core.tasks.arithmetic import ArithmeticTask, rationale_for
 from star_core.tasks.base import Problem

@@ -69,7 +69,7 @@ def test_star_run_has_a_flag_for_every_field_with_its_help():
 
 
 def test_star_run_help_prints_every_fields_help():
-    out = subprocess.run([sys.executable, "-m", "star_core.cli.commands", "run", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "star_core.cli", "run", "--help"], capture_output=True,
                          text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "100000"}).stdout
     for f in FIELDS:
         assert f.metadata["help"] in out, f.name

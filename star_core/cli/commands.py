@@ -509,6 +509,3 @@ def _cmd_app(args: argparse.Namespace) -> int:
                 "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     return stcli.main()
 
-
-if __name__ == "__main__":
-    sys.exit(main())
