@@ -18,6 +18,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ..core.settings_spec import NO_QUEUE_HELP
+
 
 class LogReporter:
     """Progress lines for the worker log (the app reads live progress from the store)."""
@@ -162,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     one_run = sub.add_parser("run", help="run (or resume) one stored run")
     one_run.add_argument("run_id", type=int)
     one_run.add_argument("--db", required=True)
-    one_run.add_argument("--no-queue", action="store_true",
-                         help="start at once instead of waiting for a free slot of this machine")
+    one_run.add_argument("--no-queue", action="store_true", help=NO_QUEUE_HELP)
     arms = sub.add_parser("experiment", help="run (or resume) the arms of one stored experiment")
     arms.add_argument("experiment_id", type=int)
     arms.add_argument("--db", required=True)
