@@ -1,4 +1,4 @@
-"""Direct fine-tuning mode, stopping by patience and the curriculum, in the loop.
+"""Direct fine-tuning mode, stopping by patience or the time budget, and the curriculum, in the loop.
 
 Completions are canned (PrefixGenerator replaced, as in test_task_loop.py) so that each test
 knows exactly which answers are right; the tiny random model still loads and fine-tunes.
@@ -193,6 +193,26 @@ def test_patience_stops_the_run_when_eval_accuracy_plateaus(tmp_path, tiny_model
 def test_without_patience_every_iteration_runs(tmp_path, tiny_model, scripted):
     scripted.eval_right = {0: 2, 1: 1, 2: 1}
     store, run_id = started(tmp_path, tiny_config(tiny_model, iterations=2, eval_size=4))
+    execute_run(store, run_id)
+    assert store.iteration_phases(run_id) == {0: "done", 1: "done", 2: "done"}
+
+
+def test_a_spent_time_budget_starts_no_further_iteration(tmp_path, tiny_model, scripted):
+    # 0.06 ms: iteration 0 alone spends it, so iteration 1 would end past it
+    scripted.eval_right = {0: 1, 1: 2}
+    store, run_id = started(tmp_path, tiny_config(tiny_model, iterations=3, eval_size=4, time_budget_minutes=1e-6))
+    messages = Messages()
+    execute_run(store, run_id, messages)
+
+    assert store.get_run(run_id).status == "done"
+    assert store.iteration_phases(run_id) == {0: "done"}
+    said = [m for m in messages.lines if m.startswith("stopping")]
+    assert len(said) == 1 and "before iteration 1" in said[0] and "time budget" in said[0]
+
+
+def test_a_time_budget_with_room_runs_every_iteration(tmp_path, tiny_model, scripted):
+    scripted.eval_right = {0: 2, 1: 1, 2: 1}
+    store, run_id = started(tmp_path, tiny_config(tiny_model, iterations=2, eval_size=4, time_budget_minutes=600))
     execute_run(store, run_id)
     assert store.iteration_phases(run_id) == {0: "done", 1: "done", 2: "done"}
 

@@ -1,10 +1,10 @@
-"""The stopping rule (patience), on hand-computed accuracy sequences."""
+"""The stopping rules (patience and the time budget), on hand-computed cases."""
 
 from __future__ import annotations
 
 import pytest
 
-from star_core.engine.stopping import best_iteration, should_stop, stop_message
+from star_core.engine.stopping import best_iteration, budget_message, over_budget, should_stop, stop_message
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,31 @@ def test_negative_patience_is_a_mistake():
 def test_the_message_says_why():
     text = stop_message([0.3, 0.5, 0.4, 0.45], 2)
     assert "after iteration 3" in text and "2 iteration(s)" in text and "50.0% at iteration 1" in text
+
+
+@pytest.mark.parametrize(
+    "elapsed, last, budget, stop",
+    [
+        (0.0, None, 0.0, False),  # 0: no budget
+        (10_000.0, 500.0, 0.0, False),
+        (30.0, None, 1800.0, False),  # after iteration 0: nothing to judge by but the time spent
+        (1800.5, None, 1800.0, True),  # iteration 0 alone spent it
+        (1300.0, 450.0, 1800.0, False),  # 1750 s: ends inside the budget
+        (1300.0, 500.0, 1800.0, False),  # exactly at the budget: still inside
+        (1300.0, 501.0, 1800.0, True),
+        (1900.0, 10.0, 1800.0, True),
+    ],
+)
+def test_over_budget(elapsed, last, budget, stop):
+    assert over_budget(elapsed, last, budget) is stop
+
+
+def test_a_negative_budget_is_a_mistake():
+    with pytest.raises(ValueError):
+        over_budget(1.0, 1.0, -1.0)
+
+
+def test_the_budget_message_says_why():
+    text = budget_message(4, 1320.0, 456.0, 1800.0)
+    assert "before iteration 4" in text and "22.0 of the 30 minutes" in text and "iteration 3 took 7.6" in text
+    assert "took" not in budget_message(1, 1900.0, None, 1800.0)

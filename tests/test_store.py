@@ -181,6 +181,21 @@ def test_eval_accuracies_are_overall_per_iteration_in_order(tmp_path):
     assert store.eval_accuracies(run_id + 1, before=9) == []
 
 
+def test_run_clock_sums_the_finished_iterations_and_times_the_last(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig())
+    assert store.run_clock(run_id, before=1) == (0.0, None)
+    for n in range(4):
+        store.set_iteration_phase(run_id, n, "done" if n < 3 else "generate")
+    with store.db.write() as con:  # hand-set times: 40 s, 400 s and 460 s, an hour's gap before iteration 2 that counts nothing
+        for n, start, end in [(0, "10:00:00", "10:00:40"), (1, "10:00:40", "10:07:20"), (2, "11:00:00", "11:07:40")]:
+            con.execute("UPDATE iterations SET started_at = ?, finished_at = ? WHERE run_id = ? AND iteration = ?",
+                        [f"2026-12-01 {start}", f"2026-12-01 {end}", run_id, n])
+    assert store.run_clock(run_id, before=1) == (40.0, None)  # iteration 0 is evaluation, not a STaR iteration
+    assert store.run_clock(run_id, before=2) == (440.0, 400.0)
+    assert store.run_clock(run_id, before=4) == (900.0, 460.0)  # the unfinished iteration 3 counts nothing yet
+
+
 def test_train_accuracy_by_difficulty_per_training_iteration(tmp_path):
     store = Store(tmp_path / "s.duckdb").init()
     run_id = store.create_run(RunConfig())

@@ -120,6 +120,13 @@ class RunConfig:
         "Stop when eval accuracy has not improved for this many iterations (0 = off); --iterations stays the "
         "upper bound.", min=0,
     )
+    # A laptop user asks "the best within 30 minutes", not "after n iterations": the clock, not patience, ended
+    # the 1-5 digit runs (docs/measurements.md#2026-12-02-star-on-15-digits-three-seeds).
+    time_budget_minutes: float = _f(
+        0.0, "Time budget (minutes)", Group.RUN,
+        "Start no iteration that would end past this many minutes of the run's wall time (iteration 0 "
+        "included), judged by the last iteration's length (0 = off); --iterations stays the upper bound.", min=0.0,
+    )
     # Direct fine-tuning on the final answers is the paper's main baseline: it tells how much of a gain is the rationales'.
     mode: str = _f(
         RunMode.STAR.value, "Mode", Group.RUN,

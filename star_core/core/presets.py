@@ -26,6 +26,9 @@ PRESETS: dict[str, dict] = {
         "eval_size": 80,  # 16 questions per digit count: the eval is a fifth of an iteration's decoding
         "iterations": 16,  # the paper's 16 iterations, now an upper bound: patience stops earlier
         "patience": 2,  # the paper iterates until accuracy plateaus; 2 iterations without a gain ends a run
+        # The goal is the best within 30 minutes, and on a 2-core CPU the clock ends these runs before patience
+        # does: the fourth iteration ended 27-32 minutes in (docs/measurements.md#2026-12-02-star-on-15-digits-three-seeds).
+        "time_budget_minutes": 30,
         # Measured: with the curriculum, iteration 1 trained on 1-2 digits only (50 of 128 questions); without it
         # the filter already keeps mostly the small sums, and the 4-5 digit questions get rationalized from
         # iteration 1. It also keeps STaR comparable with direct fine-tuning, which has no curriculum.

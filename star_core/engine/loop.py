@@ -34,7 +34,7 @@ from .judge import judge
 from ..model.loading import LoadedModel, load_model, precision_note, resolve_device
 from .phase_clock import PhaseClock
 from ..core.states import AttemptKind, Phase, RunMode, RunStatus
-from .stopping import should_stop, stop_message
+from .stopping import budget_message, over_budget, should_stop, stop_message
 from ..store import AttemptRow, Store
 from ..tasks import Problem, Task, get_task
 from ..tasks.base import STOP_TEXT, answer_only_completion, build_prefix, cut_at_stop
@@ -162,7 +162,7 @@ class _Runner:
             self._evaluate(0)
         iteration = self._direct_iteration if self.direct else self._iteration
         for n in range(1, self.config.iterations + 1):
-            if self._plateaued(before=n):
+            if self._plateaued(before=n) or self._out_of_time(before=n):
                 return
             if self._phase(n) != Phase.DONE:
                 iteration(n)
@@ -202,6 +202,17 @@ class _Runner:
             return False
         self.reporter.message(stop_message(accuracies, self.config.patience) + f"; --iterations {self.config.iterations} "
                               "was the upper bound")
+        return True
+
+    def _out_of_time(self, before: int) -> bool:
+        """Whether iteration `before` would end past the run's time budget (RunConfig.time_budget_minutes); says so."""
+        budget_s = self.config.time_budget_minutes * 60
+        if not budget_s:
+            return False
+        elapsed_s, last_s = self.store.run_clock(self.run_id, before)
+        if not over_budget(elapsed_s, last_s, budget_s):
+            return False
+        self.reporter.message(budget_message(before, elapsed_s, last_s, budget_s))
         return True
 
     def _training_questions(self, n: int) -> list[Problem]:

@@ -2,7 +2,8 @@
 (docs/paper.md#presets-stopping-and-the-papers-comparison).
 
 `--iterations` stays the upper bound; `patience` stops earlier, once eval accuracy has
-not improved for that many iterations.
+not improved for that many iterations, and `time_budget_minutes` once the next iteration
+would end past the budget.
 """
 
 from __future__ import annotations
@@ -37,3 +38,26 @@ def stop_message(accuracies: list[float], patience: int) -> str:
     n, best = len(accuracies) - 1, best_iteration(accuracies)
     return (f"stopping after iteration {n}: eval accuracy has not improved for {n - best} iteration(s) "
             f"(patience {patience}; best {accuracies[best]:.1%} at iteration {best})")
+
+
+def over_budget(elapsed_s: float, last_iteration_s: float | None, budget_s: float) -> bool:
+    """Whether an iteration started now would end past `budget_s`, `elapsed_s` having been spent on the
+    iterations before it (iteration 0 included).
+
+    The next iteration is expected to take as long as the last finished one (`last_iteration_s`; None before
+    the first STaR iteration, when only the budget already spent counts). Fine-tuning steps grow from one
+    iteration to the next, so the estimate is a little short: the budget is a bound on when an iteration
+    starts, judged as well as the last one allows. `budget_s` 0 never stops.
+    """
+    if budget_s < 0:
+        raise ValueError(f"the time budget must be at least 0, got {budget_s}")
+    if budget_s == 0:
+        return False
+    return elapsed_s + (last_iteration_s or 0.0) > budget_s
+
+
+def budget_message(next_iteration: int, elapsed_s: float, last_iteration_s: float | None, budget_s: float) -> str:
+    """Why a run stopped at its time budget, in words (for the run's messages)."""
+    last = f" and iteration {next_iteration - 1} took {last_iteration_s / 60:.1f}" if last_iteration_s else ""
+    return (f"stopping before iteration {next_iteration}: {elapsed_s / 60:.1f} of the {budget_s / 60:g} minutes' "
+            f"time budget spent{last}, so iteration {next_iteration} would end past it")

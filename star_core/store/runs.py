@@ -190,6 +190,18 @@ class RunQueries:
                               [run_id, iteration]).fetchone()
         return Path(row[0]) if row and row[0] else None
 
+    def run_clock(self, run_id: int, before: int) -> tuple[float, float | None]:
+        """The wall seconds iterations 0..before-1 took together (each from its start to its end, so the time
+        between a crash and its resume counts only inside an iteration), and the seconds the last finished
+        STaR iteration among them took (None: none has finished)."""
+        with self.db.read() as con:
+            spent, last = con.execute(
+                "SELECT sum(epoch(finished_at) - epoch(started_at)), "
+                "       arg_max(epoch(finished_at) - epoch(started_at), iteration) FILTER (WHERE iteration >= 1) "
+                "FROM iterations WHERE run_id = ? AND iteration < ? AND finished_at IS NOT NULL",
+                [run_id, before]).fetchone()
+        return float(spent or 0.0), (float(last) if last is not None else None)
+
     def eval_accuracies(self, run_id: int, before: int) -> list[float]:
         """Overall eval accuracy of each iteration below `before` that has one, in iteration order."""
         with self.db.read() as con:
