@@ -10,7 +10,9 @@ difficulty.
 For the 1-5 digit range: `--max-digits 5 --exemplars long --steps` adds a 4- and a
 5-digit exemplar, and prints beside each accuracy how many answers were also
 step-verified (what the `verified` filter keeps), for the plain prompt and for the
-rationalization prompt (the answer as a hint).
+rationalization prompt (the answer as a hint). The column formats are not what the
+task's verifier reads: `column-shrinking` counts as verified when it is the canonical
+text; the other column formats always count 0 verified (the verifier reads place sums).
 """
 
 from __future__ import annotations
@@ -76,7 +78,28 @@ def place_value_chained(a: int, b: int) -> str:
     return " = ".join([f"{a} + {b}", *steps, str(a + b)]) + "."
 
 
+def column_shrinking(a: int, b: int) -> str:
+    """Column addition that rewrites the operands without their last digit at each step, with the running
+    result, so that every number a step needs is the last digit of something just written:
+    624 + 259: 4 + 9 + 0 = 13, so 3 carry 1. 62 + 25: 2 + 5 + 1 = 8, so 83 carry 0. 6 + 2: 6 + 2 + 0 = 8, so 883."""
+    width = max(len(str(a)), len(str(b)))
+    steps, result, carry = [], "", 0
+    for place in range(width):
+        ta, tb = a // 10**place, b // 10**place
+        total = ta % 10 + tb % 10 + carry
+        last = place == width - 1
+        result = str(total if last else total % 10) + result
+        steps.append(f"{ta} + {tb}: {ta % 10} + {tb % 10} + {carry} = {total}, so {result}"
+                     + ("" if last else f" carry {total // 10}") + ".")
+        carry = total // 10
+    return " ".join(steps)
+
+
+# Formats whose steps the arithmetic task's verifier does not read are checked by being the canonical text.
+EXACT_ONLY = {"column-shrinking"}
+
 FORMATS = {
+    "column-shrinking": column_shrinking,
     "column+carry": column_carry,
     "column": column_no_carry_words,
     "place-value (shipped)": rationale_for,
@@ -124,12 +147,20 @@ def main() -> None:
                     outs += gen.generate([task.format_question(p, task.format_hint(p) if hinted else None) for p in chunk])
                 seconds = time.perf_counter() - started
                 right = [task.is_correct(last_answer(rationale_of(o.text)), p) for o, p in zip(outs, problems)]
-                steps = [r and task.verify_steps(o.text, p).ok for r, o, p in zip(right, outs, problems)]
+                steps = [r and verified(name, rationale, o.text, p) for r, o, p in zip(right, outs, problems)]
                 scored = list(zip(problems, right, steps))
                 cells = [score([s for s in scored if s[0].difficulty == d], args.steps) for d in digits]
                 tps = sum(o.new_tokens for o in outs) / seconds
                 print(f"{spec:14} {name:20} {'hint' if hinted else 'plain':7} " + " ".join(c.rjust(9) for c in cells)
                       + f"  {score(scored, args.steps):>9}  {tps:5.0f}", flush=True)
+
+
+def verified(name: str, rationale, completion: str, problem) -> bool:
+    """Whether a completion's steps hold: the task's verifier for the place-value formats, else the exact text."""
+    if name in EXACT_ONLY:
+        a, b = (int(x) for x in problem.question.split(" + "))
+        return rationale(a, b) in rationale_of(completion)
+    return FormatTask().verify_steps(completion, problem).ok
 
 
 def score(scored: list, with_steps: bool) -> str:
