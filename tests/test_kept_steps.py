@@ -84,3 +84,43 @@ def test_the_accuracy_page_shows_how_many_kept_rationales_had_their_steps(tmp_pa
     assert "Kept rationales with their steps" in texts(at)
     table = next(d.value for d in at.dataframe if "with steps" in d.value.columns)
     assert list(table["kept"]) == [5, 2] and list(table["with steps"]) == [3, 1]
+
+
+def with_a_one_digit_question(store: Store, run_id: int) -> Problem:
+    """A 1-digit question kept in iteration 1 (its rationale verifies: a single sum has nothing more to show),
+    and eval attempts at difficulties 1 and 2 for iterations 0 and 1, both finished."""
+    one = Problem("3+4", "3 + 4", "7", "train", 1)
+    evals = [Problem("2+5", "2 + 5", "7", "eval", 1), Problem("21+13", "21 + 13", "34", "eval", 2)]
+    store.save_problems(run_id, store.load_problems(run_id) + [one, *evals])
+    store.add_attempts([_row(run_id, 1, one, " 3 + 4 = 7. The answer is 7.\n\n")])
+    store.mark_training(run_id, 1, [c.attempt_id for c in store.attempts_of(run_id, 1, "generated")])  # all six
+    for iteration in (0, 1):
+        store.add_attempts([_row(run_id, iteration, p, f" The answer is {p.answer}.\n\n", kind="eval") for p in evals])
+        store.set_iteration_phase(run_id, iteration, "done")
+    return one
+
+
+def test_min_difficulty_leaves_the_easier_questions_out(tmp_path):
+    store, run_id = seeded(tmp_path / "k.duckdb")
+    with_a_one_digit_question(store, run_id)
+    rows = lambda frame: [tuple(r) for r in frame[["iteration", "kept", "with_steps"]].itertuples(index=False)]  # noqa: E731
+    assert rows(store.kept_with_steps([run_id])) == [(1, 6, 4), (2, 2, 1)]  # the 1-digit one verifies
+    assert rows(store.kept_with_steps([run_id], min_difficulty=2)) == [(1, 5, 3), (2, 2, 1)]
+    assert store.kept_with_steps([run_id], min_difficulty=3).empty
+
+
+def test_star_runs_prints_one_runs_table_with_the_kept_steps_above_the_easiest_difficulty(tmp_path, capsys):
+    from star_core.cli import main
+
+    db = tmp_path / "k.duckdb"
+    store, run_id = seeded(db)
+    with_a_one_digit_question(store, run_id)
+    del store
+    assert main(["runs", "--db", str(db), "--run", str(run_id)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "kept with steps" in line)
+    assert "of difficulty > 1" in header and "ends at" in header
+    row = next(line.split() for line in out.splitlines() if line.startswith("1 "))
+    assert "4/6" in row and "3/5" in row  # all kept, then the 2-digit ones only
+    assert main(["runs", "--db", str(db), "--run", "42"]) == 2
+    assert "there is no run 42" in capsys.readouterr().err

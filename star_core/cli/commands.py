@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="list the runs in a database with status and accuracy")
     _add_db(runs)
+    runs.add_argument("--run", type=int, dest="run", metavar="RUN_ID",
+                      help="one run's eval accuracy by iteration and difficulty instead, with what each iteration kept")
     runs.set_defaults(handler=_cmd_runs)
 
     cancel = sub.add_parser(
@@ -317,12 +319,14 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .progress import runs_table
-    from ..store import Store
+    from .progress import accuracy_table, runs_table
 
-    if not Path(args.db).exists():
-        raise StarError(f"database {args.db} does not exist (start a run with: star run --db {args.db})")
-    print(runs_table(Store(args.db, on_wait=_say_waiting)))
+    store = _existing_store(args.db, on_wait=_say_waiting)
+    if args.run is None:
+        print(runs_table(store))
+        return 0
+    store.get_run(args.run)  # a RunStateError naming the missing run
+    print(accuracy_table(store, args.run))
     return 0
 
 

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
-from ..analysis.present import pct, runs_overview
+from ..analysis.present import duration, pct, runs_overview
 from ..core.states import Phase
 from ..engine import run_queue
 from ..store import Store
@@ -63,8 +63,36 @@ def accuracy_table(store: Store, run_id: int) -> str:
     table["kept"] = [_int(iters.kept.get(i)) for i in table.index]
     table["steps"] = [_int(iters.steps.get(i)) for i in table.index]
     table["train loss"] = [f"{iters.train_loss[i]:.3f}" if i in iters.index and pd.notna(iters.train_loss[i]) else "-" for i in table.index]
+    _add_kept_with_steps(table, store, run_id, evals)
+    table["ends at"] = _ends_at(iters, table.index)
     table.index.name = "iteration"
     return f"Run {run_id}: eval accuracy by iteration (0 = few-shot baseline)\n" + table.to_string()
+
+
+def _add_kept_with_steps(table: pd.DataFrame, store: Store, run_id: int, evals: pd.DataFrame) -> None:
+    """How many kept rationales had verified steps, for a task that checks them. Where the run spans several
+    difficulties, the easiest is left out too: a 1-digit sum has no steps to show, so its rationales would hide
+    that the harder ones are bare answers."""
+    def column(kept: pd.DataFrame) -> list[str]:
+        rows = kept[kept.checked > 0].set_index("iteration")
+        return [f"{int(rows.with_steps[i])}/{int(rows.kept[i])}" if i in rows.index else "-" for i in table.index]
+
+    kept = store.kept_with_steps([run_id])
+    if not (kept.checked > 0).any():
+        return
+    table["kept with steps"] = column(kept)
+    difficulties = sorted(int(d) for d in evals.difficulty.dropna().unique())
+    if len(difficulties) > 1:
+        table[f"of difficulty > {difficulties[0]}"] = column(store.kept_with_steps([run_id], difficulties[0] + 1))
+
+
+def _ends_at(iters: pd.DataFrame, iterations) -> list[str]:
+    """When each iteration ended, counted from the start of iteration 0."""
+    if iters.empty or 0 not in iters.index:
+        return ["-" for _ in iterations]
+    start = iters.started_at[0]
+    return [duration((iters.finished_at[i] - start).total_seconds())
+            if i in iters.index and pd.notna(iters.finished_at[i]) else "-" for i in iterations]
 
 
 def runs_table(store: Store) -> str:

@@ -136,23 +136,25 @@ class ExperimentQueries:
 
 
 class KeptStepQueries:
-    def kept_with_steps(self, run_ids: list[int]) -> pd.DataFrame:
+    def kept_with_steps(self, run_ids: list[int], min_difficulty: int | None = None) -> pd.DataFrame:
         """Per run and iteration: kept (used for training) rationales, and how many of them had their steps
         (verified, and not the bare sum the step check calls NO_STEPS). verified is NULL for tasks that
-        cannot check steps: those rows count as kept only."""
+        cannot check steps: those rows count as kept only. min_difficulty counts only the questions of at
+        least that difficulty (2: the multi-digit sums, where a 1-digit question has no steps to show)."""
         ids = [int(r) for r in run_ids]
         cols = ["run_id", "iteration", "kept", "with_steps", "checked"]
         if not ids:
             return pd.DataFrame(columns=cols)
+        harder = "" if min_difficulty is None else "AND p.difficulty >= ?"
         with self.db.read() as con:
             return con.execute(
                 f"""
-                SELECT run_id, iteration, count(*) AS kept,
-                       count(*) FILTER (WHERE verified AND coalesce(verify_reason, '') <> ?) AS with_steps,
-                       count(verified) AS checked
-                FROM attempts
-                WHERE used_for_training AND run_id IN ({', '.join('?' * len(ids))})
-                GROUP BY run_id, iteration ORDER BY run_id, iteration
+                SELECT a.run_id, a.iteration, count(*) AS kept,
+                       count(*) FILTER (WHERE a.verified AND coalesce(a.verify_reason, '') <> ?) AS with_steps,
+                       count(a.verified) AS checked
+                FROM attempts a JOIN problems p USING (run_id, problem_id)
+                WHERE a.used_for_training AND a.run_id IN ({', '.join('?' * len(ids))}) {harder}
+                GROUP BY a.run_id, a.iteration ORDER BY a.run_id, a.iteration
                 """,
-                [NO_STEPS, *ids],
+                [NO_STEPS, *ids, *([] if min_difficulty is None else [int(min_difficulty)])],
             ).df()
