@@ -195,6 +195,7 @@ def sidebar_db() -> None:
 def task_key_input(container, prefix: str):
     """Choose a task and the settings its key depends on (jsonl: the answer type); returns the TaskKey."""
     from star_core.core.config import RunConfig, field_help
+    from star_core.core.settings_spec import label
     from star_core.tasks import TASK_NAMES, task_key
 
     meta = field_help()
@@ -203,7 +204,7 @@ def task_key_input(container, prefix: str):
     values = {}
     for field, _ in probe.settings:
         choices = list(meta[field].get("choices", [meta[field]["default"]]))
-        values[field] = container.selectbox(field.replace("_", " ").capitalize(), choices, key=f"{prefix}_{field}",
+        values[field] = container.selectbox(label(field), choices, key=f"{prefix}_{field}",
                                             help=meta[field]["help"])
     return task_key(RunConfig(task=name, **values))
 

@@ -26,8 +26,9 @@ PRESETS: dict[str, dict] = {
         "eval_size": 80,  # 16 questions per digit count: the eval is a fifth of an iteration's decoding
         "iterations": 16,  # the paper's 16 iterations, now an upper bound: patience stops earlier
         "patience": 2,  # the paper iterates until accuracy plateaus; 2 iterations without a gain ends a run
-        # The goal is the best within 30 minutes, and on a 2-core CPU the clock ends these runs before patience
-        # does: the fourth iteration ended 27-32 minutes in (docs/measurements.md#2026-12-02-star-on-15-digits-three-seeds).
+        # The goal is the best within 30 minutes. At 2e-4 the clock ended these runs before patience did (the fourth
+        # iteration ended 27-32 minutes in on a 2-core CPU); at 1e-3 patience ended them after 19-29 minutes on a
+        # faster one (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds).
         "time_budget_minutes": 30,
         # Measured: with the curriculum, iteration 1 trained on 1-2 digits only (50 of 128 questions); without it
         # the filter already keeps mostly the small sums, and the 4-5 digit questions get rationalized from
@@ -37,8 +38,9 @@ PRESETS: dict[str, dict] = {
         "samples_per_question": 1,  # the paper's one near-greedy sample per question (more samples: not measured)
         "finetune": "lora",  # a 19 MB adapter per checkpoint and no optimizer state for the base weights
         "lora_rank": 16,  # the default rank (other ranks: not measured on 1-5 digits)
-        # Measured (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds): on seed 0,
-        # 1e-3 reached 65.0% after iteration 2, where the LoRA default 2e-4 had 48.8% (and 61.3% at its best).
+        # Measured (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds): over three
+        # seeds 1e-3 had 60.0% after iteration 2 where the LoRA default 2e-4 had 48.8%, and reached about the same
+        # best (63.3% against 61.7%) one or two iterations sooner, so a slow CPU's 30 minutes still reach it.
         "learning_rate": 1e-3,
         # Measured: the model does not write place sums for 2-5 digits from a few examples, with or without the
         # hint, so `verified` kept only 1-digit rationales (25 of 128) and reached 35.0% after iteration 1;
