@@ -193,26 +193,28 @@ def attempt_table(store, run_id):
             for n in iterations for kind in AttemptKind for c in store.attempts_of(run_id, n, kind)]
 
 
-class KillsAWorker:
-    """A reporter that kill -9s one decode actor's process when the first batch of the run is stored, while that
-    actor holds batches of the phase."""
+def kill_once_started(monkeypatch, slot=1):
+    """kill -9 one decode actor's process as soon as the run's first pool has its actors up, before the phase's
+    first batch comes back: the batches the pool then gives that actor are lost with it. (Killing it when the first
+    batch is stored instead raced: under load the other actor could have decoded the rest of the phase by then.)
+    Returns the pids killed."""
+    from star_core.model.distributed import ray_generation
 
-    def __init__(self, pools):
-        self.pools, self.killed = pools, None
+    pool_class, killed = ray_generation.RayDecoderPool, []
+    start = pool_class._start
 
-    def phase(self, iteration, phase, total):
-        pass
+    def start_then_kill(pool):
+        starting = not pool._actors
+        start(pool)
+        if starting and not killed:
+            killed.append(pool.workers_info[slot]["pid"])
+            os.kill(killed[-1], signal.SIGKILL)
 
-    def advance(self, done, total, tokens_per_s, note=""):
-        if self.killed is None:
-            self.killed = self.pools[-1].workers_info[1]["pid"]
-            os.kill(self.killed, signal.SIGKILL)
-
-    def message(self, text):
-        pass
+    monkeypatch.setattr(pool_class, "_start", start_then_kill)
+    return killed
 
 
-def run_tiny(folder, tiny_model, reporter=None, **settings):
+def run_tiny(folder, tiny_model, **settings):
     from star_core.engine.loop import execute_run
     from star_core.engine.prepare import create_run
     from star_core.store import Store
@@ -220,7 +222,7 @@ def run_tiny(folder, tiny_model, reporter=None, **settings):
     folder.mkdir(exist_ok=True)
     store = Store(folder / "s.duckdb").init()
     run_id = create_run(store, tiny_config(tiny_model, **settings))
-    execute_run(store, run_id, reporter)
+    execute_run(store, run_id)
     assert store.get_run(run_id).status == "done"
     steps = store.train_steps([run_id])
     losses = [float(x) for x in steps[steps.iteration == 1].sort_values("step").loss]
@@ -229,7 +231,8 @@ def run_tiny(folder, tiny_model, reporter=None, **settings):
 
 @pytest.mark.slow
 def test_a_run_on_two_workers_and_two_train_processes_matches_one_process_despite_a_kill_9(ray_cluster, tiny_model,
-                                                                                           tmp_path, pools):
+                                                                                           tmp_path, pools,
+                                                                                           monkeypatch):
     """A direct run (it fine-tunes on every training question's gold answer, so even a random model fine-tunes),
     evaluated before and after fine-tuning: the second evaluation decodes with the new checkpoint on the workers."""
     from test_distributed_finetune import assert_same_weights
@@ -238,10 +241,9 @@ def test_a_run_on_two_workers_and_two_train_processes_matches_one_process_despit
     # actor's slot is given after its death at the latest.
     settings = dict(mode="direct", min_steps=4, gen_batch_size=1, eval_size=12)
     one_attempts, one_losses, one_checkpoint = run_tiny(tmp_path / "local", tiny_model, **settings)
-    reporter = KillsAWorker(pools)
-    attempts, losses, checkpoint = run_tiny(tmp_path / "ray", tiny_model, reporter, workers=2, train_processes=2,
-                                            **settings)
-    assert reporter.killed is not None and pools[0].replaced == 1  # killed mid-phase; a fresh actor took its place
+    killed = kill_once_started(monkeypatch)
+    attempts, losses, checkpoint = run_tiny(tmp_path / "ray", tiny_model, workers=2, train_processes=2, **settings)
+    assert len(killed) == 1 and pools[0].replaced == 1  # killed mid-phase; a fresh actor took its place
     keys = [row[:4] for row in attempts]
     assert len(keys) == len(set(keys)) == 24 and keys == [row[:4] for row in one_attempts]  # nothing twice or lost
     # Before fine-tuning: the same completions in the same order (greedy) ...
