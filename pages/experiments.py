@@ -1,7 +1,8 @@
 """Experiments: the paper's comparison (star experiment paper) as its table and its figure.
 
 Each arm is an ordinary run; this page puts them side by side: eval accuracy overall and per
-difficulty, iterations, kept rationales, training tokens and wall time per arm, and eval
+difficulty, iterations, kept rationales, training tokens and wall time per arm; STaR paired with
+each other arm on the same questions (difference, 95% interval, p); and eval
 accuracy per difficulty against iteration, one panel per arm, with STaR with and without
 rationalization overlaid. Every table's data downloads as CSV.
 """
@@ -14,7 +15,8 @@ import streamlit as st
 from pages import _ui as ui
 from star_core.runtime import jobs
 from star_core.core.errors import StarError
-from star_core.engine.experiments import ARM_LABELS, arm_order, experiment_table, figure_data
+from star_core.analysis.stats import CI_METHOD, TEST_METHOD
+from star_core.engine.experiments import ARM_LABELS, Arm, arm_order, experiment_table, figure_data, star_against_arms
 from star_core.analysis.present import duration
 from star_core.core.states import ExperimentKind
 
@@ -26,6 +28,30 @@ def _table(table) -> None:
     config["wall s"] = st.column_config.NumberColumn("wall time (s)", format="%.0f")
     config["run"] = st.column_config.NumberColumn("run", format="%d", width="small")
     st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+
+
+def _paired(store, summary) -> None:
+    pairs = star_against_arms(store, summary)
+    if pairs.empty:
+        st.caption("STaR is paired with the other arms once it and one of them have been evaluated.")
+        return
+    st.caption(ui.md_escape(
+        "Each arm against STaR on the eval questions both answered, at each one's last evaluated iteration: "
+        f"STaR - arm with its 95% interval ({CI_METHOD}) and p ({TEST_METHOD}). An interval that spans 0 "
+        "is no evidence of a difference."))
+    config = {c: PERCENT for c in ("arm accuracy", "STaR accuracy")}
+    config.update({c: st.column_config.NumberColumn(format="%+.1f pt") for c in ("STaR - arm", "ci low", "ci high")})
+    config["p"] = st.column_config.NumberColumn(format="%.3g")
+    config["run"] = st.column_config.NumberColumn("run", format="%d", width="small")
+    # Rounded here, as `star experiment` rounds them, so that the page and the terminal print the same tenth.
+    points = pairs.assign(**{c: (pairs[c] * 100).round(1) for c in ("STaR - arm", "ci low", "ci high")})
+    st.dataframe(points, hide_index=True, width="stretch", column_config=config)
+    star_run = int(summary[summary.arm == Arm.STAR.value].run_id.iloc[0])
+    cols = st.columns(min(3, len(pairs)))
+    for i, r in enumerate(pairs.itertuples()):
+        cols[i % len(cols)].page_link("pages/compare.py", label=f"{r.arm} vs STaR",
+                                      icon=":material/compare_arrows:", query_params={"a": r.run, "b": star_run})
+    ui.download_csv(pairs, "experiment_star_paired")
 
 
 def _figures(accuracy) -> None:
@@ -112,6 +138,9 @@ def main() -> None:
     for i, r in enumerate(summary.itertuples()):
         cols[i % len(cols)].page_link("pages/runs.py", label=f"{ARM_LABELS.get(r.arm, r.arm)} (run {r.run_id})",
                                       icon=":material/play_circle:", query_params={"run": int(r.run_id)})
+
+    st.subheader("STaR against each arm, paired")
+    _paired(store, summary)
 
     st.subheader("Eval accuracy per difficulty")
     _figures(accuracy)

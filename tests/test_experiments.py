@@ -12,7 +12,8 @@ from app_helpers import open_page, texts
 import star_core.cli.commands as cli
 from star_core.engine import experiments
 from star_core.core.config import RunConfig
-from star_core.engine.experiments import ARM_LABELS, Arm, experiment_table, figure_data, format_table, plan, step_budget
+from star_core.engine.experiments import (ARM_LABELS, Arm, experiment_table, figure_data, format_table, plan,
+                                          star_against_arms, step_budget)
 from star_core.engine.prepare import InvalidSettings
 from star_core.core.presets import PRESETS
 from star_core.core.states import RunStatus
@@ -226,6 +227,36 @@ def test_star_experiment_paper_runs_every_arm_and_prints_the_table(paper_db):
     assert rationalized == 0 and direct_train == 0  # no rationalization without it; direct mode generates nothing
 
 
+def _last_eval(con, run_id: int) -> dict:
+    """problem id -> right at the run's last evaluated iteration, read straight from the attempts."""
+    return dict(con.execute(
+        "SELECT problem_id, correct FROM attempts WHERE run_id = ? AND kind = 'eval' AND iteration = "
+        "(SELECT max(iteration) FROM attempts WHERE run_id = ? AND kind = 'eval')", [run_id, run_id]).fetchall())
+
+
+def test_star_is_paired_with_every_other_arm_on_the_same_questions(paper_db):
+    db, printed = paper_db
+    store = Store(db)
+    summary = store.experiment_summary(1)
+    pairs = star_against_arms(store, summary)
+    labels = [label for arm, label in ARM_LABELS.items() if arm != Arm.STAR.value]
+    assert list(pairs.arm) == labels and list(pairs.run) == [1, 2, 3, 4]
+    with store.db.read() as con:
+        star = _last_eval(con, 5)
+        for _, row in pairs.iterrows():
+            arm = _last_eval(con, row.run)
+            assert row.shared == len(star) == len(arm) == 2
+            assert row["only STaR right"] == sum(star[q] and not arm[q] for q in star)
+            assert row["only arm right"] == sum(arm[q] and not star[q] for q in star)
+            assert row["STaR - arm"] == pytest.approx((sum(star.values()) - sum(arm.values())) / 2)
+            assert row["ci low"] <= row["STaR - arm"] <= row["ci high"]
+            assert 0 <= row.p <= 1
+    section = printed.split("STaR paired with each arm", 1)[1]
+    for _, row in pairs.iterrows():
+        assert f"STaR - {row.arm} (run {row.run}):" in section
+    assert star_against_arms(store, summary[summary.arm != Arm.STAR.value]).empty  # no STaR: nothing to pair
+
+
 def test_resuming_a_finished_experiment_runs_nothing_and_prints_the_table(paper_db, capsys):
     db, _ = paper_db
     assert cli.main(["experiment", "paper", "--db", str(db), "--resume", "1"]) == 0
@@ -252,7 +283,10 @@ def test_the_experiments_page_shows_the_table_and_the_figures(paper_db, tmp_path
     panels = [a["text"] for a in charts[0]["layout"]["annotations"]]
     assert panels == list(ARM_LABELS.values())
     assert {t["name"] for t in charts[0]["data"]} == {"2", "3"}  # a line per difficulty
-    assert len([b for b in at.get("download_button")]) == 2
+    paired = next(f for f in frames if "STaR - arm" in f.columns)
+    assert list(paired.arm) == [label for arm, label in ARM_LABELS.items() if arm != Arm.STAR.value]
+    assert "STaR against each arm, paired" in texts(at)
+    assert len([b for b in at.get("download_button")]) == 3
 
 
 def test_the_experiments_page_without_experiments(tmp_path, monkeypatch):

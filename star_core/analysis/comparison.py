@@ -90,7 +90,7 @@ def format_table(c: RunComparison, labels: dict[int, str] | None = None) -> str:
         "",
         f"accuracy A   {o.accuracy_a:7.1%}  ({o.both_right + o.only_a}/{o.shared})",
         f"accuracy B   {o.accuracy_b:7.1%}  ({o.both_right + o.only_b}/{o.shared})",
-        f"B - A        {signed_points(o.difference)}  95% CI {signed_points(o.ci_low)} to {signed_points(o.ci_high)}   p = {p_text(o.p_value)}",
+        f"B - A        {signed_points(o.difference)}  95% CI {signed_points(o.ci_low)} to {signed_points(o.ci_high)}   {p_clause(o.p_value)}",
         "",
         f"both right {o.both_right} · only A right {o.only_a} · only B right {o.only_b} · both wrong {o.both_wrong}",
     ]
@@ -130,3 +130,9 @@ def signed_points(x: float) -> str:
 def p_text(p: float) -> str:
     """A p-value as the CLI and the pages print it."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_clause(p: float) -> str:
+    """'p = 0.359', or 'p < 0.001' (not 'p = < 0.001')."""
+    text = p_text(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"

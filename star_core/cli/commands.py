@@ -277,7 +277,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from ..engine.experiments import create_experiment, experiment_table, format_table, plan, run_experiment
+    from ..analysis.stats import CI_METHOD, TEST_METHOD
+    from ..engine.experiments import (create_experiment, experiment_table, format_star_against_arms, format_table, plan,
+                                      run_experiment, star_against_arms)
     from ..engine.loop import Cancelled
     from ..core.presets import paper_experiment_preset
     from .progress import ConsoleReporter
@@ -313,8 +315,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     except StarError as exc:
         print(f"error: {exc}\nContinue with: {resume}", file=sys.stderr)
         return 1
-    table = experiment_table(store.experiment_summary(experiment_id), store.experiment_accuracy(experiment_id))
+    summary = store.experiment_summary(experiment_id)
+    table = experiment_table(summary, store.experiment_accuracy(experiment_id))
     print(f"\nExperiment {experiment_id} ({args.kind}): eval accuracy at each arm's last iteration\n{format_table(table)}")
+    print(f"\nSTaR paired with each arm on the same eval questions ({CI_METHOD}; {TEST_METHOD}):\n"
+          + format_star_against_arms(star_against_arms(store, summary)))
     return 0
 
 

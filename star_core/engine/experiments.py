@@ -40,7 +40,9 @@ import pandas as pd
 from ..core.config import RunConfig
 from ..core.errors import ExperimentError
 from .prepare import prepare_run
+from ..analysis.comparison import RunRef, compare_runs, p_clause, signed_points
 from ..analysis.present import duration
+from ..store.compare import ComparisonError
 from ..core.states import RunMode, RunStatus, _Text
 
 
@@ -206,6 +208,41 @@ def format_table(table: pd.DataFrame) -> str:
     return shown.rename(columns={"wall s": "wall time"}).to_string(index=False)
 
 
+def star_against_arms(store, summary: pd.DataFrame) -> pd.DataFrame:
+    """STaR paired against every other arm on the eval questions both answered, each at its last evaluated
+    iteration (what `star compare ARM STAR` gives): accuracies, STaR - arm with its 95% interval, the exact
+    McNemar p, and the questions only one side got right. Arms without an evaluation are left out; no STaR
+    evaluation, no rows.
+
+    `summary`: Store.experiment_summary.
+    """
+    cols = ["arm", "run", "shared", "arm accuracy", "STaR accuracy", "STaR - arm", "ci low", "ci high", "p",
+            "only STaR right", "only arm right"]
+    star = summary[summary.arm == Arm.STAR.value]
+    rows = []
+    for r in summary[summary.arm != Arm.STAR.value].itertuples() if not star.empty else ():
+        try:
+            c = compare_runs(store, RunRef(int(r.run_id)), RunRef(int(star.run_id.iloc[0]))).overall
+        except ComparisonError:  # not evaluated yet (a pending or crashed arm)
+            continue
+        rows.append({"arm": ARM_LABELS.get(r.arm, r.arm), "run": int(r.run_id), "shared": c.shared,
+                     "arm accuracy": c.accuracy_a, "STaR accuracy": c.accuracy_b, "STaR - arm": c.difference,
+                     "ci low": c.ci_low, "ci high": c.ci_high, "p": c.p_value,
+                     "only STaR right": c.only_b, "only arm right": c.only_a})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def format_star_against_arms(pairs: pd.DataFrame) -> str:
+    """star_against_arms as lines for the terminal, one per arm."""
+    if pairs.empty:
+        return "no arm to pair with STaR yet"
+    return "\n".join(
+        f"STaR - {r.arm} (run {r.run}): {signed_points(r['STaR - arm'])}, 95% CI {signed_points(r['ci low'])} to "
+        f"{signed_points(r['ci high'])}, {p_clause(r.p)}; right only with STaR {r['only STaR right']}, only with the "
+        f"arm {r['only arm right']}, of {r.shared} shared questions"
+        for _, r in pairs.iterrows())
+
+
 def figure_data(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Eval accuracy per difficulty against iteration, one row per arm, iteration and difficulty, with the arm's
     label and whether it rationalizes (for the with/without rationalization overlay)."""
@@ -236,4 +273,5 @@ def _int(x):
 
 
 __all__ = ["ARM_LABELS", "ARM_SETTINGS", "Arm", "ArmSpec", "PAPER_ARMS", "Plan", "create_experiment", "experiment_table",
-           "figure_data", "format_table", "plan", "run_experiment", "step_budget"]
+           "figure_data", "format_star_against_arms", "format_table", "plan", "run_experiment", "star_against_arms",
+           "step_budget"]
