@@ -28,11 +28,15 @@ PRESETS: dict[str, dict] = {
         "patience": 2,  # the paper iterates until accuracy plateaus; 2 iterations without a gain ends a run
         # The goal is the best within 30 minutes. At 2e-4 the clock ended these runs before patience did (the fourth
         # iteration ended 27-32 minutes in on a 2-core CPU); at 1e-3 patience ended them after 19-29 minutes on a
-        # faster one (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds).
+        # faster one (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds), and on a
+        # bf16 CPU, still gaining a little each iteration, the budget ended seed 0 after 7 iterations, 25.6 minutes in
+        # (docs/measurements.md#2026-12-04-the-preset-a-curriculum-at-099-and-full-fine-tuning-on-a-cpu-with-bf16).
         "time_budget_minutes": 30,
         # Measured: with the curriculum, iteration 1 trained on 1-2 digits only (50 of 128 questions); without it
         # the filter already keeps mostly the small sums, and the 4-5 digit questions get rationalized from
-        # iteration 1. It also keeps STaR comparable with direct fine-tuning, which has no curriculum.
+        # iteration 1. It also keeps STaR comparable with direct fine-tuning, which has no curriculum. At 0.99 (as
+        # Self-Improving Transformers widen) it never passed 2 digits: their self-solved share peaked at 0.92, and
+        # patience ended the run at 42.5% (the bf16 entry of 2026-12-04 in docs/measurements.md).
         "curriculum": False,
         "curriculum_threshold": 0.8,  # used only with --curriculum
         "samples_per_question": 1,  # the paper's one near-greedy sample per question (more samples: not measured)
