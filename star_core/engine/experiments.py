@@ -219,10 +219,13 @@ def star_against_arms(store, summary: pd.DataFrame) -> pd.DataFrame:
     cols = ["arm", "run", "shared", "arm accuracy", "STaR accuracy", "STaR - arm", "ci low", "ci high", "p",
             "only STaR right", "only arm right"]
     star = summary[summary.arm == Arm.STAR.value]
+    if star.empty:
+        return pd.DataFrame(columns=cols)
+    star_run = RunRef(int(star.run_id.iloc[0]))
     rows = []
-    for r in summary[summary.arm != Arm.STAR.value].itertuples() if not star.empty else ():
+    for r in summary[summary.arm != Arm.STAR.value].itertuples():
         try:
-            c = compare_runs(store, RunRef(int(r.run_id)), RunRef(int(star.run_id.iloc[0]))).overall
+            c = compare_runs(store, RunRef(int(r.run_id)), star_run).overall
         except ComparisonError:  # not evaluated yet (a pending or crashed arm)
             continue
         rows.append({"arm": ARM_LABELS.get(r.arm, r.arm), "run": int(r.run_id), "shared": c.shared,

@@ -67,6 +67,7 @@ def experiment(experiment_id: int, db: str) -> int:
     """Run (or resume) the arms of one stored experiment in order, or an exemplar comparison's two runs."""
     from ..core.errors import StarError
     from ..core.states import ExperimentKind
+    from ..analysis.comparison import p_clause
     from ..engine import exemplar_compare
     from ..engine.experiments import experiment_table, format_table, run_experiment
     from ..engine.loop import Cancelled
@@ -80,7 +81,7 @@ def experiment(experiment_id: int, db: str) -> int:
             exemplar_compare.run(store, experiment_id, reporter, on_arm=on_arm)
             found = exemplar_compare.result(store, experiment_id).comparison
             print(f"exemplar comparison {experiment_id} done: B - A {found.overall.difference:+.1%} "
-                  f"(p = {found.overall.p_value:.3f})", flush=True)
+                  f"({p_clause(found.overall.p_value)})", flush=True)
             return 0
         run_experiment(store, experiment_id, reporter, on_arm=on_arm)
     except Cancelled:
