@@ -12,6 +12,7 @@ import pytest
 from star_core.core.config import RunConfig
 from star_core.core.errors import StoreError
 from star_core.store import AttemptRow, Store
+from star_core.store.runs import RunClock
 from star_core.store.connection import applied_version, migrate
 from star_core.store.migrations import MIGRATIONS
 from star_core.tasks.base import Problem
@@ -184,16 +185,16 @@ def test_eval_accuracies_are_overall_per_iteration_in_order(tmp_path):
 def test_run_clock_sums_the_finished_iterations_and_times_the_last(tmp_path):
     store = Store(tmp_path / "s.duckdb").init()
     run_id = store.create_run(RunConfig())
-    assert store.run_clock(run_id, before=1) == (0.0, None)
+    assert store.run_clock(run_id, before=1) == RunClock(0.0, None, None)
     for n in range(4):
-        store.set_iteration_phase(run_id, n, "done" if n < 3 else "generate")
+        store.set_iteration_phase(run_id, n, "done" if n < 3 else "generate", **({"train_seconds": 300.0} if n == 2 else {}))
     with store.db.write() as con:  # hand-set times: 40 s, 400 s and 460 s, an hour's gap before iteration 2 that counts nothing
         for n, start, end in [(0, "10:00:00", "10:00:40"), (1, "10:00:40", "10:07:20"), (2, "11:00:00", "11:07:40")]:
             con.execute("UPDATE iterations SET started_at = ?, finished_at = ? WHERE run_id = ? AND iteration = ?",
                         [f"2026-12-01 {start}", f"2026-12-01 {end}", run_id, n])
-    assert store.run_clock(run_id, before=1) == (40.0, None)  # iteration 0 is evaluation, not a STaR iteration
-    assert store.run_clock(run_id, before=2) == (440.0, 400.0)
-    assert store.run_clock(run_id, before=4) == (900.0, 460.0)  # the unfinished iteration 3 counts nothing yet
+    assert store.run_clock(run_id, before=1) == RunClock(40.0, None, None)  # iteration 0 is evaluation, not STaR's
+    assert store.run_clock(run_id, before=2) == RunClock(440.0, 400.0, 0.0)  # iteration 1 recorded no fine-tuning
+    assert store.run_clock(run_id, before=4) == RunClock(900.0, 460.0, 300.0)  # the unfinished iteration 3 counts nothing
 
 
 def test_train_accuracy_by_difficulty_per_training_iteration(tmp_path):

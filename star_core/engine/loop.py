@@ -34,7 +34,7 @@ from .judge import judge
 from ..model.loading import LoadedModel, load_model, precision_note, resolve_device
 from .phase_clock import PhaseClock
 from ..core.states import AttemptKind, Phase, RunMode, RunStatus
-from .stopping import budget_message, over_budget, should_stop, stop_message
+from .stopping import budget_message, next_iteration_seconds, over_budget, should_stop, stop_message
 from ..store import AttemptRow, Store
 from ..tasks import Problem, Task, get_task
 from ..tasks.base import STOP_TEXT, answer_only_completion, build_prefix, cut_at_stop
@@ -209,10 +209,11 @@ class _Runner:
         budget_s = self.config.time_budget_minutes * 60
         if not budget_s:
             return False
-        elapsed_s, last_s = self.store.run_clock(self.run_id, before)
-        if not over_budget(elapsed_s, last_s, budget_s):
+        clock = self.store.run_clock(self.run_id, before)
+        next_s = next_iteration_seconds(clock.last_s, clock.last_train_s, self.config.step_growth)
+        if not over_budget(clock.spent_s, next_s, budget_s):
             return False
-        self.reporter.message(budget_message(before, elapsed_s, last_s, budget_s))
+        self.reporter.message(budget_message(before, clock.spent_s, next_s, budget_s))
         return True
 
     def _training_questions(self, n: int) -> list[Problem]:

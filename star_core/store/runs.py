@@ -18,6 +18,16 @@ from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
 
 
+@dataclass(frozen=True)
+class RunClock:
+    """Where a run stands against its time budget (seconds): what its finished iterations spent, and how long
+    the last finished STaR iteration took and fine-tuned (None: none has finished)."""
+
+    spent_s: float
+    last_s: float | None
+    last_train_s: float | None
+
+
 @dataclass
 class Run:
     id: int
@@ -190,17 +200,20 @@ class RunQueries:
                               [run_id, iteration]).fetchone()
         return Path(row[0]) if row and row[0] else None
 
-    def run_clock(self, run_id: int, before: int) -> tuple[float, float | None]:
-        """The wall seconds iterations 0..before-1 took together (each from its start to its end, so the time
-        between a crash and its resume counts only inside an iteration), and the seconds the last finished
-        STaR iteration among them took (None: none has finished)."""
+    def run_clock(self, run_id: int, before: int) -> RunClock:
+        """How long iterations 0..before-1 took together (each from its start to its end, so the time between a
+        crash and its resume counts only inside an iteration), and how long the last finished STaR iteration
+        among them took, and its fine-tuning."""
         with self.db.read() as con:
-            spent, last = con.execute(
+            spent, last, last_train = con.execute(
                 "SELECT sum(epoch(finished_at) - epoch(started_at)), "
-                "       arg_max(epoch(finished_at) - epoch(started_at), iteration) FILTER (WHERE iteration >= 1) "
+                "       arg_max(epoch(finished_at) - epoch(started_at), iteration) FILTER (WHERE iteration >= 1), "
+                "       arg_max(coalesce(train_seconds, 0), iteration) FILTER (WHERE iteration >= 1) "
                 "FROM iterations WHERE run_id = ? AND iteration < ? AND finished_at IS NOT NULL",
                 [run_id, before]).fetchone()
-        return float(spent or 0.0), (float(last) if last is not None else None)
+        if last is None:
+            return RunClock(float(spent or 0.0), None, None)
+        return RunClock(float(spent), float(last), float(last_train))
 
     def eval_accuracies(self, run_id: int, before: int) -> list[float]:
         """Overall eval accuracy of each iteration below `before` that has one, in iteration order."""
