@@ -97,6 +97,8 @@ def column_shrinking(a: int, b: int) -> str:
 
 # Formats whose steps the arithmetic task's verifier does not read are checked by being the canonical text.
 EXACT_ONLY = {"column-shrinking"}
+# Formats that group a step's terms in brackets: verified with the brackets dropped.
+GROUPED = {"place-value-explicit"}
 
 FORMATS = {
     "column-shrinking": column_shrinking,
@@ -160,6 +162,8 @@ def verified(name: str, rationale, completion: str, problem) -> bool:
     if name in EXACT_ONLY:
         a, b = (int(x) for x in problem.question.split(" + "))
         return rationale(a, b) in rationale_of(completion)
+    if name in GROUPED:  # '(20 + 10) + (7 + 5)' is the sum 20 + 10 + 7 + 5 to the verifier, which reads no brackets
+        completion = completion.replace("(", "").replace(")", "")
     return FormatTask().verify_steps(completion, problem).ok
 
 
