@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=3, help="completions printed per digit count")
     args = parser.parse_args()
     task = ArithmeticTask(TaskSettings.of(RunConfig(arithmetic_format=args.format)))
-    canonical = scratchpad.rationale if args.format == ArithmeticFormat.SCRATCHPAD.value else rationale_for
+    canonical = scratchpad.rationale if task.is_scratchpad else rationale_for
     rng = random.Random(11)  # training pairs; the questions asked come from seed 123, so the two rarely meet
 
     def pair(digits: int) -> tuple[int, int]:
@@ -57,7 +57,7 @@ def main() -> None:
     lm.model.eval()
     n = args.per_digit * 5
     problems = task.problems(RunConfig(train_size=n, eval_size=1, max_difficulty=5, seed=123))[:n]
-    generator = PrefixGenerator(lm, "", Decoding(max_new_tokens=160 if canonical is scratchpad.rationale else 96))
+    generator = PrefixGenerator(lm, "", Decoding(max_new_tokens=160 if task.is_scratchpad else 96))
     completions = generator.generate([task.format_question(p) for p in problems])
     for digits in range(1, 6):
         asked = [(c, p) for c, p in zip(completions, problems) if p.difficulty == digits]

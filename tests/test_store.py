@@ -187,7 +187,8 @@ def test_run_clock_sums_the_finished_iterations_and_times_the_last(tmp_path):
     run_id = store.create_run(RunConfig())
     assert store.run_clock(run_id, before=1) == RunClock(0.0, None, None)
     for n in range(4):
-        store.set_iteration_phase(run_id, n, "done" if n < 3 else "generate", **({"train_seconds": 300.0} if n == 2 else {}))
+        store.set_iteration_phase(run_id, n, "done" if n < 3 else "generate")
+    store.set_iteration_phase(run_id, 2, "done", train_seconds=300.0)
     with store.db.write() as con:  # hand-set times: 40 s, 400 s and 460 s, an hour's gap before iteration 2 that counts nothing
         for n, start, end in [(0, "10:00:00", "10:00:40"), (1, "10:00:40", "10:07:20"), (2, "11:00:00", "11:07:40")]:
             con.execute("UPDATE iterations SET started_at = ?, finished_at = ? WHERE run_id = ? AND iteration = ?",

@@ -125,7 +125,8 @@ class RunConfig:
     time_budget_minutes: float = _f(
         0.0, "Time budget (minutes)", Group.RUN,
         "Start no iteration that would end past this many minutes of the run's wall time (iteration 0 "
-        "included), judged by the last iteration's length with its fine-tuning grown by step_growth (0 = off); --iterations stays the upper bound.", min=0.0,
+        "included), judged by the last iteration's length with its fine-tuning grown by step_growth (0 = off); "
+        "--iterations stays the upper bound.", min=0.0,
     )
     # Direct fine-tuning on the final answers is the paper's main baseline: it tells how much of a gain is the rationales'.
     mode: str = _f(

@@ -45,7 +45,7 @@ def next_iteration_seconds(last_s: float | None, last_train_s: float | None, ste
     `step_growth` as the step schedule grows it (None before the first STaR iteration has finished).
 
     Fine-tuning is most of an iteration and its steps grow; taking the last iteration's length as it is let a
-    run with 512 training questions end 8 s past a 30-minute budget, where this estimate was 21 s off
+    run with 512 training questions end 8 s past a 30-minute budget, where this estimate was 23 s off (761 s against 738 s)
     (docs/measurements.md#2026-12-04-four-times-the-training-questions-per-iteration-on-a-cpu-with-bf16).
     """
     if last_s is None:
