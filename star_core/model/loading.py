@@ -57,7 +57,7 @@ def use_bf16(device: torch.device) -> bool:
     forced = _BF16_CHOICES[raw]
     if forced is not None:
         return forced
-    return device.type == "cuda" or _cpu_has_fast_bf16()
+    return device.type == "cuda" or cpu_has_fast_bf16()
 
 
 def precision_note(device: torch.device) -> str:
@@ -68,7 +68,7 @@ def precision_note(device: torch.device) -> str:
     elif device.type == "cuda":
         why = "CUDA"
     else:
-        why = "this CPU has fast bf16" if _cpu_has_fast_bf16() else f"this CPU has no fast bf16; {BF16_ENV}=1 forces it"
+        why = "this CPU has fast bf16" if cpu_has_fast_bf16() else f"this CPU has no fast bf16; {BF16_ENV}=1 forces it"
     if use_bf16(device):  # raises on a STAR_BF16 that is not a choice
         return f"precision: bf16 weights for generation, bf16 autocast for fine-tuning ({why})"
     return f"precision: float32 ({why})"
@@ -221,7 +221,7 @@ def _write_dequantized(folder: str, gguf_file: str, source: Path, target: Path) 
     tmp.replace(target)
 
 
-def _cpu_has_fast_bf16() -> bool:
+def cpu_has_fast_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
