@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=512, help="training problems, spread evenly over the digit counts")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8, help="rows per step")
     parser.add_argument("--per-digit", type=int, default=16, help="questions asked per digit count")
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--show", type=int, default=3, help="completions printed per digit count")
@@ -50,8 +52,11 @@ def main() -> None:
                     task.format_completion(canonical(a, b), str(a + b)) + STOP_TEXT) for a, b in pairs]
     lm = load_model(args.model, for_training=True)
     started = time.perf_counter()
-    result = finetune(lm, "", rows, TrainSettings(steps=args.steps, batch_size=8, learning_rate=args.learning_rate))
-    print(f"{args.format}: {len(rows)} canonical rows of 1-{args.max_digits} digits, {args.steps} steps of 8, "
+    settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                             lora_rank=args.lora_rank)
+    result = finetune(lm, "", rows, settings)
+    print(f"{args.format}: {len(rows)} canonical rows of 1-{args.max_digits} digits, {args.steps} steps of "
+          f"{args.batch_size}, LoRA rank {args.lora_rank}, lr {args.learning_rate:g}, "
           f"{time.perf_counter() - started:.0f} s, final loss {result.final_loss:.3f}", flush=True)
     lm.model = lm.model.merge_and_unload()
     lm.model.eval()
