@@ -15,7 +15,7 @@ import argparse
 import random
 import time
 
-from star_core.core.config import RunConfig
+from star_core.core.config import FINETUNE_METHODS, RunConfig
 from star_core.core.states import ArithmeticFormat
 from star_core.model.finetune import Example, TrainSettings, finetune
 from star_core.model.generate import Decoding, PrefixGenerator
@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=512, help="training problems, spread evenly over the digit counts")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--lora-rank", type=int, default=16)
+    parser.add_argument("--method", default="lora", choices=FINETUNE_METHODS, help="LoRA adapters or every weight")
+    parser.add_argument("--lora-rank", type=int, default=16, help="with --method lora")
     parser.add_argument("--batch-size", type=int, default=8, help="rows per step")
     parser.add_argument("--per-digit", type=int, default=16, help="questions asked per digit count")
     parser.add_argument("--model", default="smollm2-135m")
@@ -53,12 +54,14 @@ def main() -> None:
     lm = load_model(args.model, for_training=True)
     started = time.perf_counter()
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                             lora_rank=args.lora_rank)
+                             method=args.method, lora_rank=args.lora_rank)
     result = finetune(lm, "", rows, settings)
+    trained = f"LoRA rank {args.lora_rank}" if args.method == "lora" else "full fine-tuning"
     print(f"{args.format}: {len(rows)} canonical rows of 1-{args.max_digits} digits, {args.steps} steps of "
-          f"{args.batch_size}, LoRA rank {args.lora_rank}, lr {args.learning_rate:g}, "
+          f"{args.batch_size}, {trained}, lr {args.learning_rate:g}, "
           f"{time.perf_counter() - started:.0f} s, final loss {result.final_loss:.3f}", flush=True)
-    lm.model = lm.model.merge_and_unload()
+    if args.method == "lora":
+        lm.model = lm.model.merge_and_unload()
     lm.model.eval()
     n = args.per_digit * 5
     problems = task.problems(RunConfig(train_size=n, eval_size=1, max_difficulty=5, seed=123))[:n]
