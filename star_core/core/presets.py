@@ -39,9 +39,13 @@ PRESETS: dict[str, dict] = {
         # patience ended the run at 42.5% (the bf16 entry of 2026-12-04 in docs/measurements.md).
         "curriculum": False,
         "curriculum_threshold": 0.8,  # used only with --curriculum
-        "samples_per_question": 1,  # the paper's one near-greedy sample per question (more samples: not measured)
+        # The paper's one near-greedy sample per question. 8 samples at T 0.7 found right answers, none with
+        # verified steps at 2-3 digits (the 2026-12-03 entry on the paper's scratchpad in docs/measurements.md).
+        "samples_per_question": 1,
         "finetune": "lora",  # a 19 MB adapter per checkpoint and no optimizer state for the base weights
-        "lora_rank": 16,  # the default rank (other ranks: not measured on 1-5 digits)
+        # Rank 64, 16 rows a step, lr 3e-3 and full fine-tuning taught 2-digit steps no better than rank 16 at 64
+        # steps; 600 steps taught 1-5 digits (docs/measurements.md#2026-12-06-the-embedded-model-learns-verified-place-sums-given-600-steps).
+        "lora_rank": 16,
         # Measured (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds): over three
         # seeds 1e-3 had 60.0% after iteration 2 where the LoRA default 2e-4 had 48.8%, and reached about the same
         # best (63.3% against 61.7%) one or two iterations sooner, so a slow CPU's 30 minutes still reach it.
