@@ -7,12 +7,9 @@ import warnings
 
 __version__ = "0.1.0"
 
-# peft (0.21, the newest) reads transformers' deprecated `is_gradient_checkpointing` whenever it wraps
-# a model: our get_peft_model (finetune.py) and PeftModel.from_pretrained (model.py). transformers 5
-# warns on every read, so every `star run` printed a FutureWarning about code that is not ours and that
-# we cannot change. Only that message from that property is silenced, here, where every process that
-# fine-tunes (the CLI, a worker, a Ray actor, the training processes) imports the package first.
-# Drop this once peft reads `is_activation_checkpointing`.
+# peft 0.15-0.21 read transformers' deprecated `is_gradient_checkpointing` on every LoRA wrap, and
+# transformers 5 warns on each read: silenced here, where every process that fine-tunes imports first.
+# peft 0.22 no longer reads it; drop this once pyproject requires peft>=0.22.
 warnings.filterwarnings(
     "ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning,
     module=r"transformers\.modeling_utils",
