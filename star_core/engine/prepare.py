@@ -9,9 +9,12 @@ point at the field at fault. Order: given > preset > task suggestion > default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 from ..core.config import RunConfig, field_help
+from ..core.embedded import EMBEDDED_MODELS
 from ..core.errors import ConfigError, DatasetError, ModelLoadError
 from ..core.presets import preset_values
 from ..store.exemplar_sets import ExemplarSetError
@@ -55,7 +58,23 @@ def prepare_run(given: dict, preset: str | None = None) -> PreparedRun:
         config = RunConfig(**{**suggested, **chosen, **given})
     except ConfigError as exc:  # a rule between fields, e.g. max_difficulty below min_difficulty
         raise InvalidSettings({exc.field: exc.message}) from exc
-    return PreparedRun(config, suggested)
+    return PreparedRun(with_absolute_paths(config), suggested)
+
+
+def with_absolute_paths(config: RunConfig) -> RunConfig:
+    """`config` with a model or data path that exists here made absolute: the worker runs from another folder
+    (the project root), where a relative `models/smol` would read as a hub id. Embedded names, hub ids and
+    paths that do not exist stay as typed (the checks then name them as given)."""
+    changed = {}
+    if config.model not in EMBEDDED_MODELS and Path(config.model).expanduser().exists():
+        changed["model"] = _absolute(config.model)
+    if config.data and Path(config.data).expanduser().exists():
+        changed["data"] = _absolute(config.data)
+    return replace(config, **changed) if changed else config
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))  # symlinks kept as the user named them
 
 
 def field_errors(values: dict) -> dict[str, str]:
@@ -74,7 +93,8 @@ def field_errors(values: dict) -> dict[str, str]:
 
 
 def create_run(store, config: RunConfig, reporter=None) -> int:
-    """Store a new run (pending: nothing runs it yet) and its problems; return its id.
+    """Store a new run (pending: nothing runs it yet), the exemplar set version it uses and its problems, in one
+    transaction; return its id. Model and data paths are stored absolute (with_absolute_paths).
 
     Everything a run needs is checked first (task, model spec, data file, exemplar set), so that
     a bad setting stores nothing: not a run, not even the task's default exemplar set. A failure
@@ -83,6 +103,7 @@ def create_run(store, config: RunConfig, reporter=None) -> int:
     """
     from ..model.loading import check_model_spec  # imports torch: only when a run is created
 
+    config = with_absolute_paths(config)  # also for callers that built the config themselves
     try:
         task = get_task(config.task, config)
         check_model_spec(config.model)
@@ -91,10 +112,8 @@ def create_run(store, config: RunConfig, reporter=None) -> int:
         if report is not None and reporter is not None:
             reporter.message(report.summary())
         exemplar_set = resolve_run_set(store, task, config.exemplars)  # NAME, NAME@VERSION, or '' = the task's default
-        run_id = store.create_run(config)
-        store.use_exemplar_set(run_id, exemplar_set.id)  # frozen: the run keeps pointing to this exact version
-        store.save_problems(run_id, problems)
-        return run_id
+        # One transaction: a crash leaves the whole run or nothing (not a run prompted with another set).
+        return store.create_run_with_problems(config, exemplar_set.id, problems)
     except ModelLoadError as exc:
         raise ConfigError("model", str(exc)) from exc
     except DatasetError as exc:

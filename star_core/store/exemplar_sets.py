@@ -158,8 +158,7 @@ class ExemplarSetQueries:
     def use_exemplar_set(self, run_id: int, set_id: int) -> None:
         """A run uses this exact version: freeze it and record it on the run."""
         with self.db.write() as con:
-            con.execute("UPDATE exemplar_sets SET frozen = true WHERE id = ?", [set_id])
-            con.execute("UPDATE runs SET exemplar_set_id = ? WHERE id = ?", [set_id, run_id])
+            use_exemplar_set(con, run_id, set_id)
 
     def run_exemplar_set_id(self, run_id: int) -> int | None:
         with self.db.read() as con:
@@ -257,3 +256,9 @@ def _stored_items(con, set_id: int) -> list[ExemplarItem]:
 
 def _item(question, rationale, answer, choices, source_attempt_id) -> ExemplarItem:
     return ExemplarItem(question, rationale, answer, choices_from_json(choices), source_attempt_id)
+
+
+def use_exemplar_set(con, run_id: int, set_id: int) -> None:
+    """Inside a write transaction: the run is prompted with this exact version, which is frozen from now on."""
+    con.execute("UPDATE exemplar_sets SET frozen = true WHERE id = ?", [set_id])
+    con.execute("UPDATE runs SET exemplar_set_id = ? WHERE id = ?", [set_id, run_id])

@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.config import RunConfig
-from ..core.errors import RunStateError
+from ..core.errors import ConfigError, RunStateError, StoreError
 from ..core.processes import alive
 from ..core.states import Phase, RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
+from .exemplar_sets import use_exemplar_set
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,16 @@ class RunQueries:
     def create_run(self, config: RunConfig) -> int:
         """A pending run, with its task key (what identifies its task's behaviour) beside the config."""
         with self.db.write() as con:
-            return con.execute(
-                "INSERT INTO runs (name, task, task_key, model, config, status) VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
-                [config.name, config.task, str(task_key(config)), config.model, config.to_json()],
-            ).fetchone()[0]
+            return _insert_run(con, config)
+
+    def create_run_with_problems(self, config: RunConfig, exemplar_set_id: int, problems: list[Problem]) -> int:
+        """A pending run, the exemplar set version it is prompted with (frozen from now on) and its problems, in
+        one transaction: a failure part-way stores none of them."""
+        with self.db.write() as con:
+            run_id = _insert_run(con, config)
+            use_exemplar_set(con, run_id, exemplar_set_id)
+            _insert_problems(con, run_id, problems)
+        return run_id
 
     def get_run(self, run_id: int) -> Run:
         with self.db.read() as con:
@@ -57,7 +64,10 @@ class RunQueries:
             ).fetchone()
         if row is None:
             raise RunStateError(f"there is no run {run_id} in {self.db.path}")
-        config = RunConfig.from_json(row[3])
+        try:
+            config = RunConfig.from_json(row[3])  # stored settings of an older version are upgraded
+        except ConfigError as exc:  # a run's stored settings, not a flag the user gave
+            raise StoreError(f"run {run_id}'s stored settings in {self.db.path} cannot be read: {exc}") from exc
         # A row written by hand (or a tool) may lack the key: it follows from the config.
         key = TaskKey.parse(row[8]) if row[8] else task_key(config)
         return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), config, row[4], row[5], row[6], row[7], key)
@@ -148,13 +158,9 @@ class RunQueries:
     # --- problems -----------------------------------------------------------
 
     def save_problems(self, run_id: int, problems: list[Problem]) -> None:
-        rows = [
-            (run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices))
-            for p in problems
-        ]
         with self.db.write() as con:
             con.execute("DELETE FROM problems WHERE run_id = ?", [run_id])
-            con.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            _insert_problems(con, run_id, problems)
 
     def load_problems(self, run_id: int) -> list[Problem]:
         with self.db.read() as con:
@@ -243,6 +249,19 @@ class RunQueries:
                 f"SELECT * FROM v_accuracy {where} ORDER BY run_id, split, iteration, difficulty NULLS FIRST",
                 [run_id] if run_id is not None else [],
             ).df()
+
+
+def _insert_run(con, config: RunConfig) -> int:
+    return con.execute(
+        "INSERT INTO runs (name, task, task_key, model, config, status) VALUES (?, ?, ?, ?, ?, 'pending') RETURNING id",
+        [config.name, config.task, str(task_key(config)), config.model, config.to_json()],
+    ).fetchone()[0]
+
+
+def _insert_problems(con, run_id: int, problems: list[Problem]) -> None:
+    rows = [(run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices)) for p in problems]
+    if rows:
+        con.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def _live_status(status: str, pid, host) -> str:
