@@ -303,9 +303,14 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
             print(f"note: --resume keeps experiment {experiment_id}'s stored settings; ignoring the settings given",
                   file=sys.stderr)
     resume = f"star experiment {args.kind} --db {args.db} --resume {experiment_id}"
+    current: list[int] = []  # the arm's run that is running, for the message if it fails
+
+    def on_arm(label: str, run_id: int) -> None:
+        current[:] = [run_id]
+        print(f"\n== {label}: run {run_id}", flush=True)
+
     try:
-        run_experiment(store, experiment_id, reporter, queue=not args.no_queue,
-                       on_arm=lambda label, run_id: print(f"\n== {label}: run {run_id}", flush=True))
+        run_experiment(store, experiment_id, reporter, queue=not args.no_queue, on_arm=on_arm)
     except Cancelled:
         print(f"experiment {experiment_id}: an arm was cancelled; continue with: {resume}", file=sys.stderr)
         return 1
@@ -314,6 +319,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
         return 130
     except StarError as exc:
         print(f"error: {exc}\nContinue with: {resume}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # as star run: one line (details in the run's stored error), and how to go on
+        where = f" (run {current[0]})" if current else ""
+        print(f"error: experiment {experiment_id} failed{where}: {_one_line(exc)}\n"
+              f"Its attempts so far are stored; continue with: {resume}", file=sys.stderr)
         return 1
     summary = store.experiment_summary(experiment_id)
     table = experiment_table(summary, store.experiment_accuracy(experiment_id))
@@ -492,11 +502,22 @@ def _cmd_exemplars_compare(args: argparse.Namespace) -> int:
     # With --format json, standard output holds the JSON alone.
     print(f"exemplar comparison {experiment_id} in {args.db}: {found.set_a} (run {found.run_a}) vs {found.set_b} "
           f"(run {found.run_b})", file=sys.stderr if args.format == "json" else sys.stdout)
+    current: list[int] = []  # the side's run that is running, for the message if it fails
+
+    def on_arm(label: str, run_id: int) -> None:
+        current[:] = [run_id]
+        print(f"== {label}: run {run_id}", file=sys.stderr, flush=True)
+
     try:
-        exemplar_compare.run(store, experiment_id, reporter, queue=not args.no_queue,
-                             on_arm=lambda label, run_id: print(f"== {label}: run {run_id}", file=sys.stderr, flush=True))
+        exemplar_compare.run(store, experiment_id, reporter, queue=not args.no_queue, on_arm=on_arm)
     except Cancelled:
         print(f"exemplar comparison {experiment_id} was cancelled", file=sys.stderr)
+        return 1
+    except Exception as exc:  # as star run: one line (details in the run's stored error), and how to go on
+        where = f" (run {current[0]})" if current else ""
+        print(f"error: exemplar comparison {experiment_id} failed{where}: {_one_line(exc)}\n"
+              f"Its attempts so far are stored; continue with: {_continue_comparison(store, args.db, found)}",
+              file=sys.stderr)
         return 1
     found = exemplar_compare.result(store, experiment_id)
     if args.format == "json":
@@ -507,11 +528,43 @@ def _cmd_exemplars_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    """An unexpected error as one line: its type and the first line of its message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _continue_comparison(store, db: str, found) -> str:
+    """The commands that finish an exemplar comparison: resume each side not done, then compare their iteration 0."""
+    from ..core.states import RunStatus
+
+    steps = [f"star run --db {db} --resume {run_id}" for run_id in (found.run_a, found.run_b)
+             if store.get_run(run_id).status != RunStatus.DONE]
+    return " && ".join([*steps, f"star compare --db {db} {found.run_a}@0 {found.run_b}@0"])
+
+
+def is_loopback(address: str) -> bool:
+    """Whether an address to listen on keeps the app on this machine: localhost, 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    host = address.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # empty (every address), or a host name that may resolve to a public interface
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[2] / "app.py"
     if not app.exists():
         raise StarError(f"the app is not installed beside the engine ({app} is missing)")
     os.environ["STAR_DB"] = str(Path(args.db).resolve())
+    if not is_loopback(args.address):
+        print(f"warning: the app listens on {args.address or 'every address'}, so other machines can reach it, and it "
+              "has no login: anyone who reaches it can create database files, load any file this user can read as a "
+              "dataset and start runs (--address 127.0.0.1 keeps it on this machine)", file=sys.stderr, flush=True)
     from streamlit.web import cli as stcli
 
     sys.argv = ["streamlit", "run", str(app), "--server.address", args.address, "--server.port", str(args.port),

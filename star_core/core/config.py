@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+from typing import Callable
 
 from .embedded import DEFAULT_MODEL, EMBEDDED_MODELS
 from .errors import ConfigError
@@ -269,14 +270,19 @@ class RunConfig:
     # --- serialisation -----------------------------------------------------
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The stored form: every field, and the settings version they are written in."""
+        return json.dumps({**asdict(self), VERSION_KEY: settings_version()}, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
+        """Stored settings of any version up to this one (upgraded on the way: UPGRADES); a dict without a
+        version is version 1, what runs stored before versions were."""
+        values = upgraded(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(unknown[0], f"is not a RunConfig field (known: {', '.join(sorted(known))})")
+            raise ConfigError(unknown[0], f"is not a RunConfig field at settings version {settings_version()} "
+                                          f"(known: {', '.join(sorted(known))})")
         return cls(**values)
 
     @classmethod
@@ -287,6 +293,30 @@ class RunConfig:
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":
         return cls.from_dict(json.loads(text))
+
+
+# Stored settings carry their version, so that renaming or removing a field keeps older databases readable:
+# append a function to UPGRADES that turns the previous version's dict into the new one (the version follows).
+VERSION_KEY = "settings_version"
+UPGRADES: list[Callable[[dict], dict]] = []  # UPGRADES[k - 1]: version k -> k + 1
+
+
+def settings_version() -> int:
+    """The version today's RunConfig fields are: 1, plus one per upgrade step."""
+    return len(UPGRADES) + 1
+
+
+def upgraded(values: dict) -> dict:
+    """Stored settings in today's version, without the version key; ConfigError for a version newer than this."""
+    values = dict(values)
+    version = values.pop(VERSION_KEY, 1)
+    current = settings_version()
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= current:
+        raise ConfigError(VERSION_KEY, f"{version!r} is not a settings version this STaR Studio reads (1 to "
+                                       f"{current}); a newer version of it wrote these settings")
+    for step in UPGRADES[version - 1:]:
+        values = step(values)
+    return values
 
 
 def parse_data_map(text: str) -> dict[str, str]:
