@@ -19,7 +19,7 @@ from pages import _ui as ui
 from star_core.analysis.agreement import agreement, sound_share, verifier_agreement
 from star_core.core.states import QUEUE_ORDERS, RATING_HELP, RATINGS, QueueMode
 from star_core.analysis.present import pct
-from star_core.core.errors import StarError
+from star_core.core.errors import StarError, StoreError
 from star_core.store import QueueFilter
 
 VIEWS = ("Audit queue", "What the audits say")
@@ -37,6 +37,7 @@ MODE_HELP = {
     QueueMode.ADJUDICATE: "auditors disagree: your label settles it and is marked adjudicated",
 }
 RATING_KEYS = {"sound": "1", "flawed": "2", "wrong": "3"}
+UNSAVED_KEY = "a_unsaved"  # (attempt id, rating, tags, note) of a label the database was too busy to take
 RATING_LABELS = {"sound": "Sound", "flawed": "Flawed", "wrong": "Wrong"}
 RATING_ICONS = {"sound": ":material/check_circle:", "flawed": ":material/warning:", "wrong": ":material/cancel:"}
 SEEDED = "_audit_seeded"
@@ -199,12 +200,21 @@ def _rate(store, ids: list[int], attempt_id: int, rating: str) -> None:
         st.session_state["a_error"] = "Type your name in the Auditor box first: every label records who gave it."
         return
     adjudicating = st.session_state.get("a_mode") == QueueMode.ADJUDICATE
+    tags = list(st.session_state.get(f"a_tags_{attempt_id}", []))
+    note = st.session_state.get(f"a_note_{attempt_id}", "")
     try:
-        store.save_audit(attempt_id, rating, st.session_state.get(f"a_tags_{attempt_id}", []),
-                         st.session_state.get(f"a_note_{attempt_id}", ""), auditor, adjudicated=adjudicating)
+        store.save_audit(attempt_id, rating, tags, note, auditor, adjudicated=adjudicating)
+    except StoreError as exc:
+        # The file stayed busy past the page's wait: the label is kept (rating, tags, note) until it is saved.
+        st.session_state[UNSAVED_KEY] = (attempt_id, rating, tags, note)
+        st.session_state["a_error"] = (f"Not saved: #{attempt_id} {rating}. {exc}. The label is kept in the form: "
+                                       "press Retry (or the key again) to save it.")
+        return
     except StarError as exc:
         st.session_state["a_error"] = str(exc)
         return
+    if st.session_state.get(UNSAVED_KEY, (None,))[0] == attempt_id:
+        st.session_state.pop(UNSAVED_KEY)
     known = st.session_state.get("a_c_tags", (0, []))[1]
     if set(st.session_state.get(f"a_tags_{attempt_id}", [])) - set(known):
         st.session_state.pop("a_c_tags", None)  # a new tag joined the list
@@ -327,11 +337,23 @@ def label_controls(store, ids: list[int], item) -> None:
     attempt_id = item.attempt_id
     tags_key, note_key = f"a_tags_{attempt_id}", f"a_note_{attempt_id}"
     known = _cached("a_c_tags", store.audit_tags)
-    if tags_key not in st.session_state:
-        st.session_state[tags_key] = list(item.tags or [])
+    unsaved = st.session_state.get(UNSAVED_KEY)
+    if unsaved and unsaved[0] != attempt_id:
+        st.warning(f"Not saved yet: your label {RATING_LABELS[unsaved[1]]} for #{unsaved[0]} (the database was busy); "
+                   "go back to it and press Retry.", icon=":material/hourglass_top:")
+    unsaved = unsaved if unsaved and unsaved[0] == attempt_id else None
+    if tags_key not in st.session_state:  # a label not saved yet comes back even if the form was not drawn since
+        st.session_state[tags_key] = list(unsaved[2] if unsaved else item.tags or [])
     if note_key not in st.session_state:
         draft_for, draft = st.session_state.get("a_draft", (None, ""))
-        st.session_state[note_key] = draft if draft_for == attempt_id and draft else item.note
+        st.session_state[note_key] = unsaved[3] if unsaved else draft if draft_for == attempt_id and draft else item.note
+    if unsaved:
+        c = st.columns([5, 1], vertical_alignment="center")
+        c[0].warning(f"Not saved yet: your label {RATING_LABELS[unsaved[1]]} for #{attempt_id} (the database was "
+                     "busy). It stays here until it is saved.", icon=":material/hourglass_top:")
+        c[1].button("Retry", key="a_retry", icon=":material/refresh:", width="stretch",
+                    help=f"Save {RATING_LABELS[unsaved[1]]} with the tags and note below",
+                    on_click=_rate, args=(store, ids, attempt_id, unsaved[1]))
     options = sorted(set(known) | set(st.session_state[tags_key]), key=lambda t: (t not in known, known.index(t) if t in known else 0, t))
     c = st.columns([3, 3])
     c[0].multiselect("Tags", options, key=tags_key, accept_new_options=True, placeholder="choose or type a new tag",

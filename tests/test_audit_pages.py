@@ -164,3 +164,50 @@ def test_the_queue_opens_on_the_newest_run_that_has_rationales(seeded):
     assert not at.exception
     assert at.selectbox(key="a_run").value == run_id != queued
     assert store.audit_item(current_item(at)).run_id == run_id
+
+
+@pytest.fixture
+def short_page_wait(monkeypatch):
+    """The pages give up on a busy file after 0.5 s instead of 20 (their store is made again, and after the test)."""
+    import pages._ui as ui
+
+    monkeypatch.setattr(ui, "LOCK_TIMEOUT_S", 0.5)
+    ui._store.clear()
+    yield
+    ui._store.clear()
+
+
+def test_a_label_the_busy_database_could_not_take_is_kept_in_the_form_until_saved(seeded, short_page_wait):
+    """Another process holding the file (an open `duckdb -readonly` session is enough) past the page's wait: the
+    page says the label was not saved and keeps rating, tags and note, and Retry saves them once the file is free."""
+    import subprocess
+    import sys
+
+    store, _ = seeded
+    at = page("audit", order="oldest")
+    first = current_item(at)
+    at.text_input(key="a_auditor").input("ada").run()
+    at.multiselect(key=f"a_tags_{first}").select("skips a step").run()
+    at.text_area(key=f"a_note_{first}").input("short but right").run()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
+                               "read_only=True); print('held', flush=True); time.sleep(120)", str(store.db.path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        at.button(key="a_rate_flawed").click().run()
+        assert not at.exception
+        assert [e.value for e in at.error if "Not saved" in e.value], [e.value for e in at.error]
+        assert current_item(at) == first  # stayed on the item
+        assert any("Flawed" in w.value and "Not saved yet" in w.value for w in at.warning)
+        assert at.multiselect(key=f"a_tags_{first}").value == ["skips a step"]
+        assert at.text_area(key=f"a_note_{first}").value == "short but right"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.audit_item(first).rating is None  # it really was not saved
+    at.button(key="a_retry").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    item = store.audit_item(first)
+    assert (item.rating, item.tags, item.note, item.auditor) == ("flawed", ["skips a step"], "short but right", "ada")
+    assert not [w for w in at.warning if "Not saved yet" in w.value]
+    assert current_item(at) != first  # moved on, as a saved label does
