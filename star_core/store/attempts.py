@@ -63,6 +63,47 @@ _ARROW_SCHEMA = pa.schema([
 assert _ARROW_SCHEMA.names == list(AttemptRow.__dataclass_fields__), "the Arrow schema must list AttemptRow's fields in order"
 
 
+def insert_attempts(con, source: str, params: list | None = None) -> int:
+    """The one way attempts enter the database: every writer (a run's batches, imports, seeds) calls it.
+
+    `source` is a SELECT whose columns are named like the attempts table's (any subset that the table
+    can default). The attempts go in with the derived table `question_outcomes` brought up to date for
+    their run and iteration, inside the caller's transaction, so a batch and what is derived from it
+    are stored together or not at all. Returns the number of attempts inserted.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE new_attempts AS {source}", params or [])
+    try:
+        con.execute("INSERT INTO attempts BY NAME SELECT * FROM new_attempts")
+        count = con.execute("SELECT count(*) FROM new_attempts").fetchone()[0]
+        refresh_outcomes(con, "SELECT DISTINCT run_id, iteration FROM new_attempts")
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.new_attempts")
+    return count
+
+
+def refresh_outcomes(con, keys: str, params: list | None = None) -> None:
+    """Recompute `question_outcomes` for the (run_id, iteration) pairs that `keys` selects, from the attempts.
+
+    One row per run, iteration, kind (generated or rationalized) and question: whether any attempt was
+    correct, whether any is used for training. The coverage figures count these rows instead of
+    counting distinct questions over every attempt (docs/measurements.md, 2026-12-07).
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE outcome_keys AS {keys}", params or [])
+    try:
+        con.execute("DELETE FROM question_outcomes WHERE (run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)")
+        con.execute(
+            """
+            INSERT INTO question_outcomes (run_id, iteration, kind, problem_id, solved, kept)
+            SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
+            FROM attempts
+            WHERE kind IN ('generated', 'rationalized') AND (run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)
+            GROUP BY run_id, iteration, kind, problem_id
+            """
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.outcome_keys")
+
+
 class AttemptQueries:
     def prompt_id(self, text: str) -> int:
         """The id of a few-shot prefix, stored once however many attempts use it."""
@@ -89,7 +130,7 @@ class AttemptQueries:
         )
         with self.db.write() as con:  # a connection of its own: the registered table goes with it
             con.register("attempt_batch", batch)
-            con.execute(f"INSERT INTO attempts ({_COLUMNS}) SELECT {_COLUMNS} FROM attempt_batch")
+            insert_attempts(con, f"SELECT {_COLUMNS} FROM attempt_batch")
             if progress:
                 self.set_progress(rows[0].run_id, con=con, **progress)
 
@@ -119,6 +160,10 @@ class AttemptQueries:
                 con.execute(
                     "UPDATE attempts SET used_for_training = true WHERE id IN (SELECT unnest(?::BIGINT[]))", [attempt_ids]
                 )
+            # The marks feed the derived outcomes: recompute them for every iteration the marks touched.
+            refresh_outcomes(con, "SELECT ?::INTEGER AS run_id, ?::INTEGER AS iteration UNION "
+                                  "SELECT DISTINCT run_id, iteration FROM attempts WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                             [run_id, iteration, [int(i) for i in attempt_ids]])
 
     def training_examples(self, run_id: int, iteration: int | None = None) -> pd.DataFrame:
         """Kept rationales as prompt/completion rows (the prompt without any hint).

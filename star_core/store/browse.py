@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
+import pyarrow as pa
 
 from ..core.states import AttemptKind
 
@@ -128,17 +129,7 @@ class BrowseQueries:
                 total = found[0][1] if found else (
                     con.execute(f"SELECT count(*) FROM attempts a WHERE {where}", params).fetchone()[0] if offset else 0)
             ids = [r[0] for r in found]
-            rows = con.execute(
-                f"""
-                SELECT a.id AS attempt_id, a.run_id, a.iteration, a.kind, p.difficulty, p.question, a.rationale,
-                       a.predicted AS predicted_answer, p.answer AS gold_answer, a.correct, a.verified,
-                       a.used_for_training, a.hint_leak
-                {_FROM} WHERE a.id IN (SELECT unnest(?::BIGINT[]))
-                """,
-                [ids],
-            ).df()
-        position = {attempt_id: i for i, attempt_id in enumerate(ids)}
-        rows = rows.sort_values("attempt_id", key=lambda col: col.map(position)).reset_index(drop=True)
+            rows = _page_rows(con, ids)
         return BrowsePage(rows, int(total))
 
     def browse_options(self, run_ids: list[int] | None = None) -> dict[str, list]:
@@ -224,12 +215,12 @@ class BrowseQueries:
                 f"""
                 WITH train AS (SELECT run_id, count(*) AS train_questions FROM problems
                                WHERE split = 'train' AND run_id IN ({marks}) GROUP BY run_id),
-                per AS (
+                per AS (  -- question_outcomes: one row per question, kind and iteration (store/attempts.py keeps it current)
                     SELECT run_id, iteration,
-                           count(DISTINCT problem_id) FILTER (WHERE kind = 'generated' AND correct) AS solved_self,
-                           count(DISTINCT problem_id) FILTER (WHERE kind = 'generated' AND used_for_training) AS kept_self,
-                           count(DISTINCT problem_id) FILTER (WHERE kind = 'rationalized' AND used_for_training) AS kept_rationalized
-                    FROM attempts WHERE run_id IN ({marks}) AND kind IN ('generated', 'rationalized') GROUP BY run_id, iteration
+                           count(*) FILTER (WHERE kind = 'generated' AND solved) AS solved_self,
+                           count(*) FILTER (WHERE kind = 'generated' AND kept) AS kept_self,
+                           count(*) FILTER (WHERE kind = 'rationalized' AND kept) AS kept_rationalized
+                    FROM question_outcomes WHERE run_id IN ({marks}) GROUP BY run_id, iteration
                 )
                 SELECT per.run_id, per.iteration, train.train_questions, per.solved_self, per.kept_self,
                        per.kept_rationalized, per.kept_self + per.kept_rationalized AS kept_total
@@ -273,6 +264,29 @@ class BrowseQueries:
     def attempt_count(self) -> int:
         with self.db.read() as con:
             return con.execute("SELECT count(*) FROM attempts").fetchone()[0]
+
+
+_PAGE_COLUMNS = "id, run_id, iteration, kind, problem_id, rationale, predicted, correct, verified, used_for_training, hint_leak"
+
+
+def _page_rows(con, ids: list[int]) -> pd.DataFrame:
+    """The browse table's columns for these attempts, in this order.
+
+    One primary-key lookup per attempt: a page's attempts lie anywhere in the file, and a join on
+    the ids reads every stored attempt's text (on 10M attempts, 85 ms against 15 ms for 50 lookups).
+    """
+    lookup = f"SELECT ?::INTEGER AS position, {_PAGE_COLUMNS} FROM attempts WHERE id = ?"
+    lookups = [con.sql(lookup, params=[i, int(attempt_id)]).to_arrow_table() for i, attempt_id in enumerate(ids)]
+    con.register("page_attempts", pa.concat_tables(lookups) if lookups else con.sql(lookup, params=[0, -1]).to_arrow_table())
+    return con.execute(
+        """
+        SELECT a.id AS attempt_id, a.run_id, a.iteration, a.kind, p.difficulty, p.question, a.rationale,
+               a.predicted AS predicted_answer, p.answer AS gold_answer, a.correct, a.verified,
+               a.used_for_training, a.hint_leak
+        FROM page_attempts a JOIN problems p ON p.run_id = a.run_id AND p.problem_id = a.problem_id
+        ORDER BY a.position
+        """
+    ).df()
 
 
 def _run_label(run_id: int, name: str, task: str, model: str) -> str:

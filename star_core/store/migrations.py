@@ -359,5 +359,34 @@ def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
+    """question_outcomes: per run, iteration, kind (generated, rationalized) and question, whether any attempt
+    was correct and whether any is used for training. Derived from attempts (star_core/store/attempts.py keeps
+    it current on every insert and every training mark), so the coverage figures count a few rows per question
+    instead of distinct questions over every attempt. Backfilled here from the attempts already stored."""
+    con.execute(
+        """
+        CREATE TABLE question_outcomes (
+            run_id      INTEGER NOT NULL,
+            iteration   INTEGER NOT NULL,
+            kind        TEXT NOT NULL,            -- generated | rationalized
+            problem_id  TEXT NOT NULL,
+            solved      BOOLEAN NOT NULL,         -- some attempt of this kind was correct
+            kept        BOOLEAN NOT NULL          -- some attempt of this kind is used for training
+        )
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO question_outcomes
+        SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
+        FROM attempts WHERE kind IN ('generated', 'rationalized')
+        GROUP BY run_id, iteration, kind, problem_id
+        ORDER BY run_id, iteration
+        """
+    )
+
+
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
-              m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor]
+              m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor,
+              m014_browse_speed]
