@@ -120,14 +120,14 @@ class BrowseQueries:
             if where == "true":
                 found = con.execute(f"SELECT a.id {source} ORDER BY {order} LIMIT ? OFFSET ?",
                                     [int(limit), int(offset)]).fetchall()
-                total = con.execute("SELECT count(*) FROM attempts").fetchone()[0]
+                total = con.execute("SELECT count(*) FROM attempts").fetchall()[0][0]
             else:  # one scan gives the page and the count
                 found = con.execute(
                     f"SELECT a.id, count(*) OVER () {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
                     params + [int(limit), int(offset)],
                 ).fetchall()
                 total = found[0][1] if found else (
-                    con.execute(f"SELECT count(*) FROM attempts a WHERE {where}", params).fetchone()[0] if offset else 0)
+                    con.execute(f"SELECT count(*) FROM attempts a WHERE {where}", params).fetchall()[0][0] if offset else 0)
             ids = [r[0] for r in found]
             rows = _page_rows(con, ids)
         return BrowsePage(rows, int(total))
