@@ -53,15 +53,14 @@ def stored(store: Store) -> pd.DataFrame:
         ).df()
 
 
-def oracle_coverage(df: pd.DataFrame, run_ids: list[int]) -> list[tuple]:
+def oracle_coverage(df: pd.DataFrame, run_ids: list[int], train: dict[int, int]) -> list[tuple]:
     out = []
-    train = sum(p.split == "train" for p in PROBLEMS)
     work = df[df.kind.isin(["generated", "rationalized"]) & df.run_id.isin(run_ids)]
     for (run, iteration), g in sorted(work.groupby(["run_id", "iteration"])):
         gen, rat = g[g.kind == "generated"], g[g.kind == "rationalized"]
         solved = gen[gen.correct].problem_id.nunique()
         kept_self, kept_rat = gen[gen.used_for_training].problem_id.nunique(), rat[rat.used_for_training].problem_id.nunique()
-        out.append((run, iteration, train, solved, kept_self, kept_rat, kept_self + kept_rat))
+        out.append((run, iteration, train[run], solved, kept_self, kept_rat, kept_self + kept_rat))
     return out
 
 
@@ -77,11 +76,30 @@ def oracle_page(df: pd.DataFrame, search: str, sort: str, descending: bool, offs
     return ids[offset:offset + limit], len(df)
 
 
+def plain_accuracy(store: Store, run_ids: list[int]) -> pd.DataFrame:
+    """The eval rows of the public view v_accuracy, computed over every attempt."""
+    with store.db.read() as con:
+        return con.execute(
+            f"SELECT run_id, iteration, difficulty, n, correct, accuracy FROM v_accuracy WHERE split = 'eval' "
+            f"AND run_id IN ({', '.join(str(int(r)) for r in run_ids)}) ORDER BY run_id, iteration, difficulty NULLS FIRST").df()
+
+
 def check(store: Store) -> None:
+    for run_ids in (list(RUNS), [2]):
+        got, want = store.eval_accuracy(run_ids), plain_accuracy(store, run_ids)
+        pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    overall = plain_accuracy(store, list(RUNS)).query("difficulty.isna()", engine="python")
+    runs = store.list_runs().set_index("id")
+    for run in RUNS:
+        mine = overall[overall.run_id == run].sort_values("iteration")
+        latest = mine.accuracy.iloc[-1] if len(mine) else None
+        assert (runs.latest_accuracy[run] if pd.notna(runs.latest_accuracy[run]) else None) == latest
     df = stored(store)
     got = store.coverage(list(RUNS))
-    assert [tuple(int(v) for v in row) for row in got.itertuples(index=False)] == oracle_coverage(df, list(RUNS))
-    assert [tuple(int(v) for v in r) for r in store.coverage([2]).itertuples(index=False)] == oracle_coverage(df, [2])
+    with store.db.read() as con:
+        train = dict(con.execute("SELECT run_id, count(*) FROM problems WHERE split = 'train' GROUP BY run_id").fetchall())
+    assert [tuple(int(v) for v in row) for row in got.itertuples(index=False)] == oracle_coverage(df, list(RUNS), train)
+    assert [tuple(int(v) for v in r) for r in store.coverage([2]).itertuples(index=False)] == oracle_coverage(df, [2], train)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -145,7 +163,7 @@ def test_migration_backfills_outcomes_of_an_existing_file(tmp_path):
     df = stored(store)
     assert len(df) == 200 and df.used_for_training.any() and df.correct.any()
     got = [tuple(int(v) for v in row) for row in store.coverage([1]).itertuples(index=False)]
-    assert got == oracle_coverage(df, [1]) and any(row[3] for row in got) and any(row[5] for row in got)
+    assert got == oracle_coverage(df, [1], {1: 4}) and any(row[3] for row in got) and any(row[5] for row in got)
 
 
 def test_coverage_follows_batches_and_training_marks(tmp_path):
@@ -168,6 +186,12 @@ def test_coverage_follows_batches_and_training_marks(tmp_path):
     store.mark_training(1, 1, [rat[0].attempt_id])  # replaces the earlier choice
     check(store)
     assert tuple(store.coverage([1]).iloc[0][["solved_self", "kept_self", "kept_rationalized"]]) == (2, 0, 1)
-    store.add_attempts([row("p2", "generated", 0, True, iteration=2)])
+    store.add_attempts([row("p2", "generated", 0, True, iteration=2), row("p4", "eval", 0, False), row("p5", "eval", 0, True)])
     check(store)
     assert list(store.coverage([1]).iteration) == [1, 2]
+    assert len(store.eval_accuracy([1])) > 1
+    # Problems saved again with other splits and difficulties: the derived accuracy follows.
+    store.save_problems(1, [Problem(p.id, p.question, p.answer, "eval" if p.split == "train" else "train", 3)
+                            for p in PROBLEMS] + [Problem("p9", "new", "1", "eval", 1)])
+    check(store)
+    assert set(store.eval_accuracy([1]).difficulty.dropna()) == {3}

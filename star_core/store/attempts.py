@@ -82,22 +82,35 @@ def insert_attempts(con, source: str, params: list | None = None) -> int:
 
 
 def refresh_outcomes(con, keys: str, params: list | None = None) -> None:
-    """Recompute `question_outcomes` for the (run_id, iteration) pairs that `keys` selects, from the attempts.
+    """Recompute the tables derived from attempts for the (run_id, iteration) pairs that `keys` selects.
 
-    One row per run, iteration, kind (generated or rationalized) and question: whether any attempt was
-    correct, whether any is used for training. The coverage figures count these rows instead of
-    counting distinct questions over every attempt (docs/measurements.md, 2026-12-07).
+    question_outcomes: per run, iteration, kind (generated or rationalized) and question, whether any
+    attempt was correct and whether any is used for training (the coverage figures count these rows
+    instead of distinct questions over every attempt). iteration_accuracy: per run, iteration, split and
+    difficulty, the attempts v_accuracy counts and the correct ones (the accuracy figures and the runs
+    overview sum these). Both from the attempts as stored, so a recompute is always exact.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE outcome_keys AS {keys}", params or [])
     try:
-        con.execute("DELETE FROM question_outcomes WHERE (run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)")
+        scope = "(run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)"
+        con.execute(f"DELETE FROM question_outcomes WHERE {scope}")
         con.execute(
-            """
+            f"""
             INSERT INTO question_outcomes (run_id, iteration, kind, problem_id, solved, kept)
             SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
-            FROM attempts
-            WHERE kind IN ('generated', 'rationalized') AND (run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)
+            FROM attempts WHERE kind IN ('generated', 'rationalized') AND {scope}
             GROUP BY run_id, iteration, kind, problem_id
+            """
+        )
+        con.execute(f"DELETE FROM iteration_accuracy WHERE {scope}")
+        con.execute(
+            f"""
+            INSERT INTO iteration_accuracy (run_id, iteration, split, difficulty, n, correct)
+            SELECT a.run_id, a.iteration, p.split, p.difficulty, count(*), count(*) FILTER (WHERE a.correct)
+            FROM attempts a JOIN problems p USING (run_id, problem_id)
+            WHERE ((a.kind = 'eval' AND p.split = 'eval') OR (a.kind = 'generated' AND a.sample = 0))
+              AND (a.run_id, a.iteration) IN (SELECT run_id, iteration FROM outcome_keys)
+            GROUP BY a.run_id, a.iteration, p.split, p.difficulty
             """
         )
     finally:

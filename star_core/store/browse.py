@@ -195,8 +195,12 @@ class BrowseQueries:
         with self.db.read() as con:
             return con.execute(
                 f"""
-                SELECT run_id, iteration, difficulty, n, correct, accuracy FROM v_accuracy
-                WHERE split = 'eval' AND run_id IN ({', '.join('?' * len(ids))})
+                -- v_accuracy's eval rows, summed from the derived counts (store/attempts.py keeps them current)
+                SELECT run_id, iteration, difficulty, sum(n)::BIGINT AS n, sum(correct)::BIGINT AS correct,
+                       sum(correct) / sum(n) AS accuracy
+                FROM iteration_accuracy WHERE split = 'eval' AND run_id IN ({', '.join('?' * len(ids))})
+                GROUP BY GROUPING SETS ((run_id, iteration, difficulty), (run_id, iteration))
+                HAVING GROUPING(difficulty) = 1 OR difficulty IS NOT NULL
                 ORDER BY run_id, iteration, difficulty NULLS FIRST
                 """,
                 ids,

@@ -360,10 +360,13 @@ def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
-    """question_outcomes: per run, iteration, kind (generated, rationalized) and question, whether any attempt
-    was correct and whether any is used for training. Derived from attempts (star_core/store/attempts.py keeps
-    it current on every insert and every training mark), so the coverage figures count a few rows per question
-    instead of distinct questions over every attempt. Backfilled here from the attempts already stored."""
+    """Two tables derived from attempts, so the accuracy and coverage figures read a few rows per question or
+    per iteration instead of every attempt (star_core/store/attempts.py keeps them current on every insert,
+    training mark and problem save; backfilled here from what is stored):
+    question_outcomes: per run, iteration, kind (generated, rationalized) and question, whether any attempt
+    was correct and whether any is used for training;
+    iteration_accuracy: per run, iteration, split and difficulty, the attempts v_accuracy counts and how many
+    were correct."""
     con.execute(
         """
         CREATE TABLE question_outcomes (
@@ -383,6 +386,28 @@ def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
         FROM attempts WHERE kind IN ('generated', 'rationalized')
         GROUP BY run_id, iteration, kind, problem_id
         ORDER BY run_id, iteration
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE iteration_accuracy (
+            run_id      INTEGER NOT NULL,
+            iteration   INTEGER NOT NULL,
+            split       TEXT NOT NULL,
+            difficulty  INTEGER,
+            n           BIGINT NOT NULL,          -- eval attempts on eval questions, first generated sample on train ones
+            correct     BIGINT NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO iteration_accuracy
+        SELECT a.run_id, a.iteration, p.split, p.difficulty, count(*), count(*) FILTER (WHERE a.correct)
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        WHERE (a.kind = 'eval' AND p.split = 'eval') OR (a.kind = 'generated' AND a.sample = 0)
+        GROUP BY a.run_id, a.iteration, p.split, p.difficulty
+        ORDER BY a.run_id, a.iteration
         """
     )
 
