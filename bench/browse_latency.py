@@ -2,7 +2,9 @@
 
     python bench/browse_latency.py [--attempts 1000000] [--db /tmp/browse-bench.duckdb] [--keep] [--only TEXT]
 
-Seeds the database with DuckDB SQL (INSERT ... SELECT FROM range(), seconds), then
+Seeds the database with DuckDB SQL (a SELECT FROM range() handed to the store's one insert
+function, insert_attempts, which also fills the tables derived from attempts; a minute for
+10,000,000 attempts; --keep reuses a file seeded before), then
 times each query the browse page makes, through the same Store methods the page
 calls (each opens its own read-only connection, as the app does), and the Compare
 runs and Trajectories pages' queries with the pure computations they feed. Target:
