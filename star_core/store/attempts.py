@@ -67,9 +67,9 @@ def insert_attempts(con, source: str, params: list | None = None) -> int:
     """The one way attempts enter the database: every writer (a run's batches, imports, seeds) calls it.
 
     `source` is a SELECT whose columns are named like the attempts table's (any subset that the table
-    can default). The attempts go in with the derived table `question_outcomes` brought up to date for
-    their run and iteration, inside the caller's transaction, so a batch and what is derived from it
-    are stored together or not at all. Returns the number of attempts inserted.
+    can default). The attempts go in with the tables derived from them (`refresh_outcomes`) brought up
+    to date for their runs and iterations, inside the caller's transaction, so a batch and what is
+    derived from it are stored together or not at all. Returns the number of attempts inserted.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE new_attempts AS {source}", params or [])
     try:
