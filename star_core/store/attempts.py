@@ -71,13 +71,12 @@ def insert_attempts(con, source: str, params: list | None = None) -> int:
     to date for their runs and iterations, inside the caller's transaction, so a batch and what is
     derived from it are stored together or not at all. Returns the number of attempts inserted.
     """
+    # Temporary tables: on an error they go with the connection, and the caller sees the error itself.
     con.execute(f"CREATE OR REPLACE TEMP TABLE new_attempts AS {source}", params or [])
-    try:
-        con.execute("INSERT INTO attempts BY NAME SELECT * FROM new_attempts")
-        count = con.execute("SELECT count(*) FROM new_attempts").fetchone()[0]
-        refresh_outcomes(con, "SELECT DISTINCT run_id, iteration FROM new_attempts")
-    finally:
-        con.execute("DROP TABLE IF EXISTS temp.new_attempts")
+    con.execute("INSERT INTO attempts BY NAME SELECT * FROM new_attempts")
+    count = con.execute("SELECT count(*) FROM new_attempts").fetchall()[0][0]
+    refresh_outcomes(con, "SELECT DISTINCT run_id, iteration FROM new_attempts")
+    con.execute("DROP TABLE temp.new_attempts")
     return count
 
 
@@ -91,30 +90,28 @@ def refresh_outcomes(con, keys: str, params: list | None = None) -> None:
     overview sum these). Both from the attempts as stored, so a recompute is always exact.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE outcome_keys AS {keys}", params or [])
-    try:
-        scope = "(run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)"
-        con.execute(f"DELETE FROM question_outcomes WHERE {scope}")
-        con.execute(
-            f"""
-            INSERT INTO question_outcomes (run_id, iteration, kind, problem_id, solved, kept)
-            SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
-            FROM attempts WHERE kind IN ('generated', 'rationalized') AND {scope}
-            GROUP BY run_id, iteration, kind, problem_id
-            """
-        )
-        con.execute(f"DELETE FROM iteration_accuracy WHERE {scope}")
-        con.execute(
-            f"""
-            INSERT INTO iteration_accuracy (run_id, iteration, split, difficulty, n, correct)
-            SELECT a.run_id, a.iteration, p.split, p.difficulty, count(*), count(*) FILTER (WHERE a.correct)
-            FROM attempts a JOIN problems p USING (run_id, problem_id)
-            WHERE ((a.kind = 'eval' AND p.split = 'eval') OR (a.kind = 'generated' AND a.sample = 0))
-              AND (a.run_id, a.iteration) IN (SELECT run_id, iteration FROM outcome_keys)
-            GROUP BY a.run_id, a.iteration, p.split, p.difficulty
-            """
-        )
-    finally:
-        con.execute("DROP TABLE IF EXISTS temp.outcome_keys")
+    scope = "(run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)"
+    con.execute(f"DELETE FROM question_outcomes WHERE {scope}")
+    con.execute(
+        f"""
+        INSERT INTO question_outcomes (run_id, iteration, kind, problem_id, solved, kept)
+        SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
+        FROM attempts WHERE kind IN ('generated', 'rationalized') AND {scope}
+        GROUP BY run_id, iteration, kind, problem_id
+        """
+    )
+    con.execute(f"DELETE FROM iteration_accuracy WHERE {scope}")
+    con.execute(
+        f"""
+        INSERT INTO iteration_accuracy (run_id, iteration, split, difficulty, n, correct)
+        SELECT a.run_id, a.iteration, p.split, p.difficulty, count(*), count(*) FILTER (WHERE a.correct)
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        WHERE ((a.kind = 'eval' AND p.split = 'eval') OR (a.kind = 'generated' AND a.sample = 0))
+          AND (a.run_id, a.iteration) IN (SELECT run_id, iteration FROM outcome_keys)
+        GROUP BY a.run_id, a.iteration, p.split, p.difficulty
+        """
+    )
+    con.execute("DROP TABLE temp.outcome_keys")
 
 
 class AttemptQueries:
