@@ -2,7 +2,9 @@
 
     python bench/browse_latency.py [--attempts 1000000] [--db /tmp/browse-bench.duckdb] [--keep] [--only TEXT]
 
-Seeds the database with DuckDB SQL (INSERT ... SELECT FROM range(), seconds), then
+Seeds the database with DuckDB SQL (a SELECT FROM range() handed to the store's one insert
+function, insert_attempts, which also fills the tables derived from attempts; a minute for
+10,000,000 attempts; --keep reuses a file seeded before), then
 times each query the browse page makes, through the same Store methods the page
 calls (each opens its own read-only connection, as the app does), and the Compare
 runs and Trajectories pages' queries with the pure computations they feed. Target:
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from star_core.core.config import RunConfig  # noqa: E402
 from star_core.analysis.comparison import RunRef, compare_runs  # noqa: E402
 from star_core.store import AttemptFilter, Store  # noqa: E402
+from star_core.store.attempts import insert_attempts  # noqa: E402
 from star_core.analysis.trajectories import class_counts, grid, question_ids, transitions, with_classes  # noqa: E402
 
 RUNS = 10
@@ -49,16 +52,18 @@ def seed(store: Store, attempts: int) -> None:
             """
         )
         # Attempts in the order a run writes them: run by run, iteration by iteration.
-        con.execute(
+        # Through the store's one insert function, as every writer: the derived tables come with the attempts.
+        insert_attempts(
+            con,
             f"""
-            INSERT INTO attempts (id, run_id, iteration, problem_id, kind, sample, prompt_id, question_prompt, hint,
-                                  completion, rationale, predicted, correct, verified, verify_reason,
-                                  used_for_training, prompt_tokens, new_tokens, seconds, hint_leak)
-            SELECT i + 1, run_id, iteration, 'p' || CASE WHEN kind = 'eval' THEN 1500 + k % 500 ELSE k % 1500 END,
-                   kind, CASE WHEN kind = 'eval' THEN k // 500 ELSE k // 1500 END, 1, 'Question: ...', hint,
-                   rationale || ' The answer is ' || predicted || '.', rationale, predicted, correct, verified,
-                   CASE WHEN verified THEN '' ELSE 'step 2 does not hold' END, used, 40, 30, 0.05,
-                   kind = 'rationalized' AND i % 17 = 0
+            SELECT i + 1 AS id, run_id, iteration,
+                   'p' || CASE WHEN kind = 'eval' THEN 1500 + k % 500 ELSE k % 1500 END AS problem_id,
+                   kind, CASE WHEN kind = 'eval' THEN k // 500 ELSE k // 1500 END AS sample, 1 AS prompt_id,
+                   'Question: ...' AS question_prompt, hint,
+                   rationale || ' The answer is ' || predicted || '.' AS completion, rationale, predicted, correct, verified,
+                   CASE WHEN verified THEN '' ELSE 'step 2 does not hold' END AS verify_reason, used AS used_for_training,
+                   40 AS prompt_tokens, 30 AS new_tokens, 0.05 AS seconds,
+                   kind = 'rationalized' AND i % 17 = 0 AS hint_leak
             FROM (
                 SELECT *,
                        -- k numbers the attempts of one kind within an iteration: problem and sample come from it
@@ -77,7 +82,7 @@ def seed(store: Store, attempts: int) -> None:
                     FROM range({attempts}) t(i)
                 )
             )
-            """
+            """,
         )
         con.execute(
             f"INSERT INTO iterations (run_id, iteration, phase, kept, steps, train_loss) "

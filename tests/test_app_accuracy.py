@@ -12,6 +12,7 @@ from app_helpers import finished_run_db, open_page
 import star_core.engine.exemplars as ex
 from star_core.analysis.present import accuracy_figures_data
 from star_core.store import ExemplarItem, Store
+from star_core.store.attempts import insert_attempts, refresh_outcomes
 
 PAGE = "pages/accuracy.py"
 
@@ -36,9 +37,9 @@ def copy_run(store: Store) -> int:
         con.execute("INSERT INTO problems SELECT ?, problem_id, split, difficulty, question, answer, choices FROM problems WHERE run_id = 1", [new])
         con.execute("INSERT INTO iterations (run_id, iteration, phase, kept, steps, train_loss) "
                     "SELECT ?, iteration, phase, kept, steps, 0.5 FROM iterations WHERE run_id = 1", [new])
-        con.execute("INSERT INTO attempts (run_id, iteration, problem_id, kind, sample, prompt_id, question_prompt, completion, "
-                    "rationale, predicted, correct, used_for_training) SELECT ?, iteration, problem_id, kind, sample, prompt_id, "
-                    "question_prompt, completion, rationale, predicted, true, kind <> 'eval' FROM attempts WHERE run_id = 1", [new])
+        insert_attempts(con, "SELECT ?::INTEGER AS run_id, iteration, problem_id, kind, sample, prompt_id, question_prompt, "
+                             "completion, rationale, predicted, true AS correct, kind <> 'eval' AS used_for_training "
+                             "FROM attempts WHERE run_id = 1", [new])
     return new
 
 
@@ -142,6 +143,8 @@ def _keep_iterations(db, last: int) -> None:
     with Store(db).db.write() as con:
         for table in ("attempts", "iterations"):
             con.execute(f"DELETE FROM {table} WHERE iteration > ?", [last])
+        # No app path deletes attempts: bring the tables derived from them along by hand.
+        refresh_outcomes(con, "SELECT run_id, iteration FROM iteration_accuracy UNION SELECT run_id, iteration FROM question_outcomes")
 
 
 def test_every_iteration_has_its_own_tick_and_no_other(tmp_path, tmp_path_factory, monkeypatch, tiny_model):

@@ -48,8 +48,11 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "v_accuracy") == V_ACCURACY
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars",
-            "train_steps", "experiments", "experiment_runs"} <= tables
+            "train_steps", "experiments", "experiment_runs", "question_outcomes", "iteration_accuracy"} <= tables
     with store.db.read() as con:
+        # Derived from attempts (store/attempts.py keeps them current): internal, not part of the public views.
+        assert columns(con, "question_outcomes") == ["run_id", "iteration", "kind", "problem_id", "solved", "kept"]
+        assert columns(con, "iteration_accuracy") == ["run_id", "iteration", "split", "difficulty", "n", "correct"]
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
         assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
 

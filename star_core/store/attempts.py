@@ -63,6 +63,57 @@ _ARROW_SCHEMA = pa.schema([
 assert _ARROW_SCHEMA.names == list(AttemptRow.__dataclass_fields__), "the Arrow schema must list AttemptRow's fields in order"
 
 
+def insert_attempts(con, source: str, params: list | None = None) -> int:
+    """The one way attempts enter the database: every writer (a run's batches, imports, seeds) calls it.
+
+    `source` is a SELECT whose columns are named like the attempts table's (any subset that the table
+    can default). The attempts go in with the tables derived from them (`refresh_outcomes`) brought up
+    to date for their runs and iterations, inside the caller's transaction, so a batch and what is
+    derived from it are stored together or not at all. Returns the number of attempts inserted.
+    """
+    # Temporary tables: on an error they go with the connection, and the caller sees the error itself.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE new_attempts AS {source}", params or [])
+    con.execute("INSERT INTO attempts BY NAME SELECT * FROM new_attempts")
+    count = con.execute("SELECT count(*) FROM new_attempts").fetchall()[0][0]
+    refresh_outcomes(con, "SELECT DISTINCT run_id, iteration FROM new_attempts")
+    con.execute("DROP TABLE temp.new_attempts")
+    return count
+
+
+def refresh_outcomes(con, keys: str, params: list | None = None) -> None:
+    """Recompute the tables derived from attempts for the (run_id, iteration) pairs that `keys` selects.
+
+    question_outcomes: per run, iteration, kind (generated or rationalized) and question, whether any
+    attempt was correct and whether any is used for training (the coverage figures count these rows
+    instead of distinct questions over every attempt). iteration_accuracy: per run, iteration, split and
+    difficulty, the attempts v_accuracy counts and the correct ones (the accuracy figures and the runs
+    overview sum these). Both from the attempts as stored, so a recompute is always exact.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE outcome_keys AS {keys}", params or [])
+    scope = "(run_id, iteration) IN (SELECT run_id, iteration FROM outcome_keys)"
+    con.execute(f"DELETE FROM question_outcomes WHERE {scope}")
+    con.execute(
+        f"""
+        INSERT INTO question_outcomes (run_id, iteration, kind, problem_id, solved, kept)
+        SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
+        FROM attempts WHERE kind IN ('generated', 'rationalized') AND {scope}
+        GROUP BY run_id, iteration, kind, problem_id
+        """
+    )
+    con.execute(f"DELETE FROM iteration_accuracy WHERE {scope}")
+    con.execute(
+        f"""
+        INSERT INTO iteration_accuracy (run_id, iteration, split, difficulty, n, correct)
+        SELECT a.run_id, a.iteration, p.split, p.difficulty, count(*), count(*) FILTER (WHERE a.correct)
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        WHERE ((a.kind = 'eval' AND p.split = 'eval') OR (a.kind = 'generated' AND a.sample = 0))
+          AND (a.run_id, a.iteration) IN (SELECT run_id, iteration FROM outcome_keys)
+        GROUP BY a.run_id, a.iteration, p.split, p.difficulty
+        """
+    )
+    con.execute("DROP TABLE temp.outcome_keys")
+
+
 class AttemptQueries:
     def prompt_id(self, text: str) -> int:
         """The id of a few-shot prefix, stored once however many attempts use it."""
@@ -89,7 +140,7 @@ class AttemptQueries:
         )
         with self.db.write() as con:  # a connection of its own: the registered table goes with it
             con.register("attempt_batch", batch)
-            con.execute(f"INSERT INTO attempts ({_COLUMNS}) SELECT {_COLUMNS} FROM attempt_batch")
+            insert_attempts(con, f"SELECT {_COLUMNS} FROM attempt_batch")
             if progress:
                 self.set_progress(rows[0].run_id, con=con, **progress)
 
@@ -119,6 +170,10 @@ class AttemptQueries:
                 con.execute(
                     "UPDATE attempts SET used_for_training = true WHERE id IN (SELECT unnest(?::BIGINT[]))", [attempt_ids]
                 )
+            # The marks feed the derived outcomes: recompute them for every iteration the marks touched.
+            refresh_outcomes(con, "SELECT ?::INTEGER AS run_id, ?::INTEGER AS iteration UNION "
+                                  "SELECT DISTINCT run_id, iteration FROM attempts WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                             [run_id, iteration, [int(i) for i in attempt_ids]])
 
     def training_examples(self, run_id: int, iteration: int | None = None) -> pd.DataFrame:
         """Kept rationales as prompt/completion rows (the prompt without any hint).

@@ -119,26 +119,21 @@ class BrowseQueries:
             if where == "true":
                 found = con.execute(f"SELECT a.id {source} ORDER BY {order} LIMIT ? OFFSET ?",
                                     [int(limit), int(offset)]).fetchall()
-                total = con.execute("SELECT count(*) FROM attempts").fetchone()[0]
-            else:  # one scan gives the page and the count
+                total = con.execute("SELECT count(*) FROM attempts").fetchall()[0][0]
+            else:  # one scan gives the page and the count (a window count over it took twice as long on 10M attempts)
+                ties = "" if sort == "attempt_id" else f", id {direction}"
                 found = con.execute(
-                    f"SELECT a.id, count(*) OVER () {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                    f"""
+                    WITH matching AS MATERIALIZED (SELECT a.id, {SORTABLE[sort]} AS sort_key {source} WHERE {where})
+                    SELECT id, (SELECT count(*) FROM matching) FROM matching
+                    ORDER BY sort_key {direction} NULLS LAST{ties} LIMIT ? OFFSET ?
+                    """,
                     params + [int(limit), int(offset)],
                 ).fetchall()
                 total = found[0][1] if found else (
-                    con.execute(f"SELECT count(*) FROM attempts a WHERE {where}", params).fetchone()[0] if offset else 0)
+                    con.execute(f"SELECT count(*) FROM attempts a WHERE {where}", params).fetchall()[0][0] if offset else 0)
             ids = [r[0] for r in found]
-            rows = con.execute(
-                f"""
-                SELECT a.id AS attempt_id, a.run_id, a.iteration, a.kind, p.difficulty, p.question, a.rationale,
-                       a.predicted AS predicted_answer, p.answer AS gold_answer, a.correct, a.verified,
-                       a.used_for_training, a.hint_leak
-                {_FROM} WHERE a.id IN (SELECT unnest(?::BIGINT[]))
-                """,
-                [ids],
-            ).df()
-        position = {attempt_id: i for i, attempt_id in enumerate(ids)}
-        rows = rows.sort_values("attempt_id", key=lambda col: col.map(position)).reset_index(drop=True)
+            rows = _page_rows(con, ids)
         return BrowsePage(rows, int(total))
 
     def browse_options(self, run_ids: list[int] | None = None) -> dict[str, list]:
@@ -204,8 +199,12 @@ class BrowseQueries:
         with self.db.read() as con:
             return con.execute(
                 f"""
-                SELECT run_id, iteration, difficulty, n, correct, accuracy FROM v_accuracy
-                WHERE split = 'eval' AND run_id IN ({', '.join('?' * len(ids))})
+                -- v_accuracy's eval rows, summed from the derived counts (store/attempts.py keeps them current)
+                SELECT run_id, iteration, difficulty, sum(n)::BIGINT AS n, sum(correct)::BIGINT AS correct,
+                       sum(correct) / sum(n) AS accuracy
+                FROM iteration_accuracy WHERE split = 'eval' AND run_id IN ({', '.join('?' * len(ids))})
+                GROUP BY GROUPING SETS ((run_id, iteration, difficulty), (run_id, iteration))
+                HAVING GROUPING(difficulty) = 1 OR difficulty IS NOT NULL
                 ORDER BY run_id, iteration, difficulty NULLS FIRST
                 """,
                 ids,
@@ -224,12 +223,12 @@ class BrowseQueries:
                 f"""
                 WITH train AS (SELECT run_id, count(*) AS train_questions FROM problems
                                WHERE split = 'train' AND run_id IN ({marks}) GROUP BY run_id),
-                per AS (
+                per AS (  -- question_outcomes: one row per question, kind and iteration (store/attempts.py keeps it current)
                     SELECT run_id, iteration,
-                           count(DISTINCT problem_id) FILTER (WHERE kind = 'generated' AND correct) AS solved_self,
-                           count(DISTINCT problem_id) FILTER (WHERE kind = 'generated' AND used_for_training) AS kept_self,
-                           count(DISTINCT problem_id) FILTER (WHERE kind = 'rationalized' AND used_for_training) AS kept_rationalized
-                    FROM attempts WHERE run_id IN ({marks}) AND kind IN ('generated', 'rationalized') GROUP BY run_id, iteration
+                           count(*) FILTER (WHERE kind = 'generated' AND solved) AS solved_self,
+                           count(*) FILTER (WHERE kind = 'generated' AND kept) AS kept_self,
+                           count(*) FILTER (WHERE kind = 'rationalized' AND kept) AS kept_rationalized
+                    FROM question_outcomes WHERE run_id IN ({marks}) GROUP BY run_id, iteration
                 )
                 SELECT per.run_id, per.iteration, train.train_questions, per.solved_self, per.kept_self,
                        per.kept_rationalized, per.kept_self + per.kept_rationalized AS kept_total
@@ -273,6 +272,26 @@ class BrowseQueries:
     def attempt_count(self) -> int:
         with self.db.read() as con:
             return con.execute("SELECT count(*) FROM attempts").fetchone()[0]
+
+
+def _page_rows(con, ids: list[int]) -> pd.DataFrame:
+    """The browse table's columns for these attempts, in this order.
+
+    The range of the ids bounds the scan: a page's attempts lie close together (newest first, or
+    in id order within a sort key), so DuckDB reads only the row groups that hold them instead of
+    every stored attempt's text (docs/measurements.md, 2026-12-07).
+    """
+    rows = con.execute(
+        f"""
+        SELECT a.id AS attempt_id, a.run_id, a.iteration, a.kind, p.difficulty, p.question, a.rationale,
+               a.predicted AS predicted_answer, p.answer AS gold_answer, a.correct, a.verified,
+               a.used_for_training, a.hint_leak
+        {_FROM} WHERE a.id BETWEEN ? AND ? AND a.id IN (SELECT unnest(?::BIGINT[]))
+        """,
+        [min(ids, default=0), max(ids, default=-1), ids],
+    ).df()
+    position = {attempt_id: i for i, attempt_id in enumerate(ids)}
+    return rows.sort_values("attempt_id", key=lambda col: col.map(position)).reset_index(drop=True)
 
 
 def _run_label(run_id: int, name: str, task: str, model: str) -> str:

@@ -359,5 +359,59 @@ def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
+    """Two tables derived from attempts, so the accuracy and coverage figures read a few rows per question or
+    per iteration instead of every attempt (star_core/store/attempts.py keeps them current on every insert,
+    training mark and problem save; backfilled here from what is stored):
+    question_outcomes: per run, iteration, kind (generated, rationalized) and question, whether any attempt
+    was correct and whether any is used for training;
+    iteration_accuracy: per run, iteration, split and difficulty, the attempts v_accuracy counts and how many
+    were correct."""
+    con.execute(
+        """
+        CREATE TABLE question_outcomes (
+            run_id      INTEGER NOT NULL,
+            iteration   INTEGER NOT NULL,
+            kind        TEXT NOT NULL,            -- generated | rationalized
+            problem_id  TEXT NOT NULL,
+            solved      BOOLEAN NOT NULL,         -- some attempt of this kind was correct
+            kept        BOOLEAN NOT NULL          -- some attempt of this kind is used for training
+        )
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO question_outcomes
+        SELECT run_id, iteration, kind, problem_id, bool_or(correct), bool_or(used_for_training)
+        FROM attempts WHERE kind IN ('generated', 'rationalized')
+        GROUP BY run_id, iteration, kind, problem_id
+        ORDER BY run_id, iteration
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE iteration_accuracy (
+            run_id      INTEGER NOT NULL,
+            iteration   INTEGER NOT NULL,
+            split       TEXT NOT NULL,
+            difficulty  INTEGER,
+            n           BIGINT NOT NULL,          -- eval attempts on eval questions, first generated sample on train ones
+            correct     BIGINT NOT NULL
+        )
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO iteration_accuracy
+        SELECT a.run_id, a.iteration, p.split, p.difficulty, count(*), count(*) FILTER (WHERE a.correct)
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        WHERE (a.kind = 'eval' AND p.split = 'eval') OR (a.kind = 'generated' AND a.sample = 0)
+        GROUP BY a.run_id, a.iteration, p.split, p.difficulty
+        ORDER BY a.run_id, a.iteration
+        """
+    )
+
+
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
-              m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor]
+              m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor,
+              m014_browse_speed]

@@ -16,6 +16,7 @@ from ..core.processes import alive
 from ..core.states import Phase, RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
+from .attempts import refresh_outcomes
 from .exemplar_sets import use_exemplar_set
 
 
@@ -135,7 +136,9 @@ class RunQueries:
             df = con.execute(
                 """
                 WITH acc AS (
-                    SELECT run_id, iteration, accuracy FROM v_accuracy WHERE split = 'eval' AND difficulty IS NULL
+                    -- v_accuracy's overall eval rows, from the derived counts (store/attempts.py keeps them current)
+                    SELECT run_id, iteration, sum(correct) / sum(n) AS accuracy FROM iteration_accuracy
+                    WHERE split = 'eval' GROUP BY run_id, iteration
                 ), summary AS (
                     SELECT run_id, max(iteration) AS last_evaluated,
                            arg_max(accuracy, iteration) AS latest_accuracy, max(accuracy) AS best_accuracy,
@@ -161,6 +164,8 @@ class RunQueries:
         with self.db.write() as con:
             con.execute("DELETE FROM problems WHERE run_id = ?", [run_id])
             _insert_problems(con, run_id, problems)
+            # A question's split and difficulty feed the derived accuracy: recompute the run's.
+            refresh_outcomes(con, "SELECT DISTINCT run_id, iteration FROM attempts WHERE run_id = ?", [run_id])
 
     def load_problems(self, run_id: int) -> list[Problem]:
         with self.db.read() as con:
