@@ -43,7 +43,9 @@ def patience_run(tmp_path_factory, tiny_model):
     store = Store(db).init()
     with pytest.MonkeyPatch.context() as mp:
         _script_verdicts(mp, EVAL_RIGHT)
-        run_id = create_run(store, tiny_config(tiny_model, iterations=5, patience=2, filter="answer"))
+        # A high learning rate, so that fine-tuning changes what the tiny model writes.
+        run_id = create_run(store, tiny_config(tiny_model, iterations=5, patience=2, filter="answer",
+                                               learning_rate=0.05, min_steps=4))
         execute_run(store, run_id)
     return db
 
@@ -110,7 +112,8 @@ def test_the_runs_page_names_the_best_and_the_latest_model(patience_run, tmp_pat
     assert "latest: iteration 3, eval 75.0% (3/4); checkpoint on disk" in page
 
 
-def test_export_model_writes_the_best_iteration_as_a_folder_transformers_loads(patience_run, tmp_path, capsys):
+def test_export_model_writes_the_best_iteration_as_a_folder_transformers_loads(patience_run, tmp_path, capsys,
+                                                                                 tiny_model):
     from transformers import AutoModelForCausalLM
 
     from star_core.engine.reevaluate import reevaluate
@@ -125,6 +128,7 @@ def test_export_model_writes_the_best_iteration_as_a_folder_transformers_loads(p
     # It is iteration 1's model: it writes iteration 1's stored eval completions, character for character.
     again = reevaluate(Store(patience_run), 1, 1, str(out))
     assert again.same_completions == again.n == 4
+    assert reevaluate(Store(patience_run), 1, 1, tiny_model).same_completions < 4  # the base model writes others
 
 
 def test_the_exported_model_reproduces_the_stored_eval_accuracy(tmp_path, tiny_model, monkeypatch, capsys):
