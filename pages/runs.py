@@ -24,6 +24,7 @@ from star_core.engine.prepare import prepare_run, shown_defaults
 from star_core.core.presets import paper_experiment_preset, preset_names, presets_for
 from star_core.core.settings_spec import NO_QUEUE_HELP, SETTINGS, form_values, sections, widget
 from star_core.analysis.present import duration, pct
+from star_core.analysis.run_models import model_lines, run_models
 from star_core.core.states import Phase, RunStatus
 
 POLL_S = 2.0
@@ -339,6 +340,8 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
                       help=f"Eval accuracy of the latest evaluated iteration; baseline {pct(row.baseline_accuracy)}, "
                            f"best {pct(row.best_accuracy)}")
 
+    _models(store, run_id)
+
     if run.status == RunStatus.FAILED:
         st.error("The run failed. Its attempts so far are stored; fix the cause and resume it.")
         st.code(run.error or "(no error recorded)", language=None, wrap_lines=True)
@@ -368,6 +371,18 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
     if log:
         with st.expander("Worker log", expanded=(run.status in (RunStatus.FAILED, RunStatus.CRASHED) or died_early)):
             st.code(log, language=None)
+
+
+def _models(store, run_id: int) -> None:
+    """Which iteration's model is the best and which the latest, and whether each checkpoint is on disk."""
+    models = run_models(store.evaluated_iterations(run_id))
+    if models is None:
+        return
+    lines = "  \n".join(ui.md_escape(line) for line in model_lines(models))
+    st.markdown(f"**Models**  \n{lines}",
+                help=ui.md_escape("A run keeps the checkpoints of its best iteration (highest eval accuracy, the "
+                                  "earliest of a tie) and its latest. Export the best with: star export --model "
+                                  f"--db {store.path} --run {run_id} --out DIR"))
 
 
 def _queued_note(run, place: int | None, cancelling: bool) -> None:

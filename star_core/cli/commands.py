@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs in a database with status and accuracy")
     _add_db(runs)
     runs.add_argument("--run", type=int, dest="run", metavar="RUN_ID",
-                      help="one run's eval accuracy by iteration and difficulty instead, with what each iteration kept")
+                      help="one run's eval accuracy by iteration and difficulty instead, with what each iteration kept, "
+                           "and which iteration's model is the best and which the latest")
     runs.set_defaults(handler=_cmd_runs)
 
     cancel = sub.add_parser(
@@ -72,12 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("run", type=int, metavar="RUN_ID", help="the run (see `star runs`)")
     cancel.set_defaults(handler=_cmd_cancel)
 
-    export = sub.add_parser("export", help="export a run's kept rationales as a fine-tuning dataset (prompt/completion rows)")
+    export = sub.add_parser(
+        "export", help="export a run's kept rationales as a fine-tuning dataset, or with --model its best model",
+        description="Without --model: a run's kept rationales as prompt/completion rows (jsonl or parquet). With "
+        "--model: the model of the run's best iteration (highest eval accuracy, the earliest of a tie), or of "
+        "--iteration K, as a folder holding the base model with the fine-tuning merged in and its tokenizer, which "
+        "transformers' AutoModelForCausalLM.from_pretrained(DIR) loads. A run keeps the checkpoints of its best and "
+        "its latest iteration (star runs --run N names them).",
+    )
     _add_db(export)
     export.add_argument("--run", type=int, required=True, dest="run", help="the run id (see `star runs`)")
-    export.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (default: jsonl)")
+    export.add_argument("--model", action="store_true", help="write the run's best model to the folder --out")
+    export.add_argument("--iteration", type=int, metavar="K", help="with --model: iteration K's model instead of "
+                        "the best one (its checkpoint must still be on disk)")
+    export.add_argument("--format", choices=("jsonl", "parquet"), help="rationales: output format (default: jsonl)")
     export.add_argument("--out", required=True, help="the file to write (- for standard output; a FIFO or a "
-                                                     "character device is written through)")
+                                                     "character device is written through); with --model, a new "
+                                                     "folder")
     export.set_defaults(handler=_cmd_export)
 
     _add_compare(sub)
@@ -334,6 +346,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
+    from ..analysis.run_models import model_lines, on_disk, run_models
     from .progress import accuracy_table, runs_table
 
     store = _existing_store(args.db, on_wait=_say_waiting)
@@ -342,6 +355,12 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     store.get_run(args.run)  # a RunStateError naming the missing run
     print(accuracy_table(store, args.run))
+    models = run_models(store.evaluated_iterations(args.run))
+    if models is not None:
+        print("\nModels (a run keeps the checkpoints of its best and latest iteration):")
+        print("\n".join(f"  {line}" for line in model_lines(models)))
+        if on_disk(models.best):
+            print(f"  export the best with: star export --model --db {args.db} --run {args.run} --out DIR")
     return 0
 
 
@@ -366,10 +385,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ..analysis.export import export_kept
     from ..store import Store
 
+    if args.model:
+        return _export_model(args)
+    if args.iteration is not None:
+        raise StarError("--iteration chooses the model to export: give it with --model")
     if not Path(args.db).exists():
         raise StarError(f"database {args.db} does not exist")
-    count = export_kept(Store(args.db, on_wait=_say_waiting), args.run, Path(args.out), args.format)
+    count = export_kept(Store(args.db, on_wait=_say_waiting), args.run, Path(args.out), args.format or "jsonl")
     _say_written(f"{count} kept rationales of run {args.run}", args.out)
+    return 0
+
+
+def _export_model(args: argparse.Namespace) -> int:
+    from ..analysis.present import pct
+    from ..engine.model_export import export_model
+
+    if args.format is not None:
+        raise StarError("--format is for the kept rationales; --model writes a model folder")
+    store = _existing_store(args.db, on_wait=_say_waiting)
+    done = export_model(store, args.run, Path(args.out), args.iteration)
+    which = "its best" if done.best else "not its best"
+    print(f"wrote the model of run {args.run}, iteration {done.iteration.iteration} ({which}; eval "
+          f"{pct(done.iteration.accuracy)}, {done.iteration.correct}/{done.iteration.n}), {done.dtype}, to {args.out}; "
+          f"load it with AutoModelForCausalLM.from_pretrained({str(args.out)!r})")
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from . import run_queue
+from ..analysis.run_models import checkpoints_to_discard
 from ..model import train_state
 from ..model.batch_decoder import BatchDecoder, DecodeBatch, LocalDecoder, batch_seed, plan_batches
 from ..core.config import RunConfig
@@ -38,6 +39,11 @@ from .stopping import budget_message, next_iteration_seconds, over_budget, shoul
 from ..store import AttemptRow, Store
 from ..tasks import Problem, Task, get_task
 from ..tasks.base import STOP_TEXT, answer_only_completion, build_prefix, cut_at_stop
+
+
+def decoding_order(problems: list[Problem]) -> list[Problem]:
+    """The order a phase decodes its questions in, before they are cut into batches: similar lengths together."""
+    return sorted(problems, key=lambda p: len(p.question))
 
 
 class Reporter(Protocol):
@@ -162,10 +168,12 @@ class _Runner:
             self._evaluate(0)
         iteration = self._direct_iteration if self.direct else self._iteration
         for n in range(1, self.config.iterations + 1):
+            self._keep_best_and_latest()  # here, not at an iteration's end: a run killed in between cleans up on resume
             if self._plateaued(before=n) or self._out_of_time(before=n):
                 return
             if self._phase(n) != Phase.DONE:
                 iteration(n)
+        self._keep_best_and_latest()
 
     def _iteration(self, n: int) -> None:
         """One STaR iteration, from whichever phase it stopped in (each phase skips what is stored)."""
@@ -178,12 +186,10 @@ class _Runner:
         if self._phase(n) == Phase.FINETUNE:
             self._finetune(n, self._filter(n))
         self._evaluate(n)
-        self._discard(previous)
 
     def _direct_iteration(self, n: int) -> None:
         """Direct fine-tuning: from the base model on the gold answers of every training question, with STaR's
         iteration-n step count (the schedule grows it); nothing is generated, so nothing is filtered."""
-        previous = self._checkpoint(n - 1) if n > 1 else None
         if self._phase(n).order < Phase.FINETUNE.order:
             self._enter(n, Phase.FINETUNE)
         if self._phase(n) == Phase.FINETUNE:
@@ -191,7 +197,6 @@ class _Runner:
                         for p in self.train]
             self._finetune(n, KeptSet(examples, f"direct: {len(examples)} gold answers"))
         self._evaluate(n)
-        self._discard(previous)
 
     def _plateaued(self, before: int) -> bool:
         """Whether eval accuracy of iterations 0..before-1 has stopped improving (RunConfig.patience); says so."""
@@ -279,9 +284,13 @@ class _Runner:
         self._decode(n, AttemptKind.EVAL, self.eval, self.models.get(checkpoint), trained=checkpoint is not None)
         self._enter(n, Phase.DONE)
 
-    def _discard(self, previous: Path | None) -> None:
-        if previous and previous.exists():
-            shutil.rmtree(previous)  # fine-tuning restarts from the base model: only the latest is needed
+    def _keep_best_and_latest(self) -> None:
+        """Delete the checkpoints of evaluated iterations other than the best and the latest (run_models.py):
+        fine-tuning restarts from the base model, so going on needs only the latest, and the best is the model
+        a user wants."""
+        for folder in checkpoints_to_discard(self.store.evaluated_iterations(self.run_id)):
+            if folder.exists():
+                shutil.rmtree(folder)
 
     # --- decoding and training ------------------------------------------------
 
@@ -294,7 +303,7 @@ class _Runner:
         `trained`: the decoder's model is fine-tuned (with --no-prompt-trained it is asked without exemplars).
         """
         done = self.store.done_problems(self.run_id, n, kind)
-        ordered = sorted(problems, key=lambda p: len(p.question))  # similar lengths together
+        ordered = decoding_order(problems)
         hinted = kind == AttemptKind.RATIONALIZED
         prefix = self.hint_prefix if hinted else "" if trained and not self.config.prompt_trained else self.prefix
         prompt_id = self.store.prompt_id(prefix)

@@ -8,13 +8,10 @@ would end past the budget.
 
 from __future__ import annotations
 
+# The best iteration is also the model a run keeps beside its latest (analysis/run_models.py): one rule for both.
+from ..analysis.run_models import best_iteration
 
-def best_iteration(accuracies: list[float]) -> int:
-    """The first iteration that reached the best accuracy (a later tie is no improvement)."""
-    if not accuracies:
-        raise ValueError("no accuracies")
-    best = max(accuracies)
-    return accuracies.index(best)
+__all__ = ["best_iteration", "budget_message", "next_iteration_seconds", "over_budget", "should_stop", "stop_message"]
 
 
 def should_stop(accuracies: list[float], patience: int) -> bool:

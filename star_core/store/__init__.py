@@ -17,7 +17,7 @@ from .compare import ComparisonError, CompareQueries, EvalPairing
 from .connection import Connection, OnWait
 from .exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetQueries
 from .experiments import Experiment, ExperimentQueries, KeptStepQueries
-from .runs import Run, RunQueries
+from .runs import EvaluatedIteration, Run, RunQueries
 from .training import TrainStepQueries
 from .trajectories import TrajectoryQueries
 
@@ -50,5 +50,5 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
         return self
 
 
-__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "ExemplarItem", "ExemplarSet",
-           "Experiment", "QueueFilter", "Run", "Store"]
+__all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "EvaluatedIteration",
+           "ExemplarItem", "ExemplarSet", "Experiment", "QueueFilter", "Run", "Store"]

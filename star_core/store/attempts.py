@@ -162,6 +162,16 @@ class AttemptQueries:
             ).fetchall()
         return [Candidate(r[0], r[1], AttemptKind(r[2]), *r[3:]) for r in rows]
 
+    def eval_answers(self, run_id: int, iteration: int) -> pd.DataFrame:
+        """An iteration's eval attempts as they were asked and answered: problem_id, prefix (the few-shot prompt
+        text), question_prompt, completion, correct."""
+        with self.db.read() as con:
+            return con.execute(
+                "SELECT a.problem_id, p.text AS prefix, a.question_prompt, a.completion, a.correct "
+                "FROM attempts a JOIN prompts p ON p.id = a.prompt_id "
+                "WHERE a.run_id = ? AND a.iteration = ? AND a.kind = 'eval' ORDER BY a.id",
+                [run_id, iteration]).df()
+
     def mark_training(self, run_id: int, iteration: int, attempt_ids: list[int]) -> None:
         """Record which attempts an iteration fine-tunes on (replacing any earlier choice)."""
         with self.db.write() as con:

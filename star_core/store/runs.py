@@ -30,6 +30,21 @@ class RunClock:
     last_train_s: float | None
 
 
+@dataclass(frozen=True)
+class EvaluatedIteration:
+    """An iteration whose evaluation finished: its eval score and the checkpoint folder it recorded (None: it
+    generated with the base model, iteration 0 or one that kept nothing; a recorded folder may since be deleted)."""
+
+    iteration: int
+    correct: int
+    n: int
+    checkpoint: Path | None
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n
+
+
 @dataclass
 class Run:
     id: int
@@ -210,6 +225,18 @@ class RunQueries:
             row = con.execute("SELECT checkpoint FROM iterations WHERE run_id = ? AND iteration = ?",
                               [run_id, iteration]).fetchone()
         return Path(row[0]) if row and row[0] else None
+
+    def evaluated_iterations(self, run_id: int) -> list[EvaluatedIteration]:
+        """The iterations whose evaluation finished (phase done), in order, with overall eval score and checkpoint.
+
+        An iteration still evaluating is left out: its accuracy so far counts only part of the questions."""
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT i.iteration, a.correct, a.n, i.checkpoint FROM iterations i JOIN v_accuracy a "
+                "ON a.run_id = i.run_id AND a.iteration = i.iteration AND a.split = 'eval' AND a.difficulty IS NULL "
+                "WHERE i.run_id = ? AND i.phase = ? ORDER BY i.iteration", [run_id, Phase.DONE.value]).fetchall()
+        return [EvaluatedIteration(int(it), int(correct), int(n), Path(ckpt) if ckpt else None)
+                for it, correct, n, ckpt in rows]
 
     def run_clock(self, run_id: int, before: int) -> RunClock:
         """How long iterations 0..before-1 took together (each from its start to its end, so the time between a
