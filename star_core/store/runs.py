@@ -149,21 +149,23 @@ class RunQueries:
 
     def save_problems(self, run_id: int, problems: list[Problem]) -> None:
         rows = [
-            (run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices))
+            (run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices), p.solution or None)
             for p in problems
         ]
         with self.db.write() as con:
             con.execute("DELETE FROM problems WHERE run_id = ?", [run_id])
-            con.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            con.executemany("INSERT INTO problems (run_id, problem_id, split, difficulty, question, answer, choices, "
+                            "solution) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def load_problems(self, run_id: int) -> list[Problem]:
         with self.db.read() as con:
             rows = con.execute(
-                "SELECT problem_id, question, answer, split, difficulty, choices FROM problems WHERE run_id = ? ORDER BY rowid",
+                "SELECT problem_id, question, answer, split, difficulty, choices, solution FROM problems WHERE run_id = ? "
+                "ORDER BY rowid",
                 [run_id],
             ).fetchall()
         return [
-            Problem(r[0], r[1], r[2], r[3], r[4], choices_from_json(r[5]))
+            Problem(r[0], r[1], r[2], r[3], r[4], choices_from_json(r[5]), r[6] or "")
             for r in rows
         ]
 
