@@ -66,7 +66,7 @@ def accuracy_table(store: Store, run_id: int) -> str:
     _add_kept_with_steps(table, store, run_id, evals)
     table["ends at"] = _ends_at(iters, table.index)
     table.index.name = "iteration"
-    seeded = store.get_run(run_id).config.seed_max_digits > 0 and (iters.steps.get(0) or 0) > 0
+    seeded = bool(store.get_run(run_id).config.seed_max_digits) and pd.notna(iters.steps.get(0)) and iters.steps[0] > 0
     zero = "the seed alone, fine-tuned" if seeded else "few-shot baseline"
     return f"Run {run_id}: eval accuracy by iteration (0 = {zero})\n" + table.to_string()
 
@@ -88,7 +88,7 @@ def _add_kept_with_steps(table: pd.DataFrame, store: Store, run_id: int, evals: 
         table[f"of difficulty > {difficulties[0]}"] = column(store.kept_with_steps([run_id], difficulties[0] + 1))
     # The share of the kept steps the model wrote itself, not given in a partial hint (seed rows not counted).
     shares = dict(zip(kept.iteration, written_shares(kept)))
-    table["written by the model"] = [pct(shares[i]) if shares.get(i) is not None else "-" for i in table.index]
+    table["written by the model"] = [pct(shares[i]) if pd.notna(shares.get(i)) else "-" for i in table.index]
 
 
 def _ends_at(iters: pd.DataFrame, iterations) -> list[str]:

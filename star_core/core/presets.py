@@ -78,12 +78,12 @@ PRESETS: dict[str, dict] = {
         "partial_hint_start": 0.5,  # QuestA's 50%: the given place sums leave the rest to the model (2026-12-07)
         "partial_hint_end": 0.25,  # QuestA's 25% in the last iteration, so the model writes more of each kept rationale
         "curriculum": True,  # one digit count past the seed at a time, as Self-Improving Transformers extend (2026-12-07)
-        "curriculum_threshold": 0.5,  # 0.99 never passed 2 digits unseeded (2026-12-04); 0.5 lets the next length in
+        "curriculum_threshold": 0.5,  # not yet measured seeded; 0.99 never passed 2 digits unseeded (2026-12-04)
         "keep_earlier_rows": True,  # Self-Improving Transformers train on every round's rows; each iteration restarts from the base model
         "samples_per_question": 1,  # 8 samples at T 0.7 added 1 of 16 verified 3-digit rationales to greedy (2026-12-07)
         "learning_rate": 1e-3,  # taught the place sums in 256 steps (2026-12-06)
         "lora_rank": 16,  # rank 64 moved nothing (2026-12-06)
-        "epochs": 4.0,  # passes over seed + kept rows: the place sums need steps (2026-12-06)
+        "epochs": 8.0,  # 8 passes taught 2-digit place sums in 256 steps (2026-12-06); the seed of 126 rows gets 126 steps
         "iterations": 8,  # an upper bound: the time budget ends the run
         "time_budget_minutes": 45,  # the 45 minutes on the 2-core bf16 CPU
         "filter": "verified",  # every kept rationale's steps hold: what the seed started is not unlearned (2026-12-07)

@@ -168,6 +168,7 @@ class _Runner:
     def run(self) -> None:
         if self._phase(0) != Phase.DONE:
             if self.seed and self._phase(0).order < Phase.EVALUATE.order:
+                self._enter(0, Phase.FINETUNE)  # the iteration's clock starts with the seed's fine-tuning
                 self._finetune(0, self._seed_set())
             elif not self.seed:
                 self._enter(0, Phase.EVALUATE)
@@ -238,7 +239,8 @@ class _Runner:
                              seed_top=seed_top)
         chosen = [p for p in self.unseeded if in_range(p.difficulty, top)]
         self.reporter.message(f"iteration {n}: curriculum: difficulty {self.config.min_difficulty}-{top}, "
-                              f"{len(chosen)} of {len(self.unseeded)} unseeded training questions")
+                              f"{len(chosen)} of {len(self.unseeded)} training questions"
+                              + (" the seed does not answer" if self.seed else ""))
         return chosen
 
     # --- the paper's steps ---------------------------------------------------

@@ -1,9 +1,10 @@
 """The seed a run may start from, the partial hints of rationalization, and what an iteration trains on.
 
 Few-shot, the embedded model writes no verified multi-digit rationale, so STaR has nothing above one digit to
-keep (docs/measurements.md). Every small-model self-improvement loop starts from exact traces (docs/paper.md#the-
-seeded-loop): the seed is the task's exact rationales of the easy training questions plus a few of each longer
-difficulty, trained on before iteration 1 and in every iteration after. Pure functions: the loop orders them.
+keep (docs/measurements.md). Every small-model self-improvement loop starts from exact traces
+(docs/paper.md#the-seeded-loop): the seed is the task's exact rationales of the easy training questions plus a
+few of each longer difficulty, trained on before iteration 1 and in every iteration after. Pure functions: the
+loop orders them.
 """
 
 from __future__ import annotations
