@@ -230,7 +230,8 @@ class RunConfig:
         8, "Fine-tuning batch size", Group.FINETUNING, "Fine-tuning batch size (sequences per step).", min=1
     )
     # Official STaR: 40 steps, +20% per iteration, on far larger sets. We scale the first iteration to about
-    # `epochs` passes over the kept set; a seed needs passes to teach the place sums (2026-12-07 measurements).
+    # `epochs` passes over the kept set (with a seed, its rows too): 4 keeps the default run near 20 minutes, and
+    # teaches the layout but not yet the 2-digit sums (docs/measurements.md, 2026-12-07; 8 passes did, 2026-12-06).
     epochs: float = _f(
         4.0, "Epochs (iteration 1)", Group.FINETUNING,
         "Passes over the kept rationales in iteration 1 (steps grow 20% per iteration).", min=0.1,
