@@ -205,3 +205,50 @@ def test_browse_splits_the_given_steps_from_the_models_own():
     assert given_and_own(rationale, " 194 + 783 = 800 + 170") == ("194 + 783 = 800 + 170", "+ 7 = 977. The answer is 977.")
     assert given_and_own(rationale, None) == ("", rationale)
     assert given_and_own(rationale, " 12 + 3 = 10") == ("", rationale)  # not its prefix: shown whole
+
+
+def _stored(tmp_path):
+    """A run with one seed row and one rationalized attempt written after 2 of its 4 steps were given."""
+    from star_core.store import AttemptRow
+
+    store = Store(tmp_path / "b.duckdb").init()
+    run_id = store.create_run(RunConfig(name="seeded"))
+    task = get_task("arithmetic")
+    seed_p, hinted_p = _problem("47 + 85", "132", 2), _problem("194 + 783", "977", 3)
+    store.save_problems(run_id, [seed_p, hinted_p])
+    prompt_id = store.prompt_id("")
+
+    def row(p, kind, iteration, given, completion, given_steps):
+        return AttemptRow(run_id=run_id, iteration=iteration, problem_id=p.id, kind=kind, sample=0, prompt_id=prompt_id,
+                          question_prompt=task.format_question(p), hint=None, completion=completion,
+                          rationale=completion.strip(), predicted=p.answer, correct=True, verified=True, verify_reason="",
+                          prompt_tokens=1, new_tokens=1, seconds=0.1, given_text=given, given_steps=given_steps,
+                          steps=len(task.reference(p).steps))
+
+    seed_completion = task.reference(seed_p).completion
+    given = task.reference(hinted_p).prefix(2)
+    store.add_attempts([row(seed_p, "seed", 0, seed_completion, seed_completion, 3),
+                        row(hinted_p, "rationalized", 1, given, given + " + 7 = 977. The answer is 977.", 2)])
+    with store.db.read() as con:
+        ids = dict(con.execute("SELECT kind, id FROM attempts").fetchall())
+    return store, ids
+
+
+def test_browse_shows_the_given_steps_apart_and_a_seed_row_as_the_tasks(tmp_path, monkeypatch):
+    from app_helpers import open_page, texts
+
+    store, ids = _stored(tmp_path)
+    at = open_page("pages/browse.py", monkeypatch, tmp_path / "b.duckdb", query={"attempt": str(ids["rationalized"])})
+    assert not at.exception and not at.error
+    codes = [c.value for c in at.code]
+    assert "194 + 783 = 800 + 170" in codes and "+ 7 = 977. The answer is 977." in codes
+    assert "Given in the hint (the reference's first steps, not the model's)" in texts(at)
+    at = open_page("pages/browse.py", monkeypatch, tmp_path / "b.duckdb", query={"attempt": str(ids["seed"])})
+    assert not at.exception and not at.error
+    assert any("Seed row" in i.value for i in at.info)
+
+
+def test_audit_shows_the_given_steps_apart(tmp_path):
+    store, ids = _stored(tmp_path)
+    item = store.audit_item(ids["rationalized"])
+    assert item.given_text == " 194 + 783 = 800 + 170"
