@@ -20,8 +20,9 @@ import streamlit as st
 
 import star_core.engine.exemplars as ex
 from star_core.core.errors import StarError
-from star_core.analysis.present import (STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag, label,
-                                        similarity)
+from star_core.core.states import AttemptKind
+from star_core.analysis.present import (SEED_NOTE, STATUS_COLORS, added_to_set_message, default_pair, diff_html, flag,
+                                        given_and_own, label, similarity)
 from star_core.store import Store
 from star_core.store.exemplar_sets import ExemplarSetError
 from star_core.analysis.trajectories import question_ids
@@ -252,6 +253,21 @@ def add_to_exemplar_set(store, attempt_id: int, task, key: str, default_name: st
 
 
 # --- shared by the browse, compare and trajectories pages ----------------------------------
+
+
+def rationale_block(rationale: str, given_text: str | None, kind: str) -> None:
+    """A rationale with what the model did not write set apart: a seed row as the task's, a partial hint's given
+    steps in their own box above the model's continuation."""
+    if kind == AttemptKind.SEED:
+        st.info(SEED_NOTE)
+        st.code(rationale, language=None, wrap_lines=True)
+        return
+    given, own = given_and_own(rationale, given_text)
+    if given:
+        st.caption("Given in the hint (the reference's first steps, not the model's)")
+        st.code(given, language=None, wrap_lines=True)
+        st.caption("Written by the model after them")
+    st.code(own, language=None, wrap_lines=True)
 
 
 def download_csv(df, name: str) -> None:

@@ -63,7 +63,9 @@ def _kept_steps(store, run_ids: list[int], labels: dict) -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"share with steps": st.column_config.NumberColumn(format="percent")})
     st.caption("With steps: the step check verified the rationale and it is not a bare sum ('no steps'), as judged "
-               "when the run was made (runs made before the check required place sums count a bare sum as verified).")
+               "when the run was made (runs made before the check required place sums count a bare sum as verified). "
+               "Written by the model: the share of the kept rationales' steps the model wrote itself, not given in a "
+               "partial hint. Seed rows are never counted here.")
 
 
 def main() -> None:

@@ -297,7 +297,7 @@ def show_item(item, index: int, total: int, mode: QueueMode = QueueMode.ALL) -> 
             st.caption("Hint given in the prompt (rationalization)")
             st.code(item.hint, language=None, wrap_lines=True)
         st.caption("Rationale")
-        st.code(item.rationale, language=None, wrap_lines=True)
+        ui.rationale_block(item.rationale, item.given_text, item.kind)
     with right:
         a, b = st.columns(2)
         a.caption("Extracted answer")

@@ -160,7 +160,7 @@ def detail(store, attempt_id: int, key: str = "") -> None:
             st.caption("none (only rationalized attempts are shown the answer)")
     with right:
         st.markdown("**Rationale**")
-        st.code(a["rationale"], language=None, wrap_lines=True)
+        ui.rationale_block(a["rationale"], a.get("given_text"), a["kind"])
         with st.expander("Raw completion and the prompt it answered"):
             st.caption("Completion, as the model wrote it")
             st.code(a["completion"], language=None, wrap_lines=True)

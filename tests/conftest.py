@@ -91,15 +91,19 @@ def tiny_config(model: str, **overrides):
     """A RunConfig small enough for a loop test to finish in seconds."""
     from star_core.core.config import RunConfig
 
+    # No seed unless a test asks for one, and the prompt in training rows and after training as before the seeded
+    # defaults: the loop tests check the paper's loop, iteration 0 few-shot.
     values = dict(model=model, train_size=8, eval_size=4, iterations=1, max_new_tokens=12, min_steps=2,
-                  epochs=0.1, gen_batch_size=4, batch_size=4, device="cpu")
+                  epochs=0.1, gen_batch_size=4, batch_size=4, device="cpu", seed_max_digits=0, train_prefix=True,
+                  prompt_trained=True)
     values.update(overrides)
     return RunConfig(**values)
 
 
 # tiny_config's values as `star run` flags.
 TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--iterations", "1", "--max-new-tokens", "12", "--min-steps", "2",
-              "--epochs", "0.1", "--gen-batch-size", "4", "--batch-size", "4", "--device", "cpu"]
+              "--epochs", "0.1", "--gen-batch-size", "4", "--batch-size", "4", "--device", "cpu", "--seed-max-digits", "0",
+              "--train-prefix", "--prompt-trained"]
 
 
 def star(capsys, *args: str) -> tuple[int, str, str]:

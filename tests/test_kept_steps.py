@@ -86,6 +86,21 @@ def test_the_accuracy_page_shows_how_many_kept_rationales_had_their_steps(tmp_pa
     assert list(table["kept"]) == [5, 2] and list(table["with steps"]) == [3, 1]
 
 
+def test_the_accuracy_page_shows_the_share_of_kept_steps_the_model_wrote(tmp_path, monkeypatch):
+    store, run_id = seeded(tmp_path / "k.duckdb")
+    seed_row = _row(run_id, 0, Problem("58+29", "58 + 29", "87", "train", 2), " 58 + 29 = 70 + 17 = 87.\n\n", "seed")
+    store.add_attempts([seed_row])
+    with store.db.write() as con:  # one partially hinted rationale: 2 of its 4 steps given; the seed row all given
+        con.execute("UPDATE attempts SET steps = 4, given_steps = CASE WHEN kind = 'seed' THEN 4 "
+                    "WHEN problem_id = '12+35' THEN 2 ELSE 0 END, used_for_training = used_for_training "
+                    "OR kind = 'seed'")
+    at = open_page("pages/accuracy.py", monkeypatch, tmp_path / "k.duckdb", query={"run": str(run_id)})
+    assert not at.exception and not at.error
+    table = next(d.value for d in at.dataframe if "written by the model" in d.value.columns)
+    assert list(table["kept"]) == [5, 2]  # the seed row is not the model's: not counted
+    assert list(table["written by the model"]) == [1 - 2 / 20, 1 - 2 / 8]
+
+
 def with_a_one_digit_question(store: Store, run_id: int) -> Problem:
     """A 1-digit question kept in iteration 1 (its rationale verifies: a single sum has nothing more to show),
     and eval attempts at difficulties 1 and 2 for iterations 0 and 1, both finished."""

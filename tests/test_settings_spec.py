@@ -22,7 +22,7 @@ from star_core.core.settings_spec import NO_QUEUE_HELP, sections
 FIELDS = fields(RunConfig)
 PAGE = "pages/runs.py"
 # The Runs form's sections as they were before the spec, in their order ("Run" is not folded away).
-FORM_SECTIONS = ["Curriculum over difficulties", "Dataset file (gsm8k, commonsenseqa, jsonl)", "Filtering",
+FORM_SECTIONS = ["Curriculum over difficulties", "Seed and partial hints", "Dataset file (gsm8k, commonsenseqa, jsonl)", "Filtering",
                  "Decoding", "Fine-tuning", "Machine", "Other"]
 WIDGETS = ("text_input", "number_input", "selectbox", "checkbox")
 

@@ -45,6 +45,8 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         names = [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall()]
         assert names == [m.__name__ for m in MIGRATIONS]
         assert columns(con, "v_attempts")[: len(V_ATTEMPTS_PUBLIC)] == V_ATTEMPTS_PUBLIC
+        assert {"given_steps", "steps", "given_text"} <= set(columns(con, "v_attempts"))  # the model-written share
+        assert "solution" in columns(con, "problems")
         assert columns(con, "v_accuracy") == V_ACCURACY
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars",
@@ -55,6 +57,23 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "iteration_accuracy") == ["run_id", "iteration", "split", "difficulty", "n", "correct"]
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
         assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
+
+
+def test_the_written_share_is_one_sql_expression_over_v_attempts(tmp_path):
+    store = Store(tmp_path / "s.duckdb").init()
+    run_id = store.create_run(RunConfig(name="share"))
+    store.save_problems(run_id, [Problem(id=q, question=q, answer="7", split="train", difficulty=3) for q in "abc"])
+    rows = [attempt(run_id, "a", "generated", 1), attempt(run_id, "b", "rationalized", 1), attempt(run_id, "c", "seed")]
+    for row, (given, steps) in zip(rows, [(0, 4), (2, 4), (4, 4)]):
+        row.given_steps, row.steps = given, steps
+    store.add_attempts(rows)
+    with store.db.read() as con:
+        ids = [r[0] for r in con.execute("SELECT id FROM attempts ORDER BY id").fetchall()]
+    store.mark_training(run_id, 1, ids[:2])
+    store.mark_training(run_id, 0, ids[2:])
+    shares = store.written_shares(run_id)
+    assert list(shares.written_share) == [0.75, 0.75]  # (4 + 2) of 8 steps, per difficulty 3 and overall; no seed
+    assert list(shares.kept_self) == [1, 1] and list(shares.kept_rationalized) == [1, 1]
 
 
 def test_train_steps_are_stored_once_per_step(tmp_path):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..core.states import TRAINING_KINDS, AttemptKind
 from .stats import wilson_interval
-from ..tasks.base import choices_from_json
+from ..tasks.base import choices_from_json, written_share
 
 def choices_of(value) -> list[tuple[str, str]]:
     """problems.choices JSON ([[label, text], ...]) as pairs; [] when there are none."""
@@ -332,4 +332,25 @@ def kept_steps_table(kept: pd.DataFrame, labels: dict[int, str]) -> pd.DataFrame
         "kept": rows.kept.astype(int),
         "with steps": rows.with_steps.astype(int),
         "share with steps": rows.with_steps / rows.kept,
+        "written by the model": written_shares(rows),
     }).reset_index(drop=True)
+
+
+def written_shares(kept: pd.DataFrame) -> list[float | None]:
+    """Per row of Store.kept_with_steps: the share of the kept rationales' steps the model wrote itself, not given
+    in a partial hint (None where no step was counted)."""
+    steps = kept.steps if "steps" in kept else pd.Series([None] * len(kept), index=kept.index)
+    given = kept.given_steps if "given_steps" in kept else steps
+    return [written_share([(s, g)]) if pd.notna(s) else None for s, g in zip(steps, given)]
+
+
+def given_and_own(rationale: str, given_text: str | None) -> tuple[str, str]:
+    """A rationale cut where a partial hint's given steps end: (the given steps, what the model wrote after them);
+    ('', the rationale) where nothing was given or the rationale does not start with it."""
+    given = (given_text or "").strip()
+    if not given or not rationale.startswith(given):
+        return "", rationale
+    return given, rationale[len(given):].strip()
+
+
+SEED_NOTE = "Seed row: an exact reference rationale the run started from, written by the task, not by the model."

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
-from ..analysis.present import duration, pct, runs_overview
+from ..analysis.present import duration, pct, runs_overview, written_shares
 from ..core.states import Phase
 from ..engine import run_queue
 from ..store import Store
@@ -66,7 +66,9 @@ def accuracy_table(store: Store, run_id: int) -> str:
     _add_kept_with_steps(table, store, run_id, evals)
     table["ends at"] = _ends_at(iters, table.index)
     table.index.name = "iteration"
-    return f"Run {run_id}: eval accuracy by iteration (0 = few-shot baseline)\n" + table.to_string()
+    seeded = bool(store.get_run(run_id).config.seed_max_digits) and pd.notna(iters.steps.get(0)) and iters.steps[0] > 0
+    zero = "the seed alone, fine-tuned" if seeded else "few-shot baseline"
+    return f"Run {run_id}: eval accuracy by iteration (0 = {zero})\n" + table.to_string()
 
 
 def _add_kept_with_steps(table: pd.DataFrame, store: Store, run_id: int, evals: pd.DataFrame) -> None:
@@ -84,6 +86,9 @@ def _add_kept_with_steps(table: pd.DataFrame, store: Store, run_id: int, evals: 
     difficulties = sorted(int(d) for d in evals.difficulty.dropna().unique())
     if len(difficulties) > 1:
         table[f"of difficulty > {difficulties[0]}"] = column(store.kept_with_steps([run_id], difficulties[0] + 1))
+    # The share of the kept steps the model wrote itself, not given in a partial hint (seed rows not counted).
+    shares = dict(zip(kept.iteration, written_shares(kept)))
+    table["written by the model"] = [pct(shares[i]) if pd.notna(shares.get(i)) else "-" for i in table.index]
 
 
 def _ends_at(iters: pd.DataFrame, iterations) -> list[str]:

@@ -56,6 +56,40 @@ PRESETS: dict[str, dict] = {
         "filter": "answer",
         "rationalize": True,  # the paper's STaR: rationalization fills in what the model cannot solve alone
         "max_new_tokens": 96,  # a 5-digit place-value rationale with its answer is about 50 tokens
+        "seed_max_digits": 0,  # the paper's loop starts from the few-shot model: no seed (its figures were measured so)
+        "partial_hint_start": 0.0,  # the paper's hint is the answer alone
+        "partial_hint_end": 0.0,
+        "train_prefix": True,  # the values its figures were measured with, before the seeded defaults of 2026-12-07
+        "prompt_trained": True,
+        "epochs": 2.0,
+    },
+    # The seeded loop (docs/paper.md#the-seeded-loop) aimed at 1-5 digits within 45 minutes: a seed of 1-2 digits and 8
+    # exact rows per longer digit count, partial hints, a curriculum past the seed. NOT YET RUN as a whole: the values
+    # follow the measurements cited (docs/measurements.md, 2026-12-07 and 2026-12-06), the goal is unmet so far.
+    "seeded-arithmetic": {
+        "task": "arithmetic",  # the paper's n-digit addition
+        "arithmetic_format": "place-value",  # the one format the seed probes and the 600-step ceiling measured (2026-12-06)
+        "min_difficulty": 1,  # the paper's range: 1 to 5 digits
+        "max_difficulty": 5,
+        "train_size": 256,  # 94+ questions per longer digit count: enough left to generate for after 8 seeded each
+        "eval_size": 80,  # 16 per digit count, as the 2026-12-06 ceiling asked
+        "seed_max_digits": 2,  # the seed; trained on 1-2 digits only the model drops a place at 3 (2026-12-06)
+        "seed_per_longer_digit": 8,  # the exemplar file's size; 8 exact 3-digit rows gave 2/16 verified 3-digit sums (2026-12-07)
+        "partial_hint_start": 0.5,  # QuestA's 50%; half the place sums given: 1 verified 3-digit row of 87 (2026-12-07)
+        "partial_hint_end": 0.25,  # QuestA's 25% in the last iteration, so the model writes more of each kept rationale
+        "curriculum": True,  # the default run kept 0-1 3-digit rows an iteration (2026-12-07): 4-5 digits would be wasted
+        "curriculum_threshold": 0.5,  # not yet measured seeded; 0.99 never passed 2 digits unseeded (2026-12-04)
+        "keep_earlier_rows": True,  # Self-Improving Transformers train on every round's rows; each iteration restarts from the base model
+        "samples_per_question": 1,  # 8 samples at T 0.7 added 1 of 16 verified 3-digit sums to greedy (2026-12-07)
+        "learning_rate": 1e-3,  # taught the place sums in 256 steps (2026-12-06)
+        "lora_rank": 16,  # rank 64 moved nothing (2026-12-06)
+        "epochs": 8.0,  # 4 passes (85 steps) left 2 digits at 12.5% (2026-12-07); 8 passes taught them (2026-12-06)
+        "iterations": 8,  # an upper bound: the time budget ends the run
+        "time_budget_minutes": 45,  # the 45 minutes on the 2-core bf16 CPU
+        "filter": "verified",  # it rejected 24 right hinted 3-digit sums with a wrong step (2026-12-07)
+        "train_prefix": False,  # short rows: 256 steps took 350 s (2026-12-06)
+        "prompt_trained": False,  # asked as it was trained, the seeded model wrote place sums at every size (2026-12-07)
+        "max_new_tokens": 96,  # a 5-digit place-value rationale with its answer is about 50 tokens
     },
 }
 

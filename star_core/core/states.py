@@ -49,11 +49,12 @@ class AttemptKind(_Text):
     GENERATED = "generated"  # self-generated on a training question
     RATIONALIZED = "rationalized"  # retried with the gold answer as a hint
     EVAL = "eval"  # a held-out question, decoded greedily
+    SEED = "seed"  # an exact rationale the run starts from (written by the task, never by the model)
 
     @property
     def phase(self) -> Phase:
         return {AttemptKind.GENERATED: Phase.GENERATE, AttemptKind.RATIONALIZED: Phase.RATIONALIZE,
-                AttemptKind.EVAL: Phase.EVALUATE}[self]
+                AttemptKind.EVAL: Phase.EVALUATE, AttemptKind.SEED: Phase.FINETUNE}[self]
 
 
 TRAINING_KINDS = (AttemptKind.GENERATED, AttemptKind.RATIONALIZED)  # attempts on training questions

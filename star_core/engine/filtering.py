@@ -84,10 +84,16 @@ def why_kept(attempt: dict, rule: FilterRule) -> str:
     kind = attempt.get("kind")
     if kind == AttemptKind.EVAL:
         return "Evaluation attempt: scored for accuracy, never trained on."
+    if kind == AttemptKind.SEED:
+        return ("Seed row: an exact reference rationale written by the task, trained on before iteration 1 and in every "
+                "iteration; never counted as the model's.")
     correct, verified = attempt.get("correct"), attempt.get("verified")
     reason = (attempt.get("verify_reason") or "").strip()
     if attempt.get("used_for_training"):
         how = "self-generated" if kind == AttemptKind.GENERATED else "rationalized (written with the answer as a hint)"
+        if attempt.get("given_steps"):
+            how = (f"rationalized (written with the answer and the first {attempt['given_steps']} of its "
+                   f"{attempt.get('steps')} reference steps as a hint)")
         checked = " and its steps verified" if verified is True else ""
         return f"Kept for fine-tuning: {how}, its final answer is correct{checked}."
     if not correct:

@@ -1,5 +1,5 @@
-"""The STaR loop: iteration 0 is the few-shot baseline; then, per iteration,
-generate -> rationalize -> filter -> fine-tune from the base model -> evaluate.
+"""The STaR loop: iteration 0 is the few-shot baseline (or, with a seed, the model fine-tuned on the seed alone);
+then, per iteration, generate -> rationalize -> filter -> fine-tune from the base model -> evaluate.
 
 Every phase is resumable: attempts are stored in batches as they are made, a
 phase skips the questions that already have attempts, fine-tuning restarts from
@@ -32,13 +32,14 @@ from .filtering import Candidate, rule_for, select_kept
 from ..model.finetune import Example, FinetuneResult, TrainSettings, finetune, save_checkpoint
 from ..model.generate import Decoding, PrefixGenerator
 from .judge import judge
+from .seeding import hint_share, seed_problems, training_rows
 from ..model.loading import LoadedModel, load_model, precision_note, resolve_device
 from .phase_clock import PhaseClock
 from ..core.states import AttemptKind, Phase, RunMode, RunStatus
 from .stopping import budget_message, next_iteration_seconds, over_budget, should_stop, stop_message
 from ..store import AttemptRow, Store
 from ..tasks import Problem, Task, get_task
-from ..tasks.base import STOP_TEXT, answer_only_completion, build_prefix, cut_at_stop
+from ..tasks.base import STOP_TEXT, Reference, answer_only_completion, build_prefix, cut_at_stop, given_count
 
 
 def decoding_order(problems: list[Problem]) -> list[Problem]:
@@ -73,6 +74,7 @@ class KeptSet(NamedTuple):
 
     examples: list[Example]
     described: str
+    kept: int | None = None  # the rationales the model wrote among them (seed and earlier rows not counted); None: all
 
 
 def execute_run(store: Store, run_id: int, reporter: Reporter | None = None, queue: bool = True) -> None:
@@ -147,8 +149,15 @@ class _Runner:
         problems = store.load_problems(run_id) or self._save_problems()
         self.train = [p for p in problems if p.split == "train"]
         self.eval = [p for p in problems if p.split == "eval"]
-        exemplars = exemplars_for_run(store, run_id, self.task)
         self.direct = self.config.mode == RunMode.DIRECT
+        # The seed: exact rationales of the easy training questions (seeding.py); the loop generates for the rest.
+        has_reference = getattr(self.task, "reference", None) is not None
+        self.seed = [] if self.direct or not has_reference else [
+            p for p in seed_problems(self.train, self.config.seed_max_digits, self.config.seed_per_longer_digit)
+            if self._reference(p) is not None]
+        seeded = {p.id for p in self.seed}
+        self.unseeded = [p for p in self.train if p.id not in seeded]
+        exemplars = exemplars_for_run(store, run_id, self.task)
         # Direct mode prompts, trains and evaluates on the answer alone: its exemplars lose their rationales.
         self.prefix = build_prefix(self.task, exemplars, with_hints=False, answer_only=self.direct)
         self.hint_prefix = build_prefix(self.task, exemplars, with_hints=True)
@@ -164,7 +173,11 @@ class _Runner:
 
     def run(self) -> None:
         if self._phase(0) != Phase.DONE:
-            self._enter(0, Phase.EVALUATE)
+            if self.seed and self._phase(0).order < Phase.EVALUATE.order:
+                self._enter(0, Phase.FINETUNE)  # the iteration's clock starts with the seed's fine-tuning
+                self._finetune(0, self._seed_set())
+            elif not self.seed:
+                self._enter(0, Phase.EVALUATE)
             self._evaluate(0)
         iteration = self._direct_iteration if self.direct else self._iteration
         for n in range(1, self.config.iterations + 1):
@@ -177,7 +190,7 @@ class _Runner:
 
     def _iteration(self, n: int) -> None:
         """One STaR iteration, from whichever phase it stopped in (each phase skips what is stored)."""
-        previous = self._checkpoint(n - 1) if n > 1 else None
+        previous = self._checkpoint(n - 1) if n > 1 or self.seed else None
         if self._phase(n).order < Phase.FINETUNE.order:
             train = self._training_questions(n)
             model = self._generate(n, train, previous)
@@ -224,12 +237,15 @@ class _Runner:
     def _training_questions(self, n: int) -> list[Problem]:
         """The training questions iteration n generates for: all of them, or its curriculum range (curriculum.py)."""
         if not self.config.curriculum:
-            return self.train
+            return self.unseeded
         solved = self.store.train_accuracy_by_difficulty(self.run_id, before=n)
-        top = curriculum_top(self.config.min_difficulty, self.config.max_difficulty, self.config.curriculum_threshold, solved)
-        chosen = [p for p in self.train if in_range(p.difficulty, top)]
+        seed_top = self.config.seed_max_digits if self.seed else 0
+        top = curriculum_top(self.config.min_difficulty, self.config.max_difficulty, self.config.curriculum_threshold, solved,
+                             seed_top=seed_top)
+        chosen = [p for p in self.unseeded if in_range(p.difficulty, top)]
         self.reporter.message(f"iteration {n}: curriculum: difficulty {self.config.min_difficulty}-{top}, "
-                              f"{len(chosen)} of {len(self.train)} training questions")
+                              f"{len(chosen)} of {len(self.unseeded)} training questions"
+                              + (" the seed does not answer" if self.seed else ""))
         return chosen
 
     # --- the paper's steps ---------------------------------------------------
@@ -252,22 +268,59 @@ class _Runner:
         self._decode(n, AttemptKind.RATIONALIZED, [p for p in train if p.id not in solved], model)
 
     def _filter(self, n: int) -> KeptSet:
-        """The rationales that pass the filter, marked in the store, as training examples."""
+        """The rationales that pass the filter, marked in the store, with the seed (and, with keep_earlier_rows,
+        earlier iterations' kept rows) as training examples."""
         kept = self._kept(n)
         self.store.mark_training(self.run_id, n, [c.attempt_id for c in kept])
-        by_id = {p.id: p for p in self.train}
-        examples = [
-            # The saved example is the question without the hint, then the rationale written with it.
-            Example(self.task.format_question(by_id[c.problem_id]), cut_at_stop(c.completion) + STOP_TEXT)
-            for c in kept
-        ]
+        seed = self.store.attempts_of(self.run_id, 0, AttemptKind.SEED) if self.seed else []
+        earlier = [self.store.kept_of(self.run_id, i) for i in range(1, n)] if self.config.keep_earlier_rows else []
+        rows = training_rows(seed, earlier, kept, self.config.keep_earlier_rows)
         own = sum(c.kind == AttemptKind.GENERATED for c in kept)
-        return KeptSet(examples, f"keeping {own} self-generated + {len(kept) - own} rationalized rationales")
+        described = f"keeping {own} self-generated + {len(kept) - own} rationalized rationales"
+        if self.seed or earlier:
+            described += f" (training on {len(rows)} rows: {len(seed)} seed, {len(rows) - len(seed) - len(kept)} earlier)"
+        return KeptSet(self._examples(rows), described, kept=len(kept))
+
+    def _examples(self, rows: list[Candidate]) -> list[Example]:
+        by_id = {p.id: p for p in self.train}
+        # The saved example is the question without the hint, then the rationale written with it (given steps and all).
+        return [Example(self.task.format_question(by_id[c.problem_id]), cut_at_stop(c.completion) + STOP_TEXT)
+                for c in rows]
+
+    def _seed_set(self) -> KeptSet:
+        """The seed as training examples, stored first (once) as attempts of kind 'seed' of iteration 0."""
+        if not self.store.done_problems(self.run_id, 0, AttemptKind.SEED):
+            prompt_id = self.store.prompt_id("")
+            rows = [self._seed_attempt(p, prompt_id) for p in self.seed]
+            self.store.add_attempts(rows)
+            self.store.mark_training(self.run_id, 0, [c.attempt_id for c in self.store.attempts_of(
+                self.run_id, 0, AttemptKind.SEED)])
+        seed = self.store.attempts_of(self.run_id, 0, AttemptKind.SEED)
+        difficulties = sorted({p.difficulty for p in self.seed})
+        return KeptSet(self._examples(seed), f"the seed: {len(seed)} exact rationales of difficulty "
+                                              f"{', '.join(map(str, difficulties))}", kept=0)
+
+    def _seed_attempt(self, problem: Problem, prompt_id: int) -> AttemptRow:
+        reference = self._reference(problem)
+        completion = reference.completion + STOP_TEXT
+        verdict = judge(self.task, problem, AttemptKind.SEED, completion)
+        steps = len(reference.steps)
+        return AttemptRow(
+            run_id=self.run_id, iteration=0, problem_id=problem.id, kind=AttemptKind.SEED, sample=0, prompt_id=prompt_id,
+            question_prompt=self.task.format_question(problem), hint=None, completion=completion,
+            rationale=verdict.rationale, predicted=verdict.predicted, correct=verdict.correct, verified=verdict.verified,
+            verify_reason=verdict.verify_reason, prompt_tokens=0, new_tokens=0, seconds=0.0,
+            given_text=reference.completion, given_steps=steps, steps=steps,
+        )
+
+    def _reference(self, problem: Problem) -> Reference | None:
+        reference = getattr(self.task, "reference", None)
+        return reference(problem) if reference is not None else None
 
     def _finetune(self, n: int, kept: KeptSet) -> None:
         """Fine-tune from the base model on the kept set; the checkpoint is the model iteration n evaluates."""
         examples = kept.examples
-        steps = self.config.steps_for(n, len(examples)) if examples else 0
+        steps = self.config.steps_for(max(n, 1), len(examples)) if examples else 0  # the seed's: iteration 1's rule
         self.reporter.message(f"iteration {n}: {kept.described}; {steps} fine-tuning steps")
         if not examples:
             self.reporter.message(f"iteration {n}: no rationale passed the filter; the model stays the base model")
@@ -275,7 +328,8 @@ class _Runner:
             return
         checkpoint = self.store.run_folder(self.run_id) / f"iteration-{n}"
         result = self._train(n, examples, steps, checkpoint)
-        self._enter(n, Phase.EVALUATE, kept=len(examples), steps=result.steps, train_loss=result.final_loss,
+        kept_count = len(examples) if kept.kept is None else kept.kept
+        self._enter(n, Phase.EVALUATE, kept=kept_count, steps=result.steps, train_loss=result.final_loss,
                     train_tokens=result.tokens, train_seconds=result.seconds, checkpoint=str(checkpoint))
 
     def _evaluate(self, n: int) -> None:
@@ -305,7 +359,9 @@ class _Runner:
         done = self.store.done_problems(self.run_id, n, kind)
         ordered = decoding_order(problems)
         hinted = kind == AttemptKind.RATIONALIZED
-        prefix = self.hint_prefix if hinted else "" if trained and not self.config.prompt_trained else self.prefix
+        unprompted = trained and not self.config.prompt_trained
+        # A seeded model learned the format from the seed: it is asked as it was trained, hint or not.
+        prefix = "" if unprompted and (self.seed or not hinted) else self.hint_prefix if hinted else self.prefix
         prompt_id = self.store.prompt_id(prefix)
         temperature = self.config.temperature if kind != AttemptKind.EVAL else 0.0  # eval is always greedy
         decoding = Decoding(self.config.max_new_tokens, temperature, self.config.top_p)
@@ -313,22 +369,25 @@ class _Runner:
         self.reporter.phase(n, clock.phase, clock.total)
         self.store.set_progress(self.run_id, **clock.values())
         per_batch = max(1, self.config.gen_batch_size // samples)
-        planned: dict[int, tuple[list, list[str | None]]] = {}
+        share = hint_share(self.config.partial_hint_start, self.config.partial_hint_end, n, self.config.iterations)
+        planned: dict[int, tuple[list, list[str | None], list[str]]] = {}
         batches = []
         for index, chunk in plan_batches(ordered, per_batch, lambda p: p.id in done):
             jobs = [(p, s) for p in chunk for s in range(samples)]
             hints = [self.task.format_hint(p) if hinted else None for p, _ in jobs]
-            questions = tuple(self.task.format_question(p, h) for (p, _), h in zip(jobs, hints))
-            planned[index] = (jobs, hints)
+            # The partial hint: the reference's first steps, written for the model after 'Answer:' (QuestA).
+            given = [self._given(p, share) if hinted else ("", 0) for p, _ in jobs]
+            questions = tuple(self.task.format_question(p, h) + g for (p, _), h, (g, _) in zip(jobs, hints, given))
+            planned[index] = (jobs, hints, given)
             batches.append(DecodeBatch(index, batch_seed(self.config.seed, n, kind.value, index), questions))
         if batches:
             self._check_cancel()
         with contextlib.closing(decoder.decode(prefix, decoding, batches)) as results:
             for batch, completions in results:
-                jobs, hints = planned.pop(batch.index)
+                jobs, hints, given = planned.pop(batch.index)
                 rows = [
-                    self._attempt(n, kind, p, s, prompt_id, q, h, c)
-                    for (p, s), q, h, c in zip(jobs, batch.questions, hints, completions)
+                    self._attempt(n, kind, p, s, prompt_id, q[: len(q) - len(g[0])], h, c, g)
+                    for (p, s), q, h, c, g in zip(jobs, batch.questions, hints, completions, given)
                 ]
                 clock.done += len(jobs) // samples
                 clock.new_tokens += sum(c.new_tokens for c in completions)
@@ -337,14 +396,29 @@ class _Runner:
                 if planned:  # before the next batch is stored
                     self._check_cancel()
 
-    def _attempt(self, n, kind, problem: Problem, sample, prompt_id, question, hint, completion) -> AttemptRow:
-        verdict = judge(self.task, problem, kind, completion.text)
+    def _given(self, problem: Problem, share: float) -> tuple[str, int]:
+        """The first steps of the problem's reference a partial hint gives at `share`, and how many they are."""
+        reference = self._reference(problem) if share > 0 else None
+        if reference is None:
+            return "", 0
+        count = given_count(share, len(reference.steps))
+        return reference.prefix(count), count
+
+    def _attempt(self, n, kind, problem: Problem, sample, prompt_id, question, hint, completion,
+                 given: tuple[str, int] = ("", 0)) -> AttemptRow:
+        """The stored attempt; with a partial hint its completion is the given steps followed by the model's text."""
+        text = given[0] + completion.text
+        verdict = judge(self.task, problem, kind, text)
+        reference = self._reference(problem)
+        steps = len(reference.steps) if reference else None
+        given_steps = given[1] if reference else None
         return AttemptRow(
             run_id=self.run_id, iteration=n, problem_id=problem.id, kind=kind, sample=sample, prompt_id=prompt_id,
-            question_prompt=question, hint=hint, completion=completion.text, rationale=verdict.rationale,
+            question_prompt=question, hint=hint, completion=text, rationale=verdict.rationale,
             predicted=verdict.predicted, correct=verdict.correct, verified=verdict.verified,
             verify_reason=verdict.verify_reason, prompt_tokens=completion.prompt_tokens, new_tokens=completion.new_tokens,
-            seconds=completion.seconds, hint_leak=verdict.hint_leak,
+            seconds=completion.seconds, hint_leak=verdict.hint_leak, given_text=given[0] or None, given_steps=given_steps,
+            steps=steps,
         )
 
     def _kept(self, n: int, rationalized: bool = True) -> list[Candidate]:

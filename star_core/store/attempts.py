@@ -24,6 +24,8 @@ class Candidate:
     correct: bool
     verified: bool | None  # None where the task cannot check steps
     hint_leak: bool | None = None  # rationalized only
+    given_steps: int | None = None  # steps a partial hint gave (the completion starts with them)
+    steps: int | None = None  # steps of the reference
 
 
 @dataclass
@@ -46,6 +48,9 @@ class AttemptRow:
     new_tokens: int
     seconds: float
     hint_leak: bool | None = None  # rationalized only: the rationale restates the hint (tasks/leak.py)
+    given_text: str | None = None  # the reference's first steps a partial hint gave: the completion starts with them
+    given_steps: int | None = None  # how many of the reference's steps were given (seed: all of them)
+    steps: int | None = None  # how many steps the reference has (None where the task has no reference)
 
 
 _COLUMNS = ", ".join(AttemptRow.__dataclass_fields__)
@@ -58,7 +63,8 @@ _ARROW_SCHEMA = pa.schema([
     ("sample", pa.int64()), ("prompt_id", pa.int64()), ("question_prompt", pa.string()), ("hint", pa.string()),
     ("completion", pa.string()), ("rationale", pa.string()), ("predicted", pa.string()), ("correct", pa.bool_()),
     ("verified", pa.bool_()), ("verify_reason", pa.string()), ("prompt_tokens", pa.int64()), ("new_tokens", pa.int64()),
-    ("seconds", pa.float64()), ("hint_leak", pa.bool_()),
+    ("seconds", pa.float64()), ("hint_leak", pa.bool_()), ("given_text", pa.string()), ("given_steps", pa.int64()),
+    ("steps", pa.int64()),
 ])
 assert _ARROW_SCHEMA.names == list(AttemptRow.__dataclass_fields__), "the Arrow schema must list AttemptRow's fields in order"
 
@@ -156,7 +162,8 @@ class AttemptQueries:
         """An iteration's attempts of one kind, as the filter sees them, in stored order."""
         with self.db.read() as con:
             rows = con.execute(
-                "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified, hint_leak FROM attempts "
+                "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified, hint_leak, given_steps, steps "
+                "FROM attempts "
                 "WHERE run_id = ? AND iteration = ? AND kind = ? ORDER BY id",
                 [run_id, iteration, kind],
             ).fetchall()
@@ -171,6 +178,36 @@ class AttemptQueries:
                 "FROM attempts a JOIN prompts p ON p.id = a.prompt_id "
                 "WHERE a.run_id = ? AND a.iteration = ? AND a.kind = 'eval' ORDER BY a.id",
                 [run_id, iteration]).df()
+    def kept_of(self, run_id: int, iteration: int) -> list[Candidate]:
+        """The rationales an iteration fine-tuned on that the model wrote (no seed rows), in stored order."""
+        with self.db.read() as con:
+            rows = con.execute(
+                "SELECT id, problem_id, kind, sample, rationale, completion, correct, verified, hint_leak, given_steps, steps "
+                "FROM attempts WHERE run_id = ? AND iteration = ? AND used_for_training "
+                "AND kind IN ('generated', 'rationalized') ORDER BY id",
+                [run_id, iteration],
+            ).fetchall()
+        return [Candidate(r[0], r[1], AttemptKind(r[2]), *r[3:]) for r in rows]
+
+    def written_shares(self, run_id: int) -> pd.DataFrame:
+        """Per iteration and difficulty: the kept rationales the model wrote (seed rows not counted), their steps,
+        the steps given in a partial hint, and the share it wrote itself (`1 - sum(given_steps) / sum(steps)`)."""
+        with self.db.read() as con:
+            return con.execute(
+                """
+                SELECT iteration, difficulty, count(*) AS kept,
+                       count(*) FILTER (WHERE kind = 'generated') AS kept_self,
+                       count(*) FILTER (WHERE kind = 'rationalized') AS kept_rationalized,
+                       count(*) FILTER (WHERE coalesce(given_steps, 0) > 0) AS kept_partial,
+                       sum(steps) AS steps, sum(coalesce(given_steps, 0)) AS given_steps,
+                       1 - sum(coalesce(given_steps, 0)) / sum(steps) AS written_share
+                FROM v_attempts
+                WHERE run_id = ? AND used_for_training AND kind IN ('generated', 'rationalized')
+                GROUP BY GROUPING SETS ((iteration, difficulty), (iteration))
+                ORDER BY iteration, difficulty NULLS FIRST
+                """,
+                [run_id],
+            ).df()
 
     def mark_training(self, run_id: int, iteration: int, attempt_ids: list[int]) -> None:
         """Record which attempts an iteration fine-tunes on (replacing any earlier choice)."""

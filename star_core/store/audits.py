@@ -86,6 +86,7 @@ class AuditItem:
     adjudicated: bool = False
     # Every current label of the attempt: (auditor, rating, adjudicated), adjudication last.
     labels: tuple[tuple[str, str, bool], ...] = ()
+    given_text: str | None = None  # the reference's first steps a partial hint gave (the rationale starts with them)
 
     @property
     def other_auditors(self) -> int:
@@ -167,7 +168,7 @@ class AuditQueries:
                 """
                 SELECT a.attempt_id, a.run_id, a.iteration, a.kind, a.problem_id, a.question, a.choices, a.hint,
                        a.rationale, a.predicted_answer, a.gold_answer, a.correct, a.verified,
-                       coalesce(a.verify_reason, ''), a.hint_leak, a.used_for_training, a.created_at
+                       coalesce(a.verify_reason, ''), a.hint_leak, a.used_for_training, a.created_at, a.given_text
                 FROM v_attempts a WHERE a.attempt_id = ?
                 """,
                 [attempt_id],
@@ -180,6 +181,7 @@ class AuditQueries:
         if row is None:
             return None
         row = list(row)
+        given_text = row.pop()
         row[6] = choices_from_json(row[6])
         if adjudicating:
             own = [lab for lab in labels if lab[6]]
@@ -189,7 +191,8 @@ class AuditQueries:
             own = sorted(labels, key=lambda lab: lab[7])  # the latest label of anyone
         label = list(own[-1][:7]) if own else [None, None, "", None, None, 0, False]
         label[2] = label[2] or ""
-        return AuditItem(*row, *label, labels=tuple((lab[3], lab[0], bool(lab[6])) for lab in labels))
+        return AuditItem(*row, *label, labels=tuple((lab[3], lab[0], bool(lab[6])) for lab in labels),
+                         given_text=given_text)
 
     def audited_among(self, attempt_ids: list[int], mode: QueueMode = QueueMode.ALL, auditor: str = "") -> set[int]:
         """Which of these attempts are done for the queue's mode: labelled by anyone (all), by `auditor`

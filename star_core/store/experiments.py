@@ -140,9 +140,12 @@ class KeptStepQueries:
         """Per run and iteration: kept (used for training) rationales, and how many of them had their steps
         (verified, and not the bare sum the step check calls NO_STEPS). verified is NULL for tasks that
         cannot check steps: those rows count as kept only. min_difficulty counts only the questions of at
-        least that difficulty (2: the multi-digit sums, where a 1-digit question has no steps to show)."""
+        least that difficulty (2: the multi-digit sums, where a 1-digit question has no steps to show).
+        Seed rows are not the model's: never counted. steps and given_steps sum the reference steps of the kept
+        rationales and those a partial hint gave (NULL where the task has no reference), for the share the model
+        wrote itself: 1 - given_steps / steps."""
         ids = [int(r) for r in run_ids]
-        cols = ["run_id", "iteration", "kept", "with_steps", "checked"]
+        cols = ["run_id", "iteration", "kept", "with_steps", "checked", "steps", "given_steps"]
         if not ids:
             return pd.DataFrame(columns=cols)
         harder = "" if min_difficulty is None else "AND p.difficulty >= ?"
@@ -151,9 +154,10 @@ class KeptStepQueries:
                 f"""
                 SELECT a.run_id, a.iteration, count(*) AS kept,
                        count(*) FILTER (WHERE a.verified AND coalesce(a.verify_reason, '') <> ?) AS with_steps,
-                       count(a.verified) AS checked
+                       count(a.verified) AS checked,
+                       sum(a.steps) AS steps, sum(coalesce(a.given_steps, 0)) FILTER (WHERE a.steps > 0) AS given_steps
                 FROM attempts a JOIN problems p USING (run_id, problem_id)
-                WHERE a.used_for_training AND a.run_id IN ({', '.join('?' * len(ids))}) {harder}
+                WHERE a.used_for_training AND a.kind IN ('generated', 'rationalized') AND a.run_id IN ({', '.join('?' * len(ids))}) {harder}
                 GROUP BY a.run_id, a.iteration ORDER BY a.run_id, a.iteration
                 """,
                 [NO_STEPS, *ids, *([] if min_difficulty is None else [int(min_difficulty)])],

@@ -359,6 +359,33 @@ def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m013_seed_and_given_steps(con: duckdb.DuckDBPyConnection) -> None:
+    """Seeded runs and partial-solution hints (docs/paper.md#the-seeded-loop).
+
+    problems.solution: a dataset's own worked solution (gsm8k), the seed's and the partial hints' reference.
+    attempts.given_text: the first steps of the reference a partial hint gave (the completion starts with them);
+    given_steps and steps: how many steps were given and how many the reference has, so that the share of steps
+    the model wrote itself is `1 - sum(given_steps) / sum(steps)`. A seed attempt (kind 'seed') is all given.
+    v_attempts gains given_steps and steps (and given_text) as its last columns.
+    """
+    con.execute("ALTER TABLE problems ADD COLUMN solution TEXT")
+    con.execute("ALTER TABLE attempts ADD COLUMN given_text TEXT")
+    con.execute("ALTER TABLE attempts ADD COLUMN given_steps INTEGER")
+    con.execute("ALTER TABLE attempts ADD COLUMN steps INTEGER")
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW v_attempts AS
+        SELECT a.run_id, a.iteration, a.problem_id, p.split, p.difficulty, a.kind,
+               p.question, a.hint, a.rationale, a.predicted AS predicted_answer,
+               p.answer AS gold_answer, a.correct, a.verified, a.used_for_training,
+               a.id AS attempt_id, a.sample, a.verify_reason, a.completion, a.prompt_id,
+               a.question_prompt, a.prompt_tokens, a.new_tokens, a.seconds, a.created_at, p.choices,
+               a.hint_leak, a.given_steps, a.steps, a.given_text
+        FROM attempts a JOIN problems p USING (run_id, problem_id)
+        """
+    )
+
+
 def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
     """Two tables derived from attempts, so the accuracy and coverage figures read a few rows per question or
     per iteration instead of every attempt (star_core/store/attempts.py keeps them current on every insert,
@@ -414,4 +441,4 @@ def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
 
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
               m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor,
-              m014_browse_speed]
+              m013_seed_and_given_steps, m014_browse_speed]

@@ -185,11 +185,12 @@ class RunQueries:
     def load_problems(self, run_id: int) -> list[Problem]:
         with self.db.read() as con:
             rows = con.execute(
-                "SELECT problem_id, question, answer, split, difficulty, choices FROM problems WHERE run_id = ? ORDER BY rowid",
+                "SELECT problem_id, question, answer, split, difficulty, choices, solution FROM problems WHERE run_id = ? "
+                "ORDER BY rowid",
                 [run_id],
             ).fetchall()
         return [
-            Problem(r[0], r[1], r[2], r[3], r[4], choices_from_json(r[5]))
+            Problem(r[0], r[1], r[2], r[3], r[4], choices_from_json(r[5]), r[6] or "")
             for r in rows
         ]
 
@@ -291,9 +292,11 @@ def _insert_run(con, config: RunConfig) -> int:
 
 
 def _insert_problems(con, run_id: int, problems: list[Problem]) -> None:
-    rows = [(run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices)) for p in problems]
+    rows = [(run_id, p.id, p.split, p.difficulty, p.question, p.answer, choices_to_json(p.choices), p.solution or None)
+            for p in problems]
     if rows:
-        con.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO problems (run_id, problem_id, split, difficulty, question, answer, choices, "
+                        "solution) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def _live_status(status: str, pid, host) -> str:

@@ -28,8 +28,8 @@ import re
 from ..core.errors import ConfigError
 from ..core.states import ArithmeticFormat
 from . import scratchpad
-from .base import (ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Verdict, answer_sentence, last_answer,
-                   rationale_of)
+from .base import (ANSWER_MARKER, ANSWER_TEXT, NO_STEPS, Exemplar, Problem, Reference, Verdict, answer_sentence,
+                   last_answer, rationale_of)
 from .settings import TaskSettings
 
 
@@ -99,6 +99,24 @@ class ArithmeticTask:
         if self.is_scratchpad:
             return scratchpad.completion(rationale, answer)
         return f" {rationale} {answer_sentence(answer)}"
+
+    def reference(self, problem: Problem) -> Reference | None:
+        """The canonical rationale cut into steps: place-value, each place sum then the total
+        (' 47 + 85 = 120', ' + 12', ' = 132.'); scratchpad, each line of the <scratch> block."""
+        operands = _operands(problem.question)
+        if operands is None:
+            return None
+        a, b = operands
+        if self.is_scratchpad:
+            lines = scratchpad.scratch_lines(a, b)
+            steps = (f"\n{scratchpad.OPEN}\n{lines[0]}", *(f"\n{line}" for line in lines[1:]))
+            return Reference(steps, f"\n{scratchpad.CLOSE}\n{scratchpad.spaced(a + b)}")
+        sums = place_sums(a, b)
+        if len(sums) == 1:
+            steps = (f" {a} + {b} = {a + b}.",)
+        else:
+            steps = (f" {a} + {b} = {sums[0]}", *(f" + {s}" for s in sums[1:]), f" = {a + b}.")
+        return Reference(steps, f" {answer_sentence(str(a + b))}")
 
     def extract_answer(self, completion: str) -> str | None:
         if self.is_scratchpad:

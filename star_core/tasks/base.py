@@ -28,6 +28,42 @@ class Problem:
     split: str  # "train" or "eval"
     difficulty: int | None = None
     choices: tuple[tuple[str, str], ...] = ()  # (label, text) for multiple-choice tasks
+    solution: str = ""  # the dataset's own worked solution, where it has one (gsm8k): the seed and partial hints
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A problem's exact rationale as a completion, cut into its steps: `"".join(steps) + tail` is what the model
+    would write after 'Answer:'. The seed trains on the whole; a partial hint gives the first j steps."""
+
+    steps: tuple[str, ...]
+    tail: str  # what follows the last step: the answer sentence (or line)
+
+    @property
+    def completion(self) -> str:
+        return "".join(self.steps) + self.tail
+
+    def prefix(self, given: int) -> str:
+        """The first `given` steps, as the model would have written them."""
+        return "".join(self.steps[:given])
+
+
+def given_count(share: float, steps: int) -> int:
+    """How many of a reference's steps a partial hint gives at `share`: rounded down, never all of them."""
+    return max(0, min(steps - 1, int(share * steps + 1e-9)))
+
+
+def written_share(rows) -> float | None:
+    """The share of steps the model wrote itself over (steps, given_steps) pairs; None without any step.
+
+    The same expression as SQL's `1 - sum(given_steps) / sum(steps)` over v_attempts.
+    """
+    total = given = 0
+    for steps, given_steps in rows:
+        if steps:
+            total += steps
+            given += min(given_steps or 0, steps)
+    return None if not total else 1 - given / total
 
 
 def choices_to_json(choices: tuple[tuple[str, str], ...]) -> str | None:

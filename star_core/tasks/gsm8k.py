@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from .answers import canonical_number, extract_number, number_pattern, numbers_equal
-from .base import Exemplar, Problem, Verdict, answer_sentence, rationale_of
+from .base import Exemplar, Problem, Reference, Verdict, answer_sentence, rationale_of
 from .calc import CalcError, evaluate, matches_shown, parse_number
 from .datafile import RowError, load_problems, text_value
 from .settings import TaskSettings
@@ -62,6 +62,14 @@ class GSM8KTask:
     def format_completion(self, rationale: str, answer: str) -> str:
         return f" {rationale} {answer_sentence(answer)}"
 
+    def reference(self, problem: Problem) -> Reference | None:
+        """The dataset's solution, a step per line (each with its calculator annotations), written as the
+        exemplars write a rationale: the lines joined by spaces, then the answer sentence."""
+        lines = [" ".join(line.split()) for line in problem.solution.splitlines() if line.strip()]
+        if not lines:
+            return None
+        return Reference(tuple(f" {line}" for line in lines), f" {answer_sentence(problem.answer)}")
+
     # --- answers -------------------------------------------------------------
 
     def extract_answer(self, completion: str) -> str | None:
@@ -86,7 +94,7 @@ def parse_row(row: dict, line: int) -> Problem:
     answer = gold_answer(solution)
     steps = solution.rsplit("####", 1)[0].strip()
     difficulty = len([s for s in steps.splitlines() if s.strip()]) or None  # solution lines = reasoning steps
-    return Problem(id=f"L{line}", question=question, answer=answer, split="", difficulty=difficulty)
+    return Problem(id=f"L{line}", question=question, answer=answer, split="", difficulty=difficulty, solution=steps)
 
 
 def gold_answer(solution: str) -> str:
