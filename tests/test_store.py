@@ -52,6 +52,7 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
     with store.db.read() as con:
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
         assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
+        assert {"pid", "host", "heartbeat_at", "progress_at"} <= set(columns(con, "runs"))  # liveness, progress
 
 
 def test_train_steps_are_stored_once_per_step(tmp_path):
