@@ -115,33 +115,25 @@ def test_the_runs_page_offers_resume_for_a_run_whose_pid_is_anothers(tmp_path, m
     assert at.button(key=f"resume_{run_id}").label == "Resume"
 
 
-def _claim_and_hold(path: str, run_id: int, ready, leave) -> None:
-    from star_core.store import Store
-
-    Store(path).claim_run(run_id)
-    ready.set()
-    leave.wait(60)
-
-
 def test_a_live_owner_holds_its_run_until_it_is_killed(store):
-    import multiprocessing
-
-    spawn = multiprocessing.get_context("spawn")
     run_id = store.create_run(RunConfig())
-    ready, leave = spawn.Event(), spawn.Event()
-    owner = spawn.Process(target=_claim_and_hold, args=(str(store.path), run_id, ready, leave))
-    owner.start()
+    owner = subprocess.Popen([sys.executable, "-c", (  # a process that claims the run and keeps it
+        "import sys, time\n"
+        "from star_core.store import Store\n"
+        f"Store({str(store.path)!r}).claim_run({run_id})\n"
+        "print('claimed', flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
     try:
-        assert ready.wait(60), "the owner never claimed the run"
+        assert owner.stdout.readline().strip() == "claimed", "the owner never claimed the run"
         assert _status_everywhere(store, run_id) == {"running"}
         with pytest.raises(RunStateError, match="already running"):
             store.claim_run(run_id)
-        os.kill(owner.pid, signal.SIGKILL)
-        owner.join(30)
+        owner.kill()  # kill -9: it records nothing
+        owner.wait(30)
         assert _status_everywhere(store, run_id) == {"crashed"}  # at once: the kernel dropped its lock
     finally:
-        leave.set()
-        owner.join(30)
+        owner.kill()
+        owner.wait()
 
 
 def _age(store: Store, run_id: int) -> float:
