@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -400,9 +399,9 @@ def _queued_note(run, place: int | None, cancelling: bool) -> None:
 
 def _quiet_note(row, phase: str) -> None:
     """Progress is written between batches and steps; one can be slow on a busy machine: say it is still going."""
-    if row.heartbeat_at is None or pd.isna(row.heartbeat_at):
+    if row.progress_age_s is None or pd.isna(row.progress_age_s):
         return
-    quiet = (datetime.now() - pd.Timestamp(row.heartbeat_at).to_pydatetime()).total_seconds()
+    quiet = float(row.progress_age_s)
     if quiet > QUIET_S:
         what = "fine-tuning step" if phase == Phase.FINETUNE else "batch"
         st.caption(f"Last progress {duration(quiet)} ago: the next {what} is still being computed "

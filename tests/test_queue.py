@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+from collections import Counter
 
 import pytest
 
@@ -47,13 +47,32 @@ def test_slots_per_device(monkeypatch):
 # --- in one process: waiters are threads, the slot's holder is the test ---------------------------------
 
 
-def _waiter(store, run_id, folder, results):
+def _waiter(store, run_id, folder, results, slots=CPU):
     def body():
-        results[run_id] = run_queue.wait_for_slot(store, run_id, CPU, folder=folder, poll_s=0.05)
+        results[run_id] = run_queue.wait_for_slot(store, run_id, slots, folder=folder, poll_s=0.05)
 
     thread = threading.Thread(target=body, daemon=True)
     thread.start()
     return thread
+
+
+def _counting_polls(store) -> Counter:
+    """Count each waiter's looks at the queue (every round of wait_for_slot first asks whether it was cancelled)."""
+    polls: Counter = Counter()
+    real = store.cancel_requested
+
+    def counted(run_id):
+        polls[run_id] += 1
+        return real(run_id)
+
+    store.cancel_requested = counted
+    return polls
+
+
+def _each_looked_again(polls: Counter, *run_ids) -> None:
+    """Wait until each waiter has gone round at least once more (tried the slots) since now."""
+    seen = {r: polls[r] for r in run_ids}
+    wait_for(lambda: all(polls[r] >= seen[r] + 2 for r in run_ids), timeout=20, what="the waiters to look again")
 
 
 def test_waiters_take_a_freed_slot_first_come_first_served(tmp_path):
@@ -63,6 +82,7 @@ def test_waiters_take_a_freed_slot_first_come_first_served(tmp_path):
     a, b = store.create_run(RunConfig(name="a")), store.create_run(RunConfig(name="b"))
     holder = run_queue._try_hold(folder / "cpu-0.lock")  # a run holding the CPU
     results: dict = {}
+    polls = _counting_polls(store)
     ta = _waiter(store, a, folder, results)
     wait_for(lambda: run_queue.position(store, a, folder) == 1, timeout=20, what="a to queue")
     tb = _waiter(store, b, folder, results)
@@ -70,7 +90,7 @@ def test_waiters_take_a_freed_slot_first_come_first_served(tmp_path):
     assert [store.get_run(r).status for r in (a, b)] == ["queued", "queued"]
     runs = store.list_runs()
     assert run_queue.status_labels(store, runs, folder) == ["queued (1st)", "queued (2nd)"]  # as the run lists show them
-    time.sleep(0.3)
+    _each_looked_again(polls, a, b)
     assert not results  # nobody gets a held slot
 
     holder.release(unlink=False)
@@ -83,6 +103,59 @@ def test_waiters_take_a_freed_slot_first_come_first_served(tmp_path):
     results[a].release()
     tb.join(20)
     assert results[b].name == "cpu-0" and run_queue.positions(store, folder) == {}
+
+
+def test_the_queue_is_per_device_first_come_first_served_on_each(tmp_path):
+    store = Store(tmp_path / "q.duckdb").init()
+    folder = tmp_path / "slots"
+    folder.mkdir()
+    gpu0, gpu1 = ("cuda", ["cuda-0"]), ("cuda", ["cuda-1"])
+    a, b, c = (store.create_run(RunConfig(name=n)) for n in "abc")
+    busy = run_queue._try_hold(folder / "cuda-0.lock")  # a run holding cuda:0
+    results: dict = {}
+    polls = _counting_polls(store)
+    ta = _waiter(store, a, folder, results, gpu0)
+    wait_for(lambda: run_queue.position(store, a, folder) == 1, timeout=20, what="a to queue for cuda:0")
+    tb = _waiter(store, b, folder, results, gpu0)
+    wait_for(lambda: run_queue.position(store, b, folder) == 2, timeout=20, what="b to queue behind a")
+    tc = _waiter(store, c, folder, results, gpu1)  # pinned to cuda:1, which is free: it starts at once
+    tc.join(20)
+    assert c in results and results[c].name == "cuda-1", "a run for a free GPU waited behind another GPU's queue"
+    _each_looked_again(polls, a, b)
+    assert set(results) == {c} and run_queue.positions(store, folder) == {a: 1, b: 2}
+
+    busy.release(unlink=False)  # cuda:0 frees: its older waiter first
+    ta.join(20)
+    assert results[a].name == "cuda-0" and b not in results and run_queue.positions(store, folder) == {b: 1}
+    results[a].release()
+    tb.join(20)
+    assert results[b].name == "cuda-0"
+    results[b].release()
+    results[c].release()
+
+
+def test_an_older_run_for_any_gpu_goes_before_a_newer_one_pinned_to_the_gpu_that_frees(tmp_path):
+    store = Store(tmp_path / "q.duckdb").init()
+    folder = tmp_path / "slots"
+    folder.mkdir()
+    held = [run_queue._try_hold(folder / f"cuda-{i}.lock") for i in (0, 1)]  # both GPUs busy
+    anyone, pinned = store.create_run(RunConfig(name="any")), store.create_run(RunConfig(name="pinned"))
+    results: dict = {}
+    polls = _counting_polls(store)
+    t_any = _waiter(store, anyone, folder, results, ("cuda", ["cuda-0", "cuda-1"]))
+    wait_for(lambda: run_queue.position(store, anyone, folder) == 1, timeout=20, what="the any-GPU run to queue")
+    t_pinned = _waiter(store, pinned, folder, results, ("cuda", ["cuda-1"]))
+    wait_for(lambda: run_queue.position(store, pinned, folder) == 2, timeout=20, what="the pinned run to queue")
+    held[1].release(unlink=False)
+    t_any.join(20)
+    assert results[anyone].name == "cuda-1" and pinned not in results
+    _each_looked_again(polls, pinned)
+    assert pinned not in results
+    results[anyone].release()
+    t_pinned.join(20)
+    assert results[pinned].name == "cuda-1"
+    results[pinned].release()
+    held[0].release(unlink=False)
 
 
 def test_a_cancelled_waiter_leaves_the_queue_without_a_slot(tmp_path):
@@ -229,7 +302,7 @@ def test_the_runs_page_shows_a_queued_run_with_its_place_and_cancels_it(tmp_path
     slot = run_queue._try_hold(folder / "cpu-0.lock")
     slot.write(run_queue._holder_info(store, first))
     store.claim_run(second, status=RunStatus.QUEUED)  # waiting behind it, as a worker would
-    ticket, _ = run_queue._new_ticket(folder, "cpu", store, second)
+    ticket, _ = run_queue._new_ticket(folder, "cpu", store, second, ["cpu-0"])
     try:
         at = open_page("pages/runs.py", monkeypatch, db, query={"run": str(second)})
         page = texts(at).replace("\\", "")  # as shown: without the Markdown escapes

@@ -57,6 +57,7 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "iteration_accuracy") == ["run_id", "iteration", "split", "difficulty", "n", "correct"]
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
         assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
+        assert {"pid", "host", "heartbeat_at", "progress_at"} <= set(columns(con, "runs"))  # liveness, progress
 
 
 def test_the_written_share_is_one_sql_expression_over_v_attempts(tmp_path):

@@ -376,6 +376,8 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     elif was == RunStatus.QUEUED:
         print(f"run {args.run}: cancel requested; it leaves the queue within seconds, before it loads a model "
               f"({resume})")
+    elif was == RunStatus.CANCELLED:
+        print(f"run {args.run} cancelled: its worker was stopped just after it had started the run ({resume})")
     else:
         print(f"run {args.run} cancelled before its worker started ({resume})")
     return 0

@@ -77,6 +77,34 @@ def live_holder(pid_file: Path) -> int | None:
         return None
 
 
+def try_hold(path: Path) -> int | None:
+    """An exclusive flock on `path` (created if missing), held by this process until the descriptor returned
+    is closed or the process ends however it ends; None if another open file holds it now."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def is_held(path: Path) -> bool | None:
+    """Whether a live process holds `path`'s flock (this one included, through another descriptor);
+    None where there is no such file or it cannot be opened: no evidence either way."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops the shared lock if we got it
+    return False
+
+
 def signal_holder(pid_file: Path, sig: int = signal.SIGTERM) -> int | None:
     """Send `sig` to the process holding `pid_file` (live_holder); return its pid, or None if none holds it."""
     pid = live_holder(pid_file)

@@ -25,7 +25,7 @@ class RunStatus(_Text):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    CRASHED = "crashed"  # shown, never stored: 'running' whose worker process is gone
+    CRASHED = "crashed"  # shown, never stored: 'running' or 'queued' whose process is gone (store/runs.py)
 
 
 ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.QUEUED, RunStatus.RUNNING)

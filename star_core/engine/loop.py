@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from . import run_queue
+from . import heartbeat, run_queue
 from ..analysis.run_models import checkpoints_to_discard
 from ..model import train_state
 from ..model.batch_decoder import BatchDecoder, DecodeBatch, LocalDecoder, batch_seed, plan_batches
@@ -91,22 +91,23 @@ def execute_run(store: Store, run_id: int, reporter: Reporter | None = None, que
         store.claim_run(run_id)
         store.finish_run(run_id, RunStatus.FAILED, str(exc))
         raise
-    try:
-        slot = run_queue.wait_for_slot(store, run_id, slots, reporter.message) if queue else \
-            run_queue.unqueued(store, run_id, slots)
-    except KeyboardInterrupt:
-        store.finish_run(run_id, RunStatus.CANCELLED, "interrupted from the keyboard while queued")
-        raise
-    if slot is None:  # cancelled while it waited: no model was loaded
-        store.finish_run(run_id, RunStatus.CANCELLED, "cancelled while queued")
-        raise Cancelled(f"run {run_id} was cancelled while queued")
-    with slot:
-        store.claim_run(run_id, from_queue=queue)
-        _select_gpu(slot)
-        threads = slot.share_cores()
-        if threads is not None and queue is False:
-            reporter.message(f"--no-queue: {threads} torch thread(s), this process's share of the cores")
-        _execute(store, run_id, reporter)
+    with heartbeat.beating(store, run_id):  # from its claim (queued or running) to its end
+        try:
+            slot = run_queue.wait_for_slot(store, run_id, slots, reporter.message) if queue else \
+                run_queue.unqueued(store, run_id, slots)
+        except KeyboardInterrupt:
+            store.finish_run(run_id, RunStatus.CANCELLED, "interrupted from the keyboard while queued")
+            raise
+        if slot is None:  # cancelled while it waited: no model was loaded
+            store.finish_run(run_id, RunStatus.CANCELLED, "cancelled while queued")
+            raise Cancelled(f"run {run_id} was cancelled while queued")
+        with slot:
+            store.claim_run(run_id, from_queue=queue)
+            _select_gpu(slot)
+            threads = slot.share_cores()
+            if threads is not None and queue is False:
+                reporter.message(f"--no-queue: {threads} torch thread(s), this process's share of the cores")
+            _execute(store, run_id, reporter)
 
 
 def _select_gpu(slot: run_queue.Slot) -> None:

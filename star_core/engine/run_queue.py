@@ -14,10 +14,12 @@ How, with nothing but what the operating system gives:
   process ends however it ends (kill -9 included), so a crashed holder never
   blocks the queue.
 * The queue is a folder of tickets, one per waiting run, named by the time it
-  started waiting, each also held with `flock` by its waiter (a ticket nobody
-  holds is a dead waiter's and is removed by whoever sees it). Only the oldest
-  live ticket of a device kind may take a slot of that kind: first come, first
-  served.
+  started waiting and listing the slots its run may take, each also held with
+  `flock` by its waiter (a ticket nobody holds is a dead waiter's and is removed
+  by whoever sees it). The queue is per device: a waiter may take a free slot
+  unless an older live ticket may take that slot too. So runs that want the
+  same device start first come, first served, and a run pinned to a free
+  `cuda:1` starts at once, however many older runs wait for a busy `cuda:0`.
 * `<slots>` is `$STAR_SLOTS`, else `<cache dir>/slots/<host name>` (the cache dir
   is `$STAR_CACHE` or ~/.cache/star-studio), so runs of every database of this
   user on this machine share the queue.
@@ -209,6 +211,7 @@ class Ticket:
     db: str
     run_id: int
     pid: int
+    slots: frozenset[str] | None  # the slots its run may take (None: any of its family's, as older tickets say)
 
 
 def _tickets(folder: Path) -> list[Ticket]:
@@ -227,7 +230,9 @@ def _tickets(folder: Path) -> list[Ticket]:
             continue
         family, order, pid, _ = path.name[: -len(TICKET_SUFFIX)].split("_", 3)
         info = _read(path)
-        found.append(Ticket(path, family, int(order), str(info.get("db", "")), int(info.get("run_id", -1)), int(pid)))
+        slots = frozenset(info["slots"]) if isinstance(info.get("slots"), list) else None
+        found.append(Ticket(path, family, int(order), str(info.get("db", "")), int(info.get("run_id", -1)), int(pid),
+                            slots))
     return sorted(found, key=lambda t: t.order)
 
 
@@ -252,15 +257,17 @@ def running_model_processes(family: str = "cpu", folder: Path | None = None) -> 
 
 
 def positions(store, folder: Path | None = None) -> dict[int, int]:
-    """Place in the machine's queue (1 = next to start) of every run of this database waiting on this machine."""
+    """Place in the machine's queue (1 = next to start) of every run of this database waiting on this machine:
+    one more than the older waiters that may take a slot it may take."""
     key = _db_key(store)
-    places: dict[int, int] = {}
-    seen: dict[str, int] = {}
-    for ticket in _tickets(folder or slots_folder()):
-        seen[ticket.family] = seen.get(ticket.family, 0) + 1
-        if ticket.db == key:
-            places[ticket.run_id] = seen[ticket.family]
-    return places
+    tickets = _tickets(folder or slots_folder())
+    return {t.run_id: 1 + len(_ahead(tickets, t.family, t.slots, t.order)) for t in tickets if t.db == key}
+
+
+def _ahead(tickets: list[Ticket], family: str, names, order: int) -> list[Ticket]:
+    """The older tickets that may take one of the slots `names` (None: any of the family's)."""
+    return [t for t in tickets if t.order < order and t.family == family
+            and (names is None or t.slots is None or not t.slots.isdisjoint(names))]
 
 
 def position(store, run_id: int, folder: Path | None = None) -> int | None:
@@ -332,23 +339,26 @@ def wait_for_slot(
     family, names = slots
     folder = _usable(folder or slots_folder())
     store.claim_run(run_id, status=RunStatus.QUEUED)
-    ticket, order = _new_ticket(folder, family, store, run_id)
+    ticket, order = _new_ticket(folder, family, store, run_id, names)
     said = None
     try:
         while True:
             if store.cancel_requested(run_id):
                 return None
-            ahead = [t for t in _tickets(folder) if t.family == family and t.order < order]
-            if not ahead:
-                for name in names:
-                    held = _try_hold(folder / f"{name}.lock")
-                    if held is not None:
-                        held.write(_holder_info(store, run_id))
-                        return Slot(name, family, held)
-            place = len(ahead) + 1
+            tickets = _tickets(folder)
+            for name in names:  # a free slot no older waiter may take: first come, first served per device
+                if _ahead(tickets, family, [name], order):
+                    continue
+                held = _try_hold(folder / f"{name}.lock")
+                if held is not None:
+                    held.write(_holder_info(store, run_id))
+                    return Slot(name, family, held)
+            place = len(_ahead(tickets, family, names, order)) + 1
             if on_wait is not None and place != said:
-                busy = ", ".join(f"run {h.get('run_id')} of {h.get('db')}" for h in holders(family, folder)) or "another run"
-                on_wait(f"waiting for a free {family} slot on this machine: {ordinal(place)} in the queue "
+                busy = ", ".join(f"run {h.get('run_id')} of {h.get('db')}" for h in holders(family, folder)
+                                 if h["slot"] in names) or "another run"
+                which = "" if family == "cpu" else f" ({', '.join(names)})"
+                on_wait(f"waiting for a free {family} slot{which} on this machine: {ordinal(place)} in the queue "
                         f"({busy} running); it starts by itself (--no-queue starts at once)")
                 said = place
             time.sleep(poll_s)
@@ -369,11 +379,12 @@ def _usable(folder: Path) -> Path:
     return folder
 
 
-def _new_ticket(folder: Path, family: str, store, run_id: int) -> tuple[_HeldFile, int]:
-    """A ticket held by this process, and its place in the order (the time it started waiting, in ns)."""
+def _new_ticket(folder: Path, family: str, store, run_id: int, names: list[str]) -> tuple[_HeldFile, int]:
+    """A ticket held by this process for a run that may take the slots `names`, and its place in the order (the
+    time it started waiting, in ns)."""
     order = time.time_ns()
     name = f"{family}_{order:020d}_{os.getpid()}_{run_id}{TICKET_SUFFIX}"
-    return _new_held(folder / "queue" / name, _holder_info(store, run_id)), order
+    return _new_held(folder / "queue" / name, _holder_info(store, run_id) | {"slots": list(names)}), order
 
 
 def _new_held(path: Path, info: dict) -> _HeldFile:

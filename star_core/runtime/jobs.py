@@ -8,9 +8,9 @@ freeze it, and one crash would take the app down). It launches
 detached from the app, with stdout and stderr going to ``worker.log`` in the run's
 folder (an experiment's worker, ``worker experiment EXPERIMENT_ID``, logs beside the
 runs' folders and runs its arms one after another). The worker first waits for a slot of this machine (run_queue.py; 'queued'),
-unless launched with ``--no-queue``. The worker claims the run in the store (pid and host), so the store tells a
-live run from a dead one (runs.py `_live_status`) whoever started it: the app or
-`star run` on the command line. Between launch and claim the run is 'pending';
+unless launched with ``--no-queue``. The worker claims the run in the store (pid and host), holding the run's
+lock file and writing its heartbeat until it ends, so the store tells a live run from a dead one
+(runs.py `_live_status`) whoever started it: the app or `star run` on the command line. Between launch and claim the run is 'pending';
 ``worker.pid`` in the run folder lets the app tell a worker still starting from one
 that died before it could claim the run. The worker holds that file locked for its
 whole life (processes.spawn_holding), so the pid in it is believed, and signalled,
@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +39,7 @@ LOG_NAME = "worker.log"
 PID_NAME = "worker.pid"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKER = "star_core.runtime.worker"
+STOP_WAIT_S = 10.0  # how long a cancel waits for a signalled worker to end (it dies at once: no SIGTERM handler)
 
 
 def log_path(store: Store, run_id: int) -> Path:
@@ -142,7 +144,8 @@ def resume(store: Store, run_id: int, queue: bool = True) -> int:
 
 def cancel(store: Store, run_id: int) -> RunStatus:
     """Ask a run to stop after its current batch or step (it can be resumed later); return the status
-    it had (running, queued, or pending: its worker was still starting, and is stopped).
+    it had: running or queued (asked to stop), pending (its worker was still starting, and is stopped),
+    or cancelled (its worker claimed the run just before it was stopped: recorded as any cancelled run).
 
     A queued run leaves the queue: its worker sees the request within a second and ends
     as cancelled without loading a model.
@@ -153,10 +156,22 @@ def cancel(store: Store, run_id: int) -> RunStatus:
         return RunStatus(run.status)
     # Not claimed yet: a cancel flag would be cleared by the claim, so stop the worker itself (only if it
     # is still the one launched: signal_holder signals no stale pid).
-    if run.status == RunStatus.PENDING and signal_holder(_pid_file(store, run_id), signal.SIGTERM) is not None:
-        store.finish_run(run_id, RunStatus.CANCELLED, "cancelled before the worker started")
-        return RunStatus.PENDING
+    pid_file = _pid_file(store, run_id)
+    worker = signal_holder(pid_file, signal.SIGTERM) if run.status == RunStatus.PENDING else None
+    if worker is not None:
+        _wait_until_released(pid_file)
+        # It may have claimed the run since it was read as pending: "before it started" only if it had not.
+        if store.cancel_unclaimed(run_id, worker, "cancelled before the worker started"):
+            return RunStatus.PENDING
+        return RunStatus.CANCELLED
     raise RunStateError(_not_cancellable(store, run_id, run.status))
+
+
+def _wait_until_released(pid_file: Path, timeout_s: float = STOP_WAIT_S) -> None:
+    """Wait for a signalled worker to end (its pid file no longer held), so that it writes nothing after us."""
+    deadline = time.monotonic() + timeout_s
+    while live_holder(pid_file) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _not_cancellable(store: Store, run_id: int, status: str) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..core.errors import ExperimentError
 from ..tasks.base import NO_STEPS
-from .runs import _live_status
+from .runs import heartbeat_age
 
 
 @dataclass
@@ -66,11 +66,13 @@ class ExperimentQueries:
         id, created_at, each side's set label, run and status."""
         with self.db.read() as con:
             df = con.execute(
-                """
+                f"""
                 SELECT e.id, e.created_at,
                        json_extract_string(e.config, '$.set_a') AS set_a, json_extract_string(e.config, '$.set_b') AS set_b,
                        ra.id AS run_a, ra.status AS status_a, ra.pid AS pid_a, ra.host AS host_a,
-                       rb.id AS run_b, rb.status AS status_b, rb.pid AS pid_b, rb.host AS host_b
+                       {heartbeat_age("ra.heartbeat_at")} AS age_a,
+                       rb.id AS run_b, rb.status AS status_b, rb.pid AS pid_b, rb.host AS host_b,
+                       {heartbeat_age("rb.heartbeat_at")} AS age_b
                 FROM experiments e
                 JOIN experiment_runs a ON a.experiment_id = e.id AND a.arm = 'set-a' JOIN runs ra ON ra.id = a.run_id
                 JOIN experiment_runs b ON b.experiment_id = e.id AND b.arm = 'set-b' JOIN runs rb ON rb.id = b.run_id
@@ -81,17 +83,19 @@ class ExperimentQueries:
                 [set_id, set_id, set_id],
             ).df()
         for side in "ab":
-            df[f"status_{side}"] = [_live_status(s, p, h) for s, p, h in
-                                    zip(df[f"status_{side}"], df[f"pid_{side}"], df[f"host_{side}"])]
-        return df.drop(columns=["pid_a", "host_a", "pid_b", "host_b"])
+            df[f"status_{side}"] = [self.live_status(i, s, p, h, a) for i, s, p, h, a in
+                                    zip(df[f"run_{side}"], df[f"status_{side}"], df[f"pid_{side}"], df[f"host_{side}"],
+                                        df[f"age_{side}"])]
+        return df.drop(columns=["pid_a", "host_a", "age_a", "pid_b", "host_b", "age_b"])
 
     def experiment_summary(self, experiment_id: int) -> pd.DataFrame:
         """Per arm: its run's status, trained iterations, what the last trained iteration kept, training
         steps and tokens over all iterations, and wall seconds (the sum of its iterations' spans)."""
         with self.db.read() as con:
             df = con.execute(
-                """
+                f"""
                 SELECT er.arm, er.run_id, r.status, r.pid, r.host, r.name,
+                       {heartbeat_age("r.heartbeat_at")} AS heartbeat_age_s,
                        json_extract(r.config, '$.iterations')::INTEGER AS iterations_planned,
                        count(i.iteration) FILTER (WHERE i.phase = 'done' AND i.iteration > 0) AS iterations_done,
                        max(i.iteration) FILTER (WHERE i.phase = 'done') AS last_done,
@@ -105,8 +109,9 @@ class ExperimentQueries:
                 """,
                 [experiment_id],
             ).df()
-        df["status"] = [_live_status(s, p, h) for s, p, h in zip(df["status"], df["pid"], df["host"])]
-        return df.drop(columns=["pid", "host"])
+        df["status"] = [self.live_status(i, s, p, h, a) for i, s, p, h, a in
+                        zip(df["run_id"], df["status"], df["pid"], df["host"], df["heartbeat_age_s"])]
+        return df.drop(columns=["pid", "host", "heartbeat_age_s"])
 
     def experiment_accuracy(self, experiment_id: int) -> pd.DataFrame:
         """Eval accuracy of every arm's run per iteration, overall (difficulty NULL) and per difficulty."""

@@ -359,6 +359,12 @@ def m008_labels_per_auditor(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m009_liveness(con: duckdb.DuckDBPyConnection) -> None:
+    """runs.progress_at: when the run last reported progress (UTC), apart from heartbeat_at, which the process
+    that owns a run now writes (in UTC) every 30 s whatever it is doing, as the proof that it is alive."""
+    con.execute("ALTER TABLE runs ADD COLUMN progress_at TIMESTAMP")
+
+
 def m013_seed_and_given_steps(con: duckdb.DuckDBPyConnection) -> None:
     """Seeded runs and partial-solution hints (docs/paper.md#the-seeded-loop).
 
@@ -441,4 +447,4 @@ def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
 
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
               m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor,
-              m013_seed_and_given_steps, m014_browse_speed]
+              m009_liveness, m013_seed_and_given_steps, m014_browse_speed]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,12 +13,33 @@ import pandas as pd
 
 from ..core.config import RunConfig
 from ..core.errors import ConfigError, RunStateError, StoreError
-from ..core.processes import alive
+from ..core.processes import alive, is_held, try_hold
 from ..core.states import Phase, RunStatus
 from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
 from .attempts import refresh_outcomes
 from .exemplar_sets import use_exemplar_set
+
+# The process that owns a run (queued or running) writes its heartbeat this often (engine/heartbeat.py).
+HEARTBEAT_S = 30.0
+# A run of another host whose heartbeat is older than this reads as crashed: 20 missed beats, so that a clock
+# a few minutes off, or writes held up by a reader keeping the file open, do not make a live run look dead.
+STALE_S = 600.0
+LOCK_NAME = "run.lock"  # in the run's folder, held by the process that owns the run (claim_run to finish_run)
+
+# heartbeat_at is UTC, so that hosts in different time zones that share a database read its age alike.
+UTC_NOW = "(now() AT TIME ZONE 'UTC')"
+
+
+def heartbeat_age(column: str = "heartbeat_at") -> str:
+    """SQL for the seconds since a run's heartbeat (or, with column progress_at, since its last progress)."""
+    return f"(epoch({UTC_NOW}) - epoch({column}))"
+
+
+
+# Lock files of the runs this process owns, by real path: descriptor (closing it drops the lock).
+_owned: dict[str, int] = {}
+_owned_mutex = threading.Lock()  # one claim at a time in this process, so two threads never both take a run
 
 
 @dataclass(frozen=True)
@@ -76,8 +98,8 @@ class RunQueries:
     def get_run(self, run_id: int) -> Run:
         with self.db.read() as con:
             row = con.execute(
-                "SELECT id, name, status, config, error, created_at, pid, host, task_key FROM runs WHERE id = ?", [run_id]
-            ).fetchone()
+                f"SELECT id, name, status, config, error, created_at, pid, host, task_key, {heartbeat_age()} FROM runs "
+                "WHERE id = ?", [run_id]).fetchone()
         if row is None:
             raise RunStateError(f"there is no run {run_id} in {self.db.path}")
         try:
@@ -86,58 +108,143 @@ class RunQueries:
             raise StoreError(f"run {run_id}'s stored settings in {self.db.path} cannot be read: {exc}") from exc
         # A row written by hand (or a tool) may lack the key: it follows from the config.
         key = TaskKey.parse(row[8]) if row[8] else task_key(config)
-        return Run(row[0], row[1], _live_status(row[2], row[6], row[7]), config, row[4], row[5], row[6], row[7], key)
+        status = self.live_status(run_id, row[2], row[6], row[7], row[9])
+        return Run(row[0], row[1], status, config, row[4], row[5], row[6], row[7], key)
 
     def claim_run(self, run_id: int, status: RunStatus = RunStatus.RUNNING, from_queue: bool = False) -> None:
         """Mark a run as running (or queued: waiting for a slot, run_queue.py) in this process, or as pending
         (a worker was launched for it); refuse a done run, or one a live process runs or has queued.
 
         The check and the update are one write transaction (the file is this
-        process's alone while it lasts, and threads of this process write one at
+        process's alone while it lasts, and threads of this process claim one at
         a time), so of two resumes of one run only one can claim it. A refusal
-        writes nothing. `from_queue`: this process queued the run and now has its
-        slot; a cancel asked for while it waited is kept, for the run to see.
+        writes nothing. Running or queued, this process holds the run's lock file
+        from before the claim is written until finish_run: the proof that the run's
+        process is alive (live_status). `from_queue`: this process queued the run
+        and now has its slot; a cancel asked for while it waited is kept, for the
+        run to see.
         """
-        with self.db.write() as con:
-            row = con.execute("SELECT status, pid, host FROM runs WHERE id = ?", [run_id]).fetchone()
-            if row is None:
-                raise RunStateError(f"there is no run {run_id} in {self.db.path}")
-            now = _live_status(*row)
-            mine = now == RunStatus.QUEUED and row[1] == os.getpid() and row[2] == socket.gethostname()
-            if from_queue and not mine:
-                raise RunStateError(f"run {run_id} is {now}, no longer queued by this process (pid {os.getpid()})")
-            if now == RunStatus.DONE:
-                raise RunStateError(f"run {run_id} is done; nothing to resume")
-            if now == RunStatus.RUNNING:
-                raise RunStateError(f"run {run_id} is already running (pid {row[1]} on {row[2]})")
-            if now == RunStatus.QUEUED and not from_queue:
-                raise RunStateError(f"run {run_id} is already queued (pid {row[1]} on {row[2]}); it starts when a slot frees")
-            con.execute(
-                "UPDATE runs SET status = ?, error = NULL, pid = ?, host = ?, heartbeat_at = now(), "
-                f"cancel_requested = {'cancel_requested' if from_queue else 'false'}, finished_at = NULL WHERE id = ?",
-                # pending (launched, its worker not started yet) belongs to no process yet
-                [status, None if status == RunStatus.PENDING else os.getpid(), socket.gethostname(), run_id],
-            )
+        with _owned_mutex:
+            took = status != RunStatus.PENDING and self._take_run_lock(run_id)
+            try:
+                with self.db.write() as con:
+                    row = con.execute(f"SELECT status, pid, host, {heartbeat_age()} FROM runs WHERE id = ?",
+                                      [run_id]).fetchone()
+                    if row is None:
+                        raise RunStateError(f"there is no run {run_id} in {self.db.path}")
+                    # Holding the run's lock now, this process knows whether the row's process holds it: only if
+                    # that is this process itself (no other process of this machine can, while it is ours).
+                    ours = status != RunStatus.PENDING
+                    held = (not took and row[1] == os.getpid()) if ours else None
+                    now = _live_status(*row, self.run_lock(run_id), held=held)
+                    mine = now == RunStatus.QUEUED and row[1] == os.getpid() and row[2] == socket.gethostname()
+                    if from_queue and not mine:
+                        raise RunStateError(f"run {run_id} is {now}, no longer queued by this process (pid {os.getpid()})")
+                    if now == RunStatus.DONE:
+                        raise RunStateError(f"run {run_id} is done; nothing to resume")
+                    if now == RunStatus.RUNNING:
+                        raise RunStateError(f"run {run_id} is already running (pid {row[1]} on {row[2]})")
+                    if now == RunStatus.QUEUED and not from_queue:
+                        raise RunStateError(f"run {run_id} is already queued (pid {row[1]} on {row[2]}); it starts when a slot frees")
+                    con.execute(
+                        f"UPDATE runs SET status = ?, error = NULL, pid = ?, host = ?, heartbeat_at = {UTC_NOW}, "
+                        f"progress_at = {UTC_NOW}, cancel_requested = {'cancel_requested' if from_queue else 'false'}, finished_at = NULL WHERE id = ?",
+                        # pending (launched, its worker not started yet) belongs to no process yet
+                        [status, None if status == RunStatus.PENDING else os.getpid(), socket.gethostname(), run_id],
+                    )
+            except BaseException:
+                if took:
+                    self._release_run_lock(run_id)
+                raise
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Record how a run ended. The process that owns the run writes only while the run is still its own (not
+        taken over by a resume elsewhere after its heartbeat went stale), then lets go of the run's lock."""
+        mine = self._owns(run_id)
         with self.db.write() as con:
             con.execute(
-                "UPDATE runs SET status = ?, error = ?, finished_at = now(), pid = NULL, cur_phase = NULL WHERE id = ?",
-                [status, error, run_id],
+                "UPDATE runs SET status = ?, error = ?, finished_at = now(), pid = NULL, cur_phase = NULL WHERE id = ?"
+                + (" AND pid = ? AND host = ?" if mine else ""),
+                [status, error, run_id] + ([os.getpid(), socket.gethostname()] if mine else []),
             )
+        if mine:
+            with _owned_mutex:
+                self._release_run_lock(run_id)
+
+    def cancel_unclaimed(self, run_id: int, worker_pid: int, error: str) -> bool:
+        """After stopping the worker launched for a run: record the run as cancelled. True if it was still pending
+        (the worker had not claimed it; `error` says so); False if the worker had claimed it meanwhile: then it is
+        recorded as any cancelled run is, if the stopped worker still has it. One transaction."""
+        with self.db.write() as con:
+            if con.execute(
+                "UPDATE runs SET status = 'cancelled', error = ?, finished_at = now(), pid = NULL, cur_phase = NULL "
+                "WHERE id = ? AND status = 'pending' RETURNING id", [error, run_id]).fetchone():
+                return True
+            con.execute(
+                "UPDATE runs SET status = 'cancelled', error = NULL, finished_at = now(), pid = NULL, cur_phase = NULL "
+                "WHERE id = ? AND status IN ('queued', 'running') AND pid = ?", [run_id, worker_pid])
+            return False
+
+    def beat(self, run_id: int) -> bool:
+        """Write the heartbeat of a run this process owns; False (nothing written) if the run is not its own."""
+        with self.db.write() as con:
+            return con.execute(
+                f"UPDATE runs SET heartbeat_at = {UTC_NOW} WHERE id = ? AND status IN ('queued', 'running') "
+                "AND pid = ? AND host = ? RETURNING id", [run_id, os.getpid(), socket.gethostname()]).fetchone() is not None
+
+    # --- who owns a run -------------------------------------------------------
+
+    def run_lock(self, run_id: int) -> Path:
+        """The file the process that owns the run holds locked: in the run's folder, beside the database."""
+        return self.run_folder(run_id) / LOCK_NAME
+
+    def live_status(self, run_id: int, status: str, pid, host, heartbeat_age_s) -> str:
+        """The stored status, with 'running' or 'queued' read as 'crashed' once the run's process is gone."""
+        return _live_status(status, pid, host, heartbeat_age_s, self.run_lock(run_id))
+
+    def _owns(self, run_id: int) -> bool:
+        """Whether this process holds the run's lock (claimed it, queued or running, and has not finished it)."""
+        return os.path.realpath(self.run_lock(run_id)) in _owned
+
+    def _take_run_lock(self, run_id: int) -> bool:
+        """Hold the run's lock for this process (under _owned_mutex); False if it already does. A live process
+        of this machine that holds it owns the run: refused."""
+        path = self.run_lock(run_id)
+        if os.path.realpath(path) in _owned:
+            return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = try_hold(path)
+        except OSError as exc:
+            raise RunStateError(f"cannot hold run {run_id}'s lock file {path}: {exc.strerror or exc}; the run's "
+                                "folder beside the database must be writable") from exc
+        if fd is None:
+            raise RunStateError(f"run {run_id} is already running or queued in another process on this machine "
+                                f"(it holds {path})")
+        _owned[os.path.realpath(path)] = fd
+        return True
+
+    def _release_run_lock(self, run_id: int) -> None:
+        fd = _owned.pop(os.path.realpath(self.run_lock(run_id)), None)
+        if fd is not None:
+            os.close(fd)
 
     def request_cancel(self, run_id: int) -> None:
         with self.db.write() as con:
             con.execute("UPDATE runs SET cancel_requested = true WHERE id = ?", [run_id])
 
     def cancel_requested(self, run_id: int) -> bool:
+        """Whether the run should stop: a cancel was asked, or (for the process that owns it) the run is no longer
+        its own, resumed elsewhere after its heartbeat went stale."""
         with self.db.read() as con:
-            return bool(con.execute("SELECT cancel_requested FROM runs WHERE id = ?", [run_id]).fetchone()[0])
+            asked, pid, host = con.execute("SELECT cancel_requested, pid, host FROM runs WHERE id = ?", [run_id]).fetchone()
+        taken_over = self._owns(run_id) and (pid != os.getpid() or host != socket.gethostname())
+        return bool(asked) or taken_over
 
     def set_progress(self, run_id: int, iteration: int, phase: str, done: int, total: int,
                      tokens_per_s: float | None = None, eta_s: float | None = None, con=None) -> None:
         sql = ("UPDATE runs SET cur_iteration = ?, cur_phase = ?, phase_done = ?, phase_total = ?, "
-               "tokens_per_s = ?, eta_s = ?, heartbeat_at = now() WHERE id = ?")
+               f"tokens_per_s = ?, eta_s = ?, progress_at = {UTC_NOW} WHERE id = ?")
         params = [iteration, phase, done, total, tokens_per_s, eta_s, run_id]
         if con is not None:
             con.execute(sql, params)
@@ -149,7 +256,7 @@ class RunQueries:
         """One row per run: status, progress, iterations done, latest and best eval accuracy."""
         with self.db.read() as con:
             df = con.execute(
-                """
+                f"""
                 WITH acc AS (
                     -- v_accuracy's overall eval rows, from the derived counts (store/attempts.py keeps them current)
                     SELECT run_id, iteration, sum(correct) / sum(n) AS accuracy FROM iteration_accuracy
@@ -162,7 +269,8 @@ class RunQueries:
                 )
                 SELECT r.id, r.name, r.task, r.model, r.status, r.pid, r.host, r.created_at, r.finished_at,
                        r.cur_iteration, r.cur_phase, r.phase_done, r.phase_total, r.tokens_per_s, r.eta_s,
-                       r.error, r.heartbeat_at,
+                       r.error, r.heartbeat_at, {heartbeat_age()} AS heartbeat_age_s,
+                       {heartbeat_age("r.progress_at")} AS progress_age_s,
                        (SELECT count(*) FROM iterations i WHERE i.run_id = r.id AND i.phase = 'done' AND i.iteration > 0) AS iterations_done,
                        s.baseline_accuracy, s.latest_accuracy, s.best_accuracy,
                        json_extract(r.config, '$.iterations')::INTEGER AS iterations_planned
@@ -170,7 +278,8 @@ class RunQueries:
                 ORDER BY r.id
                 """
             ).df()
-        df["status"] = [_live_status(s, p, h) for s, p, h in zip(df["status"], df["pid"], df["host"])]
+        df["status"] = [self.live_status(i, s, p, h, a) for i, s, p, h, a in
+                        zip(df["id"], df["status"], df["pid"], df["host"], df["heartbeat_age_s"])]
         return df
 
     # --- problems -----------------------------------------------------------
@@ -299,10 +408,23 @@ def _insert_problems(con, run_id: int, problems: list[Problem]) -> None:
                         "solution) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _live_status(status: str, pid, host) -> str:
-    """'running' (or 'queued') only while the worker process is alive; a killed one shows as crashed."""
-    if status not in (RunStatus.RUNNING, RunStatus.QUEUED) or pid is None or pd.isna(pid):
+def _live_status(status: str, pid, host, heartbeat_age_s, lock: Path, held: bool | None = None) -> str:
+    """'running' (or 'queued') only while the process that claimed the run is alive; a gone one shows as crashed.
+
+    On this machine that process holds the run's lock file from its claim to its end, and the kernel drops
+    the lock however it ends: a file nobody holds is a dead process's, whichever process has its pid now
+    (after a reboot). Without the file (claimed by an older version, or its folder removed), a dead pid or a
+    stale heartbeat says crashed. On another host (or on this one under a new name, after a container
+    restart) the heartbeat is the only evidence: older than STALE_S, the run is taken for crashed.
+    `held`: whether the run's process holds the lock, where the caller knows (it holds the lock itself).
+    """
+    if status not in (RunStatus.RUNNING, RunStatus.QUEUED):
         return status
-    if host == socket.gethostname() and not alive(int(pid)):
-        return RunStatus.CRASHED.value
-    return status
+    if host == socket.gethostname():
+        held = is_held(lock) if held is None else held
+        if held is not None:
+            return status if held else RunStatus.CRASHED.value
+        if pid is not None and not pd.isna(pid) and not alive(int(pid)):
+            return RunStatus.CRASHED.value
+    fresh = heartbeat_age_s is not None and not pd.isna(heartbeat_age_s) and heartbeat_age_s < STALE_S
+    return status if fresh else RunStatus.CRASHED.value
