@@ -48,10 +48,14 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "v_accuracy") == V_ACCURACY
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars",
-            "train_steps", "experiments", "experiment_runs"} <= tables
+            "train_steps", "experiments", "experiment_runs", "imported_runs", "imported_files", "attempt_rewards"} <= tables
     with store.db.read() as con:
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
         assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
+        assert columns(con, "v_imported_runs") == ["run_id", "name", "format", "framework", "framework_version", "source",
+                                                   "correct_rule", "created_at", "files", "rows"]
+        assert columns(con, "imported_files") == ["run_id", "path", "rows_done", "skipped", "imported_at"]
+        assert columns(con, "attempt_rewards") == ["attempt_id", "reward"]
 
 
 def test_train_steps_are_stored_once_per_step(tmp_path):

@@ -76,6 +76,10 @@ class RunQueries:
             row = con.execute("SELECT status, pid, host FROM runs WHERE id = ?", [run_id]).fetchone()
             if row is None:
                 raise RunStateError(f"there is no run {run_id} in {self.db.path}")
+            imported = con.execute("SELECT format FROM imported_runs WHERE run_id = ?", [run_id]).fetchone()
+            if imported:
+                raise RunStateError(f"run {run_id} was imported from {imported[0]} files: the engine does not run it; "
+                                    "to add new steps, run `star import` on the same files again")
             now = _live_status(*row)
             mine = now == RunStatus.QUEUED and row[1] == os.getpid() and row[2] == socket.gethostname()
             if from_queue and not mine:
