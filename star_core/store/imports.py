@@ -158,16 +158,18 @@ class ImportQueries:
         with self.db.read() as con:
             return con.execute("SELECT * FROM v_imported_runs ORDER BY run_id").df()
 
-    def mean_rewards(self, run_ids: list[int]) -> pd.DataFrame:
-        """Per run, iteration and kind: the mean reward the other framework gave (imported runs only)."""
+    def imported_steps(self, run_ids: list[int]) -> pd.DataFrame:
+        """Per imported run, iteration (step) and kind: completions, how many were right (every sample, not only
+        the first), and the mean reward the other framework gave (NaN where it gave none)."""
         ids = [int(r) for r in run_ids]
         if not ids:
-            return pd.DataFrame(columns=["run_id", "iteration", "kind", "reward", "n"])
+            return pd.DataFrame(columns=["run_id", "iteration", "kind", "completions", "right", "accuracy", "reward"])
         with self.db.read() as con:
             return con.execute(
                 f"""
-                SELECT a.run_id, a.iteration, a.kind, avg(r.reward) AS reward, count(r.reward) AS n
-                FROM attempts a JOIN attempt_rewards r ON r.attempt_id = a.id
-                WHERE a.run_id IN ({', '.join('?' * len(ids))})
+                SELECT a.run_id, a.iteration, a.kind, count(*) AS completions, count(*) FILTER (WHERE a.correct) AS "right",
+                       count(*) FILTER (WHERE a.correct) / count(*) AS accuracy, avg(r.reward) AS reward
+                FROM attempts a LEFT JOIN attempt_rewards r ON r.attempt_id = a.id
+                WHERE a.run_id IN (SELECT run_id FROM imported_runs WHERE run_id IN ({', '.join('?' * len(ids))}))
                 GROUP BY a.run_id, a.iteration, a.kind ORDER BY a.run_id, a.iteration, a.kind
                 """, ids).df()

@@ -221,7 +221,7 @@ def _step_files(root: Path, pattern: re.Pattern, glob: str, what: str) -> list[P
     files = [p for p in found if pattern.search(p.name)]
     if not files:
         if root.is_file():
-            raise ImportInputError(f"{root}: not {what}")
+            raise ImportInputError(f"{root}: not a {what}")
         raise ImportInputError(f"{root}: no {what} in this folder")
     return sorted(files, key=lambda p: (int(pattern.search(p.name)[1]), p.as_posix()))
 
@@ -230,7 +230,7 @@ class VerlReader:
     framework = "verl"
 
     def files(self, root: Path) -> list[SourceFile]:
-        files = _step_files(root, _VERL_FILE, "*.jsonl", "a verl step file ({step}.jsonl, from trainer.rollout_data_dir "
+        files = _step_files(root, _VERL_FILE, "*.jsonl", "verl step file ({step}.jsonl, from trainer.rollout_data_dir "
                             "or trainer.validation_data_dir)")
         return [SourceFile(p, _relative(p, root), _count_lines(p)) for p in files]
 
@@ -294,7 +294,7 @@ class TrlReader:
     framework = "TRL"
 
     def files(self, root: Path) -> list[SourceFile]:
-        files = _step_files(root, _TRL_FILE, "*.parquet", "a TRL completions table (completions/completions_{step:05d}"
+        files = _step_files(root, _TRL_FILE, "*.parquet", "TRL completions table (completions/completions_{step:05d}"
                             ".parquet, from GRPOTrainer with log_completions=True)")
         return [SourceFile(p, _relative(p, root), self._meta(p).num_rows) for p in files]
 

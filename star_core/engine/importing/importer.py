@@ -106,6 +106,17 @@ def import_run(store: Store, format: str, path: str | Path, name: str | None = N
     return outcome
 
 
+def upload_folder(store: Store, name: str, files: list[tuple[str, bytes]]) -> Path:
+    """Where the app keeps uploaded files to import, beside the database: <db stem>-imports/<name>/. The same name
+    is the same folder, so uploading a new step's file under it adds that step to the same run."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip("._") or "upload"
+    folder = store.path.parent / f"{store.path.stem}-imports" / safe
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, data in files:
+        (folder / Path(filename).name).write_bytes(data)
+    return folder
+
+
 def _one_reward(source: SourceFile) -> None:
     """TRL has no verdict of its own: without --correct or --task, its one reward function's reward > 0 says right."""
     rewards = trl_reward_columns(pq.ParquetFile(source.path).schema_arrow.names)
