@@ -7,8 +7,8 @@
 trl: a real GRPOTrainer run on CPU with the embedded SmolLM2-135M (its local dequantized folder, nothing from a
 hub): 4 arithmetic prompts in the arithmetic task's own format, 4 completions each, 2 steps,
 log_completions=True, report_to="none". It writes completions/completions_00001.parquet and _00002.parquet.
-inspect: a real `inspect eval` with the mockllm/model provider and a match() scorer over 4 samples; mockllm
-answers every sample with the same fixed text, so the targets are chosen to make 2 of them match.
+inspect: a real Inspect eval (inspect_ai.eval, as `inspect eval` runs it) with the mockllm/model provider, its
+custom outputs (two sums right, one wrong, one no number) and a match() scorer over 4 samples x 2 epochs.
 verl: verl does not install here without changing transformers, so its dump is written from the keys its
 trainer's `_dump_generations` writes (input, output, gts, score, step, then the reward function's extra keys).
 """
@@ -73,31 +73,40 @@ def make_trl() -> None:
 
 
 INSPECT_TASK = '''
-from inspect_ai import Task, task
+from inspect_ai import Task, eval, task
 from inspect_ai.dataset import Sample
+from inspect_ai.model import ModelOutput, ModelUsage, get_model
 from inspect_ai.scorer import match
 from inspect_ai.solver import generate
 
-# mockllm/model answers every sample with the same fixed text: two targets are chosen to match it, two not.
-FIXED = "Default output from mockllm/model"
+# What the mock model says to each question: two sums right, one wrong, one question answered off the point.
+SAYS = {"What is 3 + 4?": "3 + 4 = 7. The answer is 7", "What is 12 + 5?": "12 + 5 = 16. The answer is 16",
+        "What is 23 + 41?": "23 + 41 = 64. The answer is 64", "What is 8 + 9?": "I cannot add."}
+
+
+def says(messages, tools, tool_choice, config):
+    # The usage is given so that mockllm does not count tokens with a tokenizer it would download.
+    output = ModelOutput.from_content(model="mockllm", content=SAYS[messages[-1].text])
+    output.usage = ModelUsage(input_tokens=8, output_tokens=8, total_tokens=16)
+    return output
 
 
 @task
 def sums():
-    return Task(dataset=[Sample(input="What is 3 + 4?", target="7", id="s1"),
-                         Sample(input="Say the default output.", target="mockllm/model", id="s2"),
-                         Sample(input="What is 12 + 5?", target="17", id="s3"),
-                         Sample(input="Name the model.", target="model", id="s4")],
+    return Task(dataset=[Sample(input=q, target=str(sum(int(t) for t in q[8:-1].split(" + "))), id=f"s{i}")
+                         for i, q in enumerate(SAYS, start=1)],
                 solver=generate(), scorer=match(location="end"))
+
+
+if __name__ == "__main__":
+    eval(sums(), model=get_model("mockllm/model", custom_outputs=says), log_dir="logs", epochs=2)
 '''
 
 
 def make_inspect(python: str) -> None:
     with tempfile.TemporaryDirectory() as work:
         (Path(work) / "sums.py").write_text(INSPECT_TASK)
-        subprocess.run([python, "-m", "inspect_ai", "eval", "sums.py", "--model", "mockllm/model",
-                        "--log-dir", "logs", "--epochs", "2", "--no-log-images"],
-                       cwd=work, check=True)
+        subprocess.run([python, "sums.py"], cwd=work, check=True)
         logs = sorted((Path(work) / "logs").glob("*.eval"))
         target = FIXTURES / "inspect"
         shutil.rmtree(target, ignore_errors=True)

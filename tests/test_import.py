@@ -6,8 +6,10 @@ The fixtures under tests/data/import/ and how each was made (scripts/make_import
   2 steps, log_completions=True, report_to="none", two reward functions (right_answer, states_an_answer) and the
   gold answer and question logged beside each completion with log_extra:
   `flock /tmp/star-cpu.lock python3 scripts/make_import_fixtures.py trl`.
-- inspect/sums.eval: written by a real `inspect eval` (inspect-ai 0.3.285, in a venv of its own) with the
-  mockllm/model provider and a match() scorer, 4 samples x 2 epochs, 2 targets matching mockllm's fixed output:
+- inspect/sums.eval: written by a real Inspect eval (inspect_ai.eval; inspect-ai 0.3.285, in a venv of its own:
+  installing it here would downgrade fsspec) with the mockllm/model provider's custom outputs (two sums right,
+  one wrong, one no number) and a match() scorer, 4 samples x 2 epochs. Inspect writes .eval members
+  zstd-compressed: read here with zstandard (the `import` and `test` extras):
   `python3 scripts/make_import_fixtures.py inspect --inspect-python /tmp/inspect-venv/bin/python`.
 - verl/{rollout,validation}/*.jsonl: DOCUMENTED KEYS, NOT THE REAL WRITER. verl does not install here without
   changing transformers, so the lines are written from the keys its trainer's `_dump_generations` writes

@@ -363,11 +363,11 @@ class InspectReader:
             return self._json(path).get("eval") or {}
         with self._zip(path) as z:
             try:
-                return (json.loads(z.read("header.json")).get("eval")) or {}
+                return (json.loads(_member(path, z, "header.json")).get("eval")) or {}
             except KeyError:
                 names = z.namelist()
                 start = next((n for n in names if n.endswith("_journal/start.json")), None)
-                return json.loads(z.read(start)).get("eval", {}) if start else {}
+                return json.loads(_member(path, z, start)).get("eval", {}) if start else {}
 
     def _samples(self, path: Path) -> list[dict]:
         if path.suffix == ".json":
@@ -381,7 +381,7 @@ class InspectReader:
                 samples = []
                 for name in names:
                     try:
-                        samples.append(json.loads(z.read(name)))
+                        samples.append(json.loads(_member(path, z, name)))
                     except ValueError:
                         raise ImportInputError(f"{path}: {name} is not JSON") from None
         return sorted(samples, key=lambda s: (s.get("epoch") or 0, str(s.get("id"))) if isinstance(s, dict) else (0, ""))
@@ -411,6 +411,30 @@ class InspectReader:
 
 READERS = {ImportFormat.TRL_GRPO: TrlReader, ImportFormat.VERL: VerlReader, ImportFormat.INSPECT: InspectReader}
 assert set(READERS) == set(ImportFormat), "every ImportFormat needs its reader here"
+
+
+# Inspect writes its .eval members zstd-compressed (zip method 93), which Python's zipfile reads only from 3.14.
+_ZIP_ZSTANDARD = 93
+
+
+def _member(path: Path, z: zipfile.ZipFile, name: str) -> bytes:
+    """A zip member's bytes, zstd members included (with the zstandard package: the `import` extra)."""
+    info = z.getinfo(name)
+    if info.compress_type != _ZIP_ZSTANDARD:
+        return z.read(name)
+    try:
+        import zstandard
+    except ImportError:
+        raise ImportInputError(f"{path}: this Inspect log is zstd-compressed; reading it needs the zstandard package "
+                               "(pip install 'star-studio[import]')") from None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+        start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+        f.seek(start)
+        data = f.read(info.compress_size)
+    with zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True) as reader:
+        return reader.read()
 
 
 def _count_lines(path: Path) -> int:
