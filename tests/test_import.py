@@ -69,6 +69,10 @@ def attempts(db: Path) -> pd.DataFrame:
         con.close()
 
 
+def texts(column: pd.Series) -> list:
+    return [v if isinstance(v, str) else None for v in column]
+
+
 def trl_table() -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in sorted((TRL / "completions").glob("*.parquet"))], ignore_index=True)
 
@@ -116,7 +120,7 @@ def test_verl_lines_map_to_rows():
     assert rows.step.tolist() == [3, 3, 4]
     assert rows.kind.tolist() == ["generated", "generated", "eval"]  # validation lines carry reward
     assert rows.file_correct.tolist() == [True, False, True]  # acc where there is one, else score > 0
-    assert rows.predicted.tolist() == ["4", "5", None] and rows.gold.tolist() == ["4", "4", "4"]
+    assert texts(rows.predicted) == ["4", "5", None] and rows.gold.tolist() == ["4", "4", "4"]
     assert rows.completion.tolist() == [" 4", " 5", " 4"]
 
 

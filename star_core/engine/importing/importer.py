@@ -154,7 +154,7 @@ def _tables(rows: pd.DataFrame, writer, counts: dict, fmt: ImportFormat, rule: C
     splits = ["eval" if k == AttemptKind.EVAL else "train" for k in rows["kind"]]
     ids_of: dict[tuple[str, str], str] = {}
     pids = [ids_of.get((s, p)) or ids_of.setdefault((s, p), problem_id(s, p)) for s, p in zip(splits, rows["prompt"])]
-    gold = rows["gold"].tolist()
+    gold = _texts(rows["gold"])
     if task is not None and any(g is None for g in gold):
         raise ImportInputError(f"the {fmt.value} files have no gold answer for --task to check against "
                                f"(TRL: log it with log_extra as 'answer'; verl: gts); name --correct COLUMN>THRESHOLD instead")
@@ -181,7 +181,7 @@ def _tables(rows: pd.DataFrame, writer, counts: dict, fmt: ImportFormat, rule: C
         reason = [j.verify_reason for j in judged]
     else:
         rationale = [c.strip() for c in completions]
-        predicted = rows["predicted"].tolist()
+        predicted = _texts(rows["predicted"])
         correct = _file_verdicts(rows, fmt)
         verified, reason = [None] * n, [""] * n
     if rule is not None:
@@ -209,11 +209,16 @@ def _tables(rows: pd.DataFrame, writer, counts: dict, fmt: ImportFormat, rule: C
     return problems, attempts
 
 
+def _texts(column: pd.Series) -> list[str | None]:
+    """A text column as str or None (pandas keeps a missing text as NaN)."""
+    return [v if isinstance(v, str) else None for v in column.tolist()]
+
+
 def _file_verdicts(rows: pd.DataFrame, fmt: ImportFormat) -> list[bool]:
     verdicts = rows["file_correct"].tolist()
     if fmt == ImportFormat.TRL_GRPO:  # TRL has no verdict of its own: one reward function's reward > 0
         return [r is not None and r == r and r > 0 for r in rows["reward"].tolist()]
-    return [bool(v) if v is not None else False for v in verdicts]
+    return [v is True or v == True for v in verdicts]  # noqa: E712 - None and NaN (no verdict) are not right
 
 
 def _question_of(text: str, task: Task | None) -> str:
