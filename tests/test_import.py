@@ -81,9 +81,23 @@ def verl_lines() -> list[dict]:
     return [json.loads(line) for p in sorted(VERL.rglob("*.jsonl")) for line in p.read_text().splitlines()]
 
 
+def zip_json(path: Path, name: str) -> dict:
+    """A member of an .eval log, read here with zipfile and zstandard (Inspect compresses members with zstd)."""
+    import zstandard
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+    raw = path.read_bytes()
+    header = raw[info.header_offset:info.header_offset + 30]
+    start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    data = raw[start:start + info.compress_size]
+    return json.loads(data if info.compress_type == 0 else zstandard.ZstdDecompressor().decompress(data, max_output_size=info.file_size))
+
+
 def inspect_samples() -> list[dict]:
     with zipfile.ZipFile(INSPECT) as z:
-        return [json.loads(z.read(n)) for n in z.namelist() if n.startswith("samples/") and n.endswith(".json")]
+        names = [n for n in z.namelist() if n.startswith("samples/") and n.endswith(".json")]
+    return [zip_json(INSPECT, n) for n in names]
 
 
 # --- the pure parts -------------------------------------------------------------------------------------------------
@@ -217,8 +231,7 @@ def test_inspect_fixture_imports_with_the_counts_of_its_log(tmp_path, capsys):
     assert stored["sample"].nunique() == len({s["epoch"] for s in samples})  # epochs are samples
     right = sum(next(iter(s["scores"].values()))["value"] == "C" for s in samples)
     assert 0 < right < len(samples) and int(stored.correct.sum()) == right
-    with zipfile.ZipFile(INSPECT) as z:
-        version = json.loads(z.read("header.json"))["eval"]["packages"]["inspect_ai"]
+    version = zip_json(INSPECT, "header.json")["eval"]["packages"]["inspect_ai"]
     assert Store(db).imported_run(1).framework_version == version
 
 
