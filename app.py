@@ -29,6 +29,7 @@ def overview() -> None:
     with ui.guard():
         _database_box()
         _runs_overview()
+        _import_box()
 
 
 def _database_box() -> None:
@@ -83,6 +84,51 @@ def _runs_overview() -> None:
         cols[0].page_link("pages/runs.py", label="Watch / resume", icon=":material/play_arrow:", query_params={"run": run_id})
         cols[1].page_link("pages/browse.py", label="Browse rationales", icon=":material/search:", query_params={"run": run_id})
         cols[2].page_link("pages/accuracy.py", label="Accuracy", icon=":material/show_chart:", query_params={"run": run_id})
+
+
+def _import_box() -> None:
+    """`star import` with a file picker: another framework's generations become a run (docs/import.md)."""
+    from star_core.core.states import IMPORT_FORMATS
+    from star_core.engine.importing import import_run, upload_folder
+
+    with st.expander("Import a run made elsewhere (TRL GRPO, verl, Inspect)"):
+        st.caption("Completions another framework wrote become a run every page reads: its steps are iterations, "
+                   "each prompt a problem. Importing again adds only new steps. See docs/import.md.")
+        with st.form("import_run"):
+            fmt = st.selectbox("Format", IMPORT_FORMATS, key="import_format",
+                               help="trl-grpo: completions_*.parquet; verl: {step}.jsonl; inspect: .eval or .json logs")
+            files = st.file_uploader("Files", accept_multiple_files=True, key="import_files",
+                                     type=["parquet", "jsonl", "eval", "json"])
+            path = st.text_input("…or a file or folder on this machine", key="import_path")
+            name = st.text_input("Run name", key="import_name", help="Uploads are kept under this name: upload a new "
+                                 "step's file under the same name to add it to the run.")
+            task = st.text_input("Task (optional)", key="import_task", help="Judge with this task's answer check "
+                                 "against the gold answer: arithmetic, gsm8k, commonsenseqa, jsonl:answer_type=number")
+            correct = st.text_input("Correct when (optional)", key="import_correct", help="COLUMN>THRESHOLD, e.g. acc>0.5")
+            submitted = st.form_submit_button("Import")
+        if not submitted:
+            return
+        store = ui.get_store()
+        source = path.strip()
+        if files:
+            source = str(upload_folder(store, name.strip() or fmt, [(f.name, f.getvalue()) for f in files]))
+        if not source:
+            st.error("Choose files or give a path.")
+            return
+        bar = st.progress(0.0, text="importing")
+        try:
+            outcome = import_run(store, fmt, source, name=name.strip() or None, task=task.strip() or None,
+                                 correct=correct.strip() or None,
+                                 on_progress=lambda done, total: bar.progress(done / max(total, 1), text=f"{done:,} of {total:,} rows"))
+        except StarError as exc:
+            st.error(ui.md_escape(str(exc)))
+            return
+        for line in outcome.skipped:
+            st.warning(ui.md_escape(f"skipped: {line}"))
+        if outcome.rows:
+            st.success(ui.md_escape(f"run {outcome.run_id}: {outcome.rows:,} completions from {outcome.files} file(s)"))
+        else:
+            st.info("Nothing new: every row of these files is already stored.")
 
 
 pages = [

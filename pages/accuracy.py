@@ -68,6 +68,25 @@ def _kept_steps(store, run_ids: list[int], labels: dict) -> None:
                "partial hint. Seed rows are never counted here.")
 
 
+def _imported_steps(store, run_ids: list[int], labels: dict) -> None:
+    """Runs imported from another framework: the share of right completions at every step (all samples), with the
+    reward that framework gave as a second series."""
+    steps = store.imported_steps(run_ids)
+    if steps.empty:
+        return
+    st.subheader("Imported runs: right completions and reward by step")
+    shown = steps.assign(run=steps.run_id.map(lambda r: labels.get(r, f"#{r}")))
+    long = shown.melt(id_vars=["run", "iteration", "kind", "completions"], value_vars=["accuracy", "reward"],
+                      var_name="series", value_name="value").dropna(subset=["value"])
+    long["series"] = long.series.map({"accuracy": "share right", "reward": "mean reward"})
+    fig = px.line(long, x="iteration", y="value", color="run", line_dash="series", facet_col="kind", markers=True,
+                  hover_data={"completions": True}, title="Every completion of each step (training rollouts: generated)")
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    st.plotly_chart(ui.safe_figure(_layout(fig, long.iteration, baseline=False)), key="fig_imported_steps")
+    st.caption("Share right: as the import judged them (docs/import.md); mean reward: the other framework's own.")
+    ui.download_csv(steps, "imported_steps")
+
+
 def main() -> None:
     st.title("Accuracy by iteration")
     store = ui.get_store()
@@ -133,6 +152,7 @@ def main() -> None:
         ui.download_csv(data["coverage"], "coverage")
 
     _kept_steps(store, run_ids, labels)
+    _imported_steps(store, run_ids, labels)
 
     st.subheader("Fine-tuning loss")
     steps = data["train_steps"].dropna(subset=["loss"])

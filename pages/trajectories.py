@@ -137,6 +137,11 @@ def main() -> None:
     run_id = c[0].selectbox("Run", runs, key="traj_run", format_func=labels.get)
     split = c[1].radio("Questions", list(SPLITS), key="traj_split", format_func=SPLITS.get, horizontal=True)
     df = with_classes(store.question_paths(run_id, split))
+    if df.empty and split == "eval":  # an imported run of training rollouts only (a TRL GRPO run)
+        train = with_classes(store.question_paths(run_id, "train"))
+        if not train.empty:
+            st.caption("This run has no eval questions: its training questions are shown.")
+            df, split = train, "train"
     if df.empty:
         st.info("No attempts at these questions yet." if split == "eval" else
                 "No training iteration yet: training questions are attempted from iteration 1 on.")

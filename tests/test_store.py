@@ -50,7 +50,8 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "v_accuracy") == V_ACCURACY
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "problems", "prompts", "iterations", "attempts", "audits", "exemplar_sets", "exemplars",
-            "train_steps", "experiments", "experiment_runs", "question_outcomes", "iteration_accuracy"} <= tables
+            "train_steps", "experiments", "experiment_runs", "question_outcomes", "iteration_accuracy",
+            "imported_runs", "imported_files", "attempt_rewards"} <= tables
     with store.db.read() as con:
         # Derived from attempts (store/attempts.py keeps them current): internal, not part of the public views.
         assert columns(con, "question_outcomes") == ["run_id", "iteration", "kind", "problem_id", "solved", "kept"]
@@ -58,6 +59,10 @@ def test_migrating_an_empty_file_creates_the_whole_schema(tmp_path):
         assert columns(con, "train_steps") == ["run_id", "iteration", "step", "loss", "learning_rate", "tokens"]
         assert columns(con, "v_experiment_runs") == ["experiment_id", "experiment", "arm", "run_id"]
         assert {"pid", "host", "heartbeat_at", "progress_at"} <= set(columns(con, "runs"))  # liveness, progress
+        assert columns(con, "v_imported_runs") == ["run_id", "name", "format", "framework", "framework_version", "source",
+                                                   "correct_rule", "created_at", "files", "rows"]
+        assert columns(con, "imported_files") == ["run_id", "path", "rows_done", "skipped", "imported_at"]
+        assert columns(con, "attempt_rewards") == ["attempt_id", "reward"]
 
 
 def test_the_written_share_is_one_sql_expression_over_v_attempts(tmp_path):

@@ -109,7 +109,8 @@ def _ints(values) -> list[int]:
 def class_counts(classified: pd.DataFrame) -> pd.DataFrame:
     """Questions per split, difficulty and trajectory class (every class listed, zeros included)."""
     cols = ["split", "difficulty", "trajectory", "questions"]
-    diffs = [None if d is None or d != d else int(d) for d in classified["difficulty"].tolist()]  # d != d: NaN
+    # pd.isna: a question without difficulty reads back as None, NaN or pd.NA (a run where none has one)
+    diffs = [None if pd.isna(d) else int(d) for d in classified["difficulty"].tolist()]
     counts = Counter(zip(classified["split"].tolist(), diffs, classified["trajectory"].tolist()))
     groups = sorted({key[:2] for key in counts}, key=lambda g: (g[0], g[1] is None, g[1] or 0))
     rows = [(split, d, t.value, counts.get((split, d, t.value), 0)) for split, d in groups for t in Trajectory]

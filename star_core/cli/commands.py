@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "folder")
     export.set_defaults(handler=_cmd_export)
 
+    _add_import(sub)
+
     _add_compare(sub)
 
     _add_audit(sub)
@@ -106,6 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--address", default="127.0.0.1", help="address to listen on (default: localhost only)")
     app.set_defaults(handler=_cmd_app)
     return parser
+
+
+def _add_import(sub) -> None:
+    from ..core.states import IMPORT_FORMATS
+
+    imp = sub.add_parser(
+        "import", help="import another framework's generations (TRL GRPO, verl, Inspect) as a run",
+        description="Read the completions another framework wrote and store them as a run that every page shows: "
+        "steps become iterations, each prompt a problem, its completions at a step samples. Importing the same "
+        "files again adds only what is new (a new step's file, the rest of a file cut mid-line). The engine does "
+        "not resume an imported run. docs/import.md has each format's mapping.",
+    )
+    imp.add_argument("format", metavar="FORMAT", help=f"what wrote the files: {', '.join(IMPORT_FORMATS)}")
+    imp.add_argument("path", metavar="PATH", help="a file, or a folder searched for the format's files "
+                     "(trl-grpo: completions_*.parquet; verl: {step}.jsonl; inspect: .eval or .json logs)")
+    _add_db(imp)
+    imp.add_argument("--name", help="the run's name (default: the format and the folder's name)")
+    imp.add_argument("--task", metavar="KEY", help="judge each completion with this task's answer check against the "
+                     "file's gold answer (and its step check where it has one): arithmetic, gsm8k, commonsenseqa, "
+                     "or a jsonl key such as jsonl:answer_type=number")
+    imp.add_argument("--correct", metavar="COLUMN>THRESHOLD", help="the column (an Inspect scorer) that says a "
+                     "completion is right, and from what value: e.g. acc>0.5, reward>=1 (ops: > >= < <= ==)")
+    imp.set_defaults(handler=_cmd_import)
 
 
 def _add_compare(sub) -> None:
@@ -342,6 +367,34 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     print(f"\nExperiment {experiment_id} ({args.kind}): eval accuracy at each arm's last iteration\n{format_table(table)}")
     print(f"\nSTaR paired with each arm on the same eval questions ({CI_METHOD}; {TEST_METHOD}):\n"
           + format_star_against_arms(star_against_arms(store, summary)))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..engine.importing import import_run
+    from ..store import Store
+
+    store = Store(args.db, on_wait=_say_waiting)
+    with tqdm(total=0, unit="row", desc="import", file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        outcome = import_run(store, args.format, args.path, name=args.name, task=args.task, correct=args.correct,
+                             on_progress=progress)
+    for line in outcome.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    if outcome.run_id is None:
+        print("nothing to import")
+    elif outcome.rows == 0:
+        print(f"run {outcome.run_id}: nothing new (every row of these files is already stored)")
+    else:
+        made = "new run" if outcome.new_run else "run"
+        print(f"{made} {outcome.run_id}: {outcome.rows} completions from {outcome.files} file(s); "
+              f"browse it with: star app --db {args.db}")
     return 0
 
 

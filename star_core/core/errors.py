@@ -46,3 +46,7 @@ class ExportError(StarError):
 
 class ExperimentError(StarError):
     """An experiment does not exist, or cannot be run or resumed in its current state."""
+
+
+class ImportInputError(StarError):
+    """A file to import is not what its format writes: a missing column, a bad line, another framework's file."""

@@ -60,6 +60,17 @@ class AttemptKind(_Text):
 TRAINING_KINDS = (AttemptKind.GENERATED, AttemptKind.RATIONALIZED)  # attempts on training questions
 
 
+class ImportFormat(_Text):
+    """The files `star import` reads: another framework's generations (docs/import.md)."""
+
+    TRL_GRPO = "trl-grpo"  # TRL GRPOTrainer, log_completions=True: completions/completions_{step:05d}.parquet
+    VERL = "verl"  # verl trainer.rollout_data_dir / validation_data_dir: {step}.jsonl
+    INSPECT = "inspect"  # an Inspect AI eval log (.eval or .json)
+
+
+IMPORT_FORMATS = tuple(f.value for f in ImportFormat)
+
+
 class RunMode(_Text):
     """What a run fine-tunes on (RunConfig.mode)."""
 

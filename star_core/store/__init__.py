@@ -17,13 +17,14 @@ from .compare import ComparisonError, CompareQueries, EvalPairing
 from .connection import Connection, OnWait
 from .exemplar_sets import ExemplarItem, ExemplarSet, ExemplarSetQueries
 from .experiments import Experiment, ExperimentQueries, KeptStepQueries
+from .imports import ImportedRun, ImportQueries
 from .runs import EvaluatedIteration, Run, RunQueries
 from .training import TrainStepQueries
 from .trajectories import TrajectoryQueries
 
 
 class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSetQueries, CompareQueries,
-            TrajectoryQueries, TrainStepQueries, ExperimentQueries, KeptStepQueries):
+            TrajectoryQueries, TrainStepQueries, ExperimentQueries, KeptStepQueries, ImportQueries):
     def __init__(self, path: str | Path, lock_timeout: float | None = 60.0, on_wait: OnWait | None = None):
         """`lock_timeout`: seconds an operation waits for a busy file before a StoreError (None: as long as it
         takes, for a run's worker); `on_wait(message)` hears once per operation that it waits."""
@@ -51,4 +52,4 @@ class Store(RunQueries, AttemptQueries, BrowseQueries, AuditQueries, ExemplarSet
 
 
 __all__ = ["AttemptFilter", "AttemptRow", "AuditItem", "ComparisonError", "EvalPairing", "EvaluatedIteration",
-           "ExemplarItem", "ExemplarSet", "Experiment", "QueueFilter", "Run", "Store"]
+           "ExemplarItem", "ExemplarSet", "Experiment", "ImportedRun", "QueueFilter", "Run", "Store"]

@@ -43,11 +43,12 @@ class EvalPairing:
         return int(self.cells[["both_right", "only_a", "only_b", "both_wrong"]].to_numpy().sum())
 
 
-# The eval answers of one side: first sample of each eval question, with the question it answered.
+# The eval answers of one side: first sample of each eval question, with the question it answered (the kind is
+# 'generated' for an imported run without evaluation: its training rollouts, see _rollout_runs).
 _SIDE = """
     SELECT t.id, t.problem_id, t.correct, t.predicted, p.question, p.answer, p.difficulty
     FROM attempts t JOIN problems p ON p.run_id = t.run_id AND p.problem_id = t.problem_id
-    WHERE t.run_id = ? AND t.iteration = ? AND t.kind = 'eval' AND t.sample = 0
+    WHERE t.run_id = ? AND t.iteration = ? AND t.kind = ? AND t.sample = 0
 """
 _PAIRED = f"""
     WITH a AS ({_SIDE}), b AS ({_SIDE}),
@@ -97,8 +98,10 @@ class CompareQueries:
                 sides.append(EvaluatedSide(int(run_id), int(iteration), int(answered.iloc[0])))
             a, b = sides
             # The pairs once, in a temporary table (read-only connections may make them), then both summaries.
+            rollouts = _rollout_runs(con)
+            kind = lambda r: "generated" if r in rollouts else "eval"  # noqa: E731
             con.execute(f"CREATE TEMP TABLE pairs AS {_PAIRED} SELECT * FROM paired",
-                        [a.run_id, a.iteration, b.run_id, b.iteration])
+                        [a.run_id, a.iteration, kind(a.run_id), b.run_id, b.iteration, kind(b.run_id)])
             cells = con.execute(
                 """
                 SELECT difficulty,
@@ -127,15 +130,29 @@ class CompareQueries:
         return pairing
 
 
+def _rollout_runs(con) -> set[int]:
+    """Imported runs without any evaluation (a TRL GRPO run): Compare and Trajectories read their training
+    rollouts' first sample at each step as their answers (docs/import.md)."""
+    return {int(r) for (r,) in con.execute(
+        "SELECT i.run_id FROM imported_runs i WHERE NOT EXISTS "
+        "(SELECT 1 FROM attempts e WHERE e.run_id = i.run_id AND e.kind = 'eval')").fetchall()}
+
+
 def _evaluated(con, run_ids: list[int]) -> pd.DataFrame:
     ids = [int(r) for r in run_ids]
     cond = f"AND t.run_id IN ({', '.join('?' * len(ids))})" if ids else ""
+    rollouts = sorted(_rollout_runs(con))
+    # Only with such a run is the query widened: a database of our own runs keeps the plain eval filter.
+    kinds = (f"(t.kind = 'eval' OR (t.kind = 'generated' AND t.run_id IN ({', '.join(map(str, rollouts))})))"
+             if rollouts else "t.kind = 'eval'")
     return con.execute(
         f"""
-        WITH evals AS (SELECT run_id, count(*) AS eval_questions FROM problems WHERE split = 'eval' GROUP BY run_id)
-        SELECT t.run_id, t.iteration, count(*) AS answered, any_value(e.eval_questions) AS eval_questions
+        WITH evals AS (SELECT run_id, count(*) FILTER (WHERE split = 'eval') AS eval_questions,
+                              count(*) AS questions FROM problems GROUP BY run_id)
+        SELECT t.run_id, t.iteration, count(*) AS answered,
+               any_value(CASE WHEN t.kind = 'generated' THEN e.questions ELSE e.eval_questions END) AS eval_questions
         FROM attempts t LEFT JOIN evals e ON e.run_id = t.run_id
-        WHERE t.kind = 'eval' AND t.sample = 0 {cond}
+        WHERE {kinds} AND t.sample = 0 {cond}
         GROUP BY t.run_id, t.iteration ORDER BY t.run_id, t.iteration
         """,
         ids,

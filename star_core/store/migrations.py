@@ -365,6 +365,57 @@ def m009_liveness(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE runs ADD COLUMN progress_at TIMESTAMP")
 
 
+def m012_imported_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """Runs imported from another framework's files (`star import`, docs/import.md): where they came from, which
+    files (and how many of each file's rows) are in, and each imported attempt's reward.
+
+    An imported run is an ordinary run (status done) to every page; the engine refuses to resume it. A file's
+    `rows_done` is how many whole rows (lines) of it are stored, so a re-import reads only what was added since.
+    """
+    con.execute(
+        """
+        CREATE TABLE imported_runs (
+            run_id            INTEGER PRIMARY KEY,
+            format            TEXT NOT NULL,      -- trl-grpo | verl | inspect
+            source            TEXT NOT NULL,      -- the file or folder imported, as an absolute path
+            framework         TEXT NOT NULL,      -- TRL | verl | Inspect AI
+            framework_version TEXT,               -- NULL where the files do not say
+            correct_rule      TEXT NOT NULL,      -- how `correct` was decided, in words
+            created_at        TIMESTAMP NOT NULL DEFAULT current_timestamp
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE imported_files (
+            run_id      INTEGER NOT NULL,
+            path        TEXT NOT NULL,            -- relative to imported_runs.source (the file's name for a single file)
+            rows_done   BIGINT NOT NULL,          -- whole rows (lines) stored; a re-import starts after them
+            skipped     TEXT,                     -- what the last import of it left out (a line cut short), if anything
+            imported_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (run_id, path)
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE attempt_rewards (            -- the reward the other framework gave an imported attempt
+            attempt_id BIGINT PRIMARY KEY,
+            reward     DOUBLE
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE VIEW v_imported_runs AS
+        SELECT i.run_id, r.name, i.format, i.framework, i.framework_version, i.source, i.correct_rule, i.created_at,
+               (SELECT count(*) FROM imported_files f WHERE f.run_id = i.run_id) AS files,
+               (SELECT sum(rows_done) FROM imported_files f WHERE f.run_id = i.run_id) AS rows
+        FROM imported_runs i JOIN runs r ON r.id = i.run_id
+        """
+    )
+
+
 def m013_seed_and_given_steps(con: duckdb.DuckDBPyConnection) -> None:
     """Seeded runs and partial-solution hints (docs/paper.md#the-seeded-loop).
 
@@ -447,4 +498,4 @@ def m014_browse_speed(con: duckdb.DuckDBPyConnection) -> None:
 
 MIGRATIONS = [m001_initial, m002_hint_leak, m003_audits_and_exemplar_sets, m004_accuracy_without_null_difficulty,
               m005_task_keys, m006_train_steps, m007_experiments, m008_labels_per_auditor,
-              m009_liveness, m013_seed_and_given_steps, m014_browse_speed]
+              m009_liveness, m012_imported_runs, m013_seed_and_given_steps, m014_browse_speed]

@@ -132,6 +132,10 @@ class RunQueries:
                                       [run_id]).fetchone()
                     if row is None:
                         raise RunStateError(f"there is no run {run_id} in {self.db.path}")
+                    imported = con.execute("SELECT format FROM imported_runs WHERE run_id = ?", [run_id]).fetchone()
+                    if imported:
+                        raise RunStateError(f"run {run_id} was imported from {imported[0]} files: the engine does not "
+                                            "run it; to add new steps, run `star import` on the same files again")
                     # Holding the run's lock now, this process knows whether the row's process holds it: only if
                     # that is this process itself (no other process of this machine can, while it is ours).
                     ours = status != RunStatus.PENDING
