@@ -149,7 +149,7 @@ def test_labels_are_saved_while_a_run_writes(seeded):
         return int(store.list_runs().phase_done.fillna(0).max())
 
     try:
-        before = wait_for(progress, timeout=120, what="the writer's first progress write")
+        before = wait_for(progress, timeout=60, what="the writer's first progress write")
         ids = store.audit_queue(QueueFilter(order="oldest"))[:10]
         for a in ids:
             store.save_audit(a, "sound", [], "", "ada")

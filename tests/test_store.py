@@ -149,7 +149,7 @@ def test_a_reader_waits_for_a_writer_in_another_process(tmp_path):
     ready = multiprocessing.get_context("spawn").Event()
     holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 1.5, ready))
     holder.start()
-    assert ready.wait(60), "the other process never opened the file"
+    assert ready.wait(30), "the other process never opened the file"
     assert store.list_runs().name.tolist() == ["first"]  # retried until the other process let go
     holder.join()
 
@@ -161,7 +161,7 @@ def test_a_lock_held_too_long_becomes_a_store_error(tmp_path):
     holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 60, ready, release))
     holder.start()
     try:
-        assert ready.wait(60), "the other process never opened the file"
+        assert ready.wait(30), "the other process never opened the file"
         with pytest.raises(StoreError, match="held by another process"):
             Store(path, lock_timeout=0.5).list_runs()
     finally:
