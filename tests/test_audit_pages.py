@@ -150,7 +150,7 @@ def test_malformed_jsonl_import_names_the_line_and_imports_nothing(seeded):
     at.button(key="e_imp_go").click().run()
     assert_no_crash(at)
     errors = [unescaped(e.value) for e in at.error]
-    assert len(errors) == 1 and "line 2: not valid JSON" in errors[0], errors
+    assert len(errors) == 1 and "mine.jsonl:2: not valid JSON" in errors[0] and "nothing was imported" in errors[0], errors
     assert store.list_exemplar_sets().empty
     # The same file without its bad line imports, and the page says so.
     at.file_uploader(key="e_imp_file").set_value(("mine.jsonl", good.encode(), "application/jsonl")).run()

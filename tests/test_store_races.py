@@ -284,13 +284,13 @@ def _write_and_hold(path: str, ready, release) -> None:
 class _ReleaseWhenWaiting(logging.Handler):
     """Lets the holder go once the app logs that a page waits for the file (pages/_ui.py's on_wait)."""
 
-    def __init__(self, release):
+    def __init__(self, let_go):
         super().__init__(logging.INFO)
-        self.release = release
+        self.let_go = let_go  # not `release`: Handler has a method of that name
 
     def emit(self, record: logging.LogRecord) -> None:
         if "waiting for the database" in record.getMessage():
-            self.release.set()
+            self.let_go.set()
 
 
 def test_a_page_waiting_for_the_database_says_so_and_then_shows_it(tmp_path, monkeypatch):
