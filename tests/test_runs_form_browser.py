@@ -44,11 +44,10 @@ def test_enter_in_fields_and_a_double_click_on_start_make_one_run(server, tmp_pa
             page.wait_for_timeout(150)
             start.click(timeout=5_000)
             expect(page.get_by_text("Newest rationales")).to_be_visible()  # the page follows the new run
-            # The Start the first click spent is drawn again, enabled, with the form's next generation (its key)
-            # only once the page has shown that Start's outcome and nothing else is underway. The second click's
-            # rerun decided long before (it came 150 ms after the first): had it got through, its run would be
-            # underway and Start disabled until that run is stored and shown.
-            expect(page.locator(".st-key-start_run_1 button")).to_be_enabled(timeout=60_000)
+            # Start is drawn enabled again only once the page has shown a Start's outcome and no other is underway.
+            # The second click's rerun decided long before (it came 150 ms after the first): had it got through,
+            # its run would be underway and Start disabled until that run is stored and shown.
+            expect(page.get_by_role("button", name="Start", exact=True, include_hidden=True)).to_be_enabled(timeout=60_000)
             expect(idle).to_have_count(0)
             assert page.get_by_text("Traceback").count() == 0
 
