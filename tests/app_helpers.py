@@ -42,8 +42,27 @@ def open_page(page: str | None, monkeypatch, db: Path, query: dict | None = None
     if page:
         at.switch_page(page)
         at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert_no_crash(at)
     return at
+
+
+# How pages/_ui.py's guard() shows an exception that is not a StarError (a bug, not the user's input).
+CRASH_TEXT = "Something went wrong"
+
+
+def assert_no_error(at: AppTest) -> None:
+    """The page raised nothing and shows no error element. ui.guard() catches a page's exceptions and shows
+    them with st.error, so `at.exception` alone cannot see a page crash."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [unescaped(e.value) for e in at.error]
+
+
+def assert_no_crash(at: AppTest) -> None:
+    """For a page that rightly shows an error (bad input, a failed run): it raised nothing, and none of its
+    error elements is guard()'s report of an unexpected exception."""
+    assert not at.exception, [e.value for e in at.exception]
+    crashes = [unescaped(e.value) for e in at.error if CRASH_TEXT in unescaped(e.value)]
+    assert not crashes, crashes
 
 
 def texts(at: AppTest) -> str:

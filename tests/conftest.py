@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+from dataclasses import dataclass
+
+# A sample of each reference dataset ships in tests/data (tests/data/README.md: the rows and their licences).
+SAMPLE_DATASETS = Path(__file__).resolve().parent / "data"
+# A folder with the full training splits (gsm8k/train.jsonl, commonsenseqa/train.jsonl): the same tests then
+# run on them too. Unset, they run on the sample alone.
+DATASETS_ENV = "STAR_DATASETS_DIR"
+FULL_ROWS = {"gsm8k": 7473, "commonsenseqa": 9741}
 
 
 def build_tiny_model(folder: Path, layers: int = 2, seed: int = 0, initializer_range: float = 0.02) -> Path:
@@ -80,11 +87,33 @@ def _own_run_queue(tmp_path_factory):
     yield
 
 
-@pytest.fixture
-def shared_datasets() -> Path:
-    if not SHARED_DATASETS.exists():
-        pytest.skip(f"reference datasets not present at {SHARED_DATASETS}")
-    return SHARED_DATASETS
+@dataclass(frozen=True)
+class ReferenceData:
+    """A folder holding gsm8k/train.jsonl and commonsenseqa/train.jsonl, and how many rows each has."""
+
+    folder: Path
+    rows: dict
+
+    def path(self, dataset: str) -> Path:
+        return self.folder / dataset / "train.jsonl"
+
+
+def reference_data_sets() -> list[ReferenceData]:
+    """The shipped sample, and the full files where STAR_DATASETS_DIR names them (a wrong folder fails, never skips)."""
+    sets = [ReferenceData(SAMPLE_DATASETS, {"gsm8k": 40, "commonsenseqa": 40})]
+    if os.environ.get(DATASETS_ENV):
+        folder = Path(os.environ[DATASETS_ENV]).expanduser()
+        missing = [str(folder / d / "train.jsonl") for d in FULL_ROWS if not (folder / d / "train.jsonl").is_file()]
+        assert not missing, f"{DATASETS_ENV}={folder} lacks {', '.join(missing)}"
+        sets.append(ReferenceData(folder, FULL_ROWS))
+    return sets
+
+
+def pytest_generate_tests(metafunc):
+    # A test that takes `reference_data` runs once per data set: always the sample, the full files when given.
+    if "reference_data" in metafunc.fixturenames:
+        sets = reference_data_sets()
+        metafunc.parametrize("reference_data", sets, ids=["sample", "full"][: len(sets)])
 
 
 def tiny_config(model: str, **overrides):

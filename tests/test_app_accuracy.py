@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from app_helpers import finished_run_db, open_page
+from app_helpers import assert_no_error, finished_run_db, open_page
 import star_core.engine.exemplars as ex
 from star_core.analysis.present import accuracy_figures_data
 from star_core.store import ExemplarItem, Store
@@ -96,7 +96,7 @@ def test_runs_grouped_by_exemplar_set(tmp_path, tmp_path_factory, monkeypatch, t
     assert len(overall) == 3 and len({t["name"] for t in overall}) == 3  # a colour per run
 
     at.radio(key="acc_group").set_value("exemplar set").run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["title"]["text"] == "Held-out accuracy, overall by exemplar set"
     overall = spec["data"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import compare_seed
-from app_helpers import open_page, texts
+from app_helpers import assert_no_crash, assert_no_error, open_page, texts
 from compare_seed import RUN1_EVAL, RUN1_TRAIN, RUN2_EVAL
 from star_core.analysis.comparison import RunRef, compare_runs
 from star_core.analysis.present import PALETTE
@@ -67,7 +67,7 @@ def test_compare_page_shows_the_paired_figures_and_opens_a_discordant_question(d
     disc = [d.value for d in at.dataframe if "a_attempt_id" in d.value.columns][0]
     assert sorted(disc.problem_id) == ["e4", "e5", "e6"]
     at.selectbox(key="cmp_open").set_value(1).run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     bodies = [h.proto.body for h in at.get("html")]
     assert len(bodies) == 2  # A's and B's rationale with the differences marked
     opened = disc.iloc[1]
@@ -85,7 +85,7 @@ def test_compare_two_iterations_of_one_run_and_a_clear_refusal(db, monkeypatch):
     assert "they share" not in texts(at)  # the same questions on both sides
 
     at.selectbox(key="cmp_b_run").set_value(3).run()  # run 3 asked other questions
-    assert not at.exception
+    assert_no_crash(at)
     assert any("share no eval questions" in e.value for e in at.error)
 
 
@@ -115,12 +115,12 @@ def test_trajectories_page_counts_transitions_and_grid(db, monkeypatch):
     heat = [s for s in specs(at) if s["data"][0]["type"] == "heatmap"][0]["data"][0]
     assert sorted(y.split(" · ")[0] for y in heat["y"]) == sorted(p for p, (_, c) in RUN1_EVAL.items() if c == "learned")
     at.selectbox(key="traj_question").set_value("e7").run()
-    assert not at.exception
+    assert_no_error(at)
     across = [d.value for d in at.dataframe if "sample" in d.value.columns][0]
     assert across.iteration.tolist() == [0, 1, 2] and across.correct.tolist() == RUN1_EVAL["e7"][0]
 
     at.radio(key="traj_split").set_value("train").run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Learned"] == str(sum(1 for *_, c in RUN1_TRAIN.values() if c == "learned"))
 
@@ -128,7 +128,7 @@ def test_trajectories_page_counts_transitions_and_grid(db, monkeypatch):
 def test_browse_filters_by_trajectory_class(db, monkeypatch):
     at = open_page("pages/browse.py", monkeypatch, db, query={"run": "1"})
     at.multiselect(key="f_trajectory").set_value(["forgotten"]).run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     forgotten = [p for p, (_, c) in RUN1_EVAL.items() if c == "forgotten"] + [p for p, (*_, c) in RUN1_TRAIN.items() if c == "forgotten"]
     table = at.dataframe[0].value
     store = compare_seed.Store(db)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app_helpers import finished_run_db, open_page, texts
+from app_helpers import assert_no_crash, assert_no_error, finished_run_db, open_page, texts
 
 
 def test_empty_database_renders_and_points_to_the_runs_page(tmp_path, monkeypatch):
@@ -20,7 +20,7 @@ def test_lists_runs_and_opens_another_database(tmp_path, tmp_path_factory, monke
 
     at.text_input(key="db_input").set_value(str(db))
     at.button[0].click().run()  # the form's Open button
-    assert not at.exception and not at.error
+    assert_no_error(at)
     assert at.session_state["db_path"] == str(db)
     table = at.dataframe[0].value
     assert list(table["run"]) == [1] and table["status"][0] == "done"
@@ -31,7 +31,7 @@ def test_lists_runs_and_opens_another_database(tmp_path, tmp_path_factory, monke
     # A folder is not a database file: the page says so and keeps the open one.
     at.text_input(key="db_input").set_value(str(tmp_path))
     at.button[0].click().run()
-    assert not at.exception
+    assert_no_crash(at)
     assert any("is a folder" in e.value for e in at.error)
     assert at.session_state["db_path"] == str(db)
 
@@ -77,7 +77,7 @@ def test_a_locked_database_shows_a_message_not_a_traceback(tmp_path, monkeypatch
         monkeypatch.setattr(ui, "LOCK_TIMEOUT_S", 0.5)
         ui._store.clear()
         at = open_page("pages/browse.py", monkeypatch, db)
-        assert not at.exception
+        assert_no_crash(at)
         assert any("held by another process" in e.value for e in at.error), [e.value for e in at.error]
     finally:
         holder.kill()

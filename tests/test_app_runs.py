@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from app_helpers import open_page, texts, unescaped, wait_for
+from app_helpers import assert_no_crash, assert_no_error, open_page, texts, unescaped, wait_for
 from star_core.core.config import RunConfig, field_help
 from star_core.store import Store
 
@@ -31,7 +31,7 @@ def test_invalid_values_get_a_message_beside_the_field(tmp_path, monkeypatch):
     at.number_input(key="cfg_max_difficulty").set_value(2)
     at.text_input(key="cfg_model").set_value("   ")
     at.button[0].click().run()  # Start
-    assert not at.exception
+    assert_no_crash(at)
     errors = [unescaped(e.value) for e in at.error]
     assert any("must name a model" in e for e in errors), errors
     at.text_input(key="cfg_model").set_value(str(tmp_path / "no-such-model"))
@@ -58,7 +58,7 @@ def test_start_a_run_and_watch_it_to_the_end(tmp_path, monkeypatch, tiny_model):
         at.number_input(key=key).set_value(value)
     at.selectbox(key="cfg_device").set_value("cpu")
     at.button[0].click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert_no_error(at)
     store = Store(db)
     runs = store.list_runs()
     assert list(runs.id) == [1]
@@ -69,7 +69,7 @@ def test_start_a_run_and_watch_it_to_the_end(tmp_path, monkeypatch, tiny_model):
 
     def finished():
         at.run()
-        assert not at.exception, [e.value for e in at.exception]
+        assert_no_error(at)
         page = texts(at)
         for word in ("starting", "running", "evaluate", "generate", "rationalize"):
             if word in page:
@@ -107,7 +107,7 @@ def test_a_crashed_run_shows_its_state_and_offers_resume(tmp_path, monkeypatch, 
     assert [b.label for b in at.button if b.label == "Resume"], [b.label for b in at.button]
 
     at.selectbox(key="run_picker").set_value(failed).run()
-    assert not at.exception
+    assert_no_crash(at)  # a failed run is shown with st.error
     assert "the weights are corrupt" in texts(at)
     assert [b.label for b in at.button if b.label == "Resume"]
 
@@ -140,7 +140,7 @@ def test_the_tasks_suggested_settings_apply_unless_changed(tmp_path, monkeypatch
     for key, value in dict(cfg_train_size=4, cfg_eval_size=4).items():
         at.number_input(key=key).set_value(value)
     at.button[0].click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert_no_error(at)
     suggested = suggested_settings("gsm8k")["max_new_tokens"]
     assert suggested != RunConfig().max_new_tokens
     assert Store(db).get_run(1).config.max_new_tokens == suggested
@@ -174,7 +174,7 @@ def test_each_start_spends_the_forms_button_and_the_page_follows_its_run(tmp_pat
     at = open_page(PAGE, monkeypatch, db)
     spent = at.button(key="start_run_0")
     spent.click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert_no_error(at)
     assert list(Store(db).list_runs().id) == [1]
     assert at.query_params["run"] in (["1"], "1")  # the page follows the run it started
     assert [b.key for b in at.button if b.key and b.key.startswith("start_run_")] == ["start_run_1"]
@@ -193,7 +193,7 @@ def test_a_worker_that_cannot_be_started_leaves_a_run_that_says_so_and_offers_st
     db = tmp_path / "r.duckdb"
     at = open_page(PAGE, monkeypatch, db)
     at.button(key="start_run_0").click().run()
-    assert not at.exception
+    assert_no_crash(at)
     errors = [unescaped(e.value) for e in at.error]
     assert any("run 1 is stored, but its worker did not start" in e and "/gone/python" in e for e in errors), errors
     assert Store(db).get_run(1).status == "pending" and jobs.never_launched(Store(db), 1)
@@ -218,4 +218,5 @@ def test_a_pending_run_that_never_had_a_worker_is_started_by_start(tmp_path, mon
     start = [b for b in at.button if b.key == f"resume_{run_id}"]
     assert [b.label for b in start] == ["Start"]
     start[0].click().run()
-    assert not at.exception and launched == [run_id]
+    assert_no_error(at)
+    assert launched == [run_id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_helpers import open_page, texts, wait_for
+from app_helpers import assert_no_crash, assert_no_error, open_page, texts, wait_for
 from conftest import tiny_config
 from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
@@ -24,7 +24,7 @@ def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
 
     at = open_page(PAGE, monkeypatch, db, query={"run": str(run_id)})
     at.button(key=f"cancel_{run_id}").click().run()
-    assert not at.exception
+    assert_no_error(at)
     assert store.cancel_requested(run_id)
     # Visible at once, not on a later poll: "cancelling", or "cancelled" where the worker was quicker than the rerun.
     assert "cancelling" in texts(at) or (store.get_run(run_id).status == "cancelled" and "cancelled" in texts(at))
@@ -34,7 +34,7 @@ def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
     at.run()
     assert "Cancelled" in texts(at)
     at.button(key=f"resume_{run_id}").click().run()
-    assert not at.exception
+    assert_no_error(at)
     assert store.get_run(run_id).status in ("pending", "queued", "running")
     assert "Resume" not in [b.label for b in at.button]  # no second Resume while it starts
     wait_for(lambda: store.get_run(run_id).status in ("done", "failed", "crashed"), what="the resumed run")
@@ -51,6 +51,6 @@ def test_a_refused_click_says_why(tmp_path, monkeypatch, tiny_model):
     at = open_page(PAGE, monkeypatch, db, query={"run": str(run_id)})
     store.claim_run(run_id)  # meanwhile resumed elsewhere (`star run --resume`), by a live process: this one
     at.button(key=f"resume_{run_id}").click().run()
-    assert not at.exception
+    assert_no_crash(at)
     assert any("did not resume" in e.value and "already running" in e.value for e in at.error), [e.value for e in at.error]
     assert store.get_run(run_id).status == "running"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from app_helpers import assert_no_error
 from audit_seed import seed
 from pages._ui import NAV_KEY
 
@@ -21,7 +22,7 @@ def test_a_key_for_an_item_the_page_has_left_is_refused_with_a_cue(tmp_path, mon
     at.query_params["order"] = "oldest"
     at.query_params["auditor"] = "ada"
     at.run()
-    assert not at.exception
+    assert_no_error(at)
     first = int(at.session_state["a_item"])
     at.button(key="a_rate_sound").click().run()
     second = int(at.session_state["a_item"])
@@ -31,7 +32,7 @@ def test_a_key_for_an_item_the_page_has_left_is_refused_with_a_cue(tmp_path, mon
     # first item, as K does), while the key's button was last drawn for the second.
     at.session_state["a_item"] = first
     at.button(key="a_rate_wrong").click().run()
-    assert not at.exception
+    assert_no_error(at)
     notices = [w.value.replace("\\", "") for w in at.warning]
     assert any(f"that key was for #{second}" in w and f"moved on to #{first}" in w for w in notices), notices
     assert not at.error  # a key that arrived late is told, not shown as a failure

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_helpers import unescaped
+from app_helpers import assert_no_crash, assert_no_error, unescaped
 from audit_seed import seed
 from pages._ui import NAV_KEY
 import star_core.engine.exemplars as ex
@@ -41,16 +41,17 @@ def current_item(at) -> int:
 def test_label_then_change_it_keeps_history(seeded):
     store, _ = seeded
     at = page("audit", order="oldest")
-    assert not at.exception
+    assert_no_error(at)
     first = current_item(at)
     at.button(key="a_rate_sound").click().run()
-    assert "auditor" in at.error[0].value.lower()  # no name, nothing saved
+    assert_no_crash(at)
+    assert len(at.error) == 1 and "auditor" in at.error[0].value.lower()  # no name, nothing saved
     assert store.audit_item(first).rating is None
     at.text_input(key="a_auditor").input("ada").run()
     at.multiselect(key=f"a_tags_{first}").select("skips a step").run()
     at.text_area(key=f"a_note_{first}").input("short but right").run()
     at.button(key="a_rate_sound").click().run()
-    assert not at.exception and not at.error
+    assert_no_error(at)
     assert (store.audit_item(first).rating, store.audit_item(first).tags) == ("sound", ["skips a step"])
     assert current_item(at) != first  # moved on
     at.button(key="a_prev").click().run()
@@ -67,7 +68,7 @@ def test_filters_narrow_the_queue_and_survive_in_the_url(seeded):
     at = page("audit", auditor="ada")
     at.selectbox(key="a_kind").set_value("rationalized").run()
     at.checkbox(key="a_cu").check().run()
-    assert not at.exception
+    assert_no_error(at)
     expected = store.audit_queue(QueueFilter(run_id=run_id, kind="rationalized", correct_unverified=True))
     assert f"of {len(expected)}" in at.markdown[0].value and current_item(at) in expected
     assert at.query_params["kind"] in ("rationalized", ["rationalized"])
@@ -85,10 +86,15 @@ def test_what_the_audits_say(seeded):
     for a in store.audit_queue(QueueFilter(kept=True)):
         store.save_audit(a, "sound", ["skips a step"], "", "ada")
     at = page("audit", view="What the audits say")
-    assert not at.exception
+    assert_no_error(at)
     assert [s.value for s in at.subheader][:4] == ["Share rated sound", "Step verifier vs human ratings",
                                                   "Agreement between auditors", "Rationales flagged by tag"]
-    assert at.metric[0].value == "—" or float(at.metric[0].value) <= 1
+    # Every kept rationale is rated sound: per iteration, the 4 sound self-generated ones and the 2 sound
+    # rationalized ones (audit_seed), each at 100%.
+    table = next(d.value for d in at.dataframe if "sound_share" in d.value.columns)
+    assert sorted(zip(table.iteration, table.kind, table.audited, table.kept, table.sound_share)) == [
+        (1, "generated", 4, 4, "100%"), (1, "rationalized", 2, 2, "100%"),
+        (2, "generated", 4, 4, "100%"), (2, "rationalized", 2, 2, "100%")]
 
 
 def test_build_a_set_from_sound_rationales_then_freeze_and_version(seeded):
@@ -99,7 +105,7 @@ def test_build_a_set_from_sound_rationales_then_freeze_and_version(seeded):
     at = page("exemplars")
     at.text_input(key="e_aud_name").input("curated").run()
     at.button(key="e_aud_create").click().run()
-    assert not at.exception, at.exception
+    assert_no_error(at)
     s = store.find_exemplar_set("curated")
     assert s.label == "curated@1" and [it.source_attempt_id for it in s.items] == sound and not s.frozen
     assert "All 3 exemplars pass" in at.success[-1].value
@@ -113,7 +119,7 @@ def test_build_a_set_from_sound_rationales_then_freeze_and_version(seeded):
     assert any("Frozen" in w.value for w in at.warning)
     at.text_area(key=f"e_{s.id}_0_r").input(store.exemplar_set(s.id).items[0].rationale + " ").run()
     at.button(key=f"e_{s.id}_0_save").click().run()
-    assert not at.exception
+    assert_no_error(at)
     v2 = store.find_exemplar_set("curated")
     assert v2.label == "curated@2" and store.run_exemplar_set_id(run_id) == s.id
     assert store.exemplar_set(s.id).items[0].rationale == s.items[1].rationale  # the run's text is untouched
@@ -128,7 +134,8 @@ def test_an_invalid_exemplar_is_rejected_with_a_clear_reason(seeded):
     at.text_area(key=f"e_add_{set_id}_r").input("31 + 24 = 50 + 6 = 56.")
     at.text_input(key=f"e_add_{set_id}_a").input("55")
     at.button[[b.label for b in at.button].index("Add exemplar")].click().run()
-    assert not at.exception
+    assert_no_crash(at)
+    assert len(at.error) == 1, [unescaped(e.value) for e in at.error]
     assert "step 1 '50 + 6' makes 56, not 55" in unescaped(at.error[0].value)  # shown as text: escaped Markdown
     assert len(store.exemplar_set(set_id).items) == 1
 
@@ -136,13 +143,22 @@ def test_an_invalid_exemplar_is_rejected_with_a_clear_reason(seeded):
 def test_malformed_jsonl_import_names_the_line_and_imports_nothing(seeded):
     store, _ = seeded
     at = page("exemplars")
+    assert_no_error(at)
     at.text_input(key="e_imp_name").input("imported").run()
     good = ex.to_jsonl([ExemplarItem("2 + 5", "2 + 5 = 7.", "7")])
-    # AppTest cannot upload files: drive the engine call the Import button makes.
-    with pytest.raises(Exception, match="line 2: not valid JSON"):
-        ex.import_jsonl(store, "imported", "arithmetic", good + "{oops\n")
+    at.file_uploader(key="e_imp_file").set_value(("mine.jsonl", (good + "{oops\n").encode(), "application/jsonl")).run()
+    at.button(key="e_imp_go").click().run()
+    assert_no_crash(at)
+    errors = [unescaped(e.value) for e in at.error]
+    assert len(errors) == 1 and "mine.jsonl:2: not valid JSON" in errors[0] and "nothing was imported" in errors[0], errors
     assert store.list_exemplar_sets().empty
-    assert not at.exception
+    # The same file without its bad line imports, and the page says so.
+    at.file_uploader(key="e_imp_file").set_value(("mine.jsonl", good.encode(), "application/jsonl")).run()
+    at.button(key="e_imp_go").click().run()
+    assert_no_error(at)
+    imported = store.find_exemplar_set("imported")
+    assert [it.question for it in imported.items] == ["2 + 5"]
+    assert any(f"Imported {imported.label}" in unescaped(s.value) for s in at.success), [s.value for s in at.success]
 
 
 def test_the_auditor_and_filters_survive_a_visit_to_another_page(seeded):
@@ -152,7 +168,7 @@ def test_the_auditor_and_filters_survive_a_visit_to_another_page(seeded):
     at.selectbox(key="a_kind").set_value("rationalized").run()
     at.switch_page("pages/exemplars.py").run()
     at.switch_page("pages/audit.py").run()
-    assert not at.exception
+    assert_no_error(at)
     assert at.text_input(key="a_auditor").value == "ada"
     assert at.selectbox(key="a_kind").value == "rationalized"
 
@@ -161,7 +177,7 @@ def test_the_queue_opens_on_the_newest_run_that_has_rationales(seeded):
     store, run_id = seeded
     queued = store.create_run(RunConfig(name="queued behind it"))  # newer, but nothing written yet
     at = page("audit", order="oldest")
-    assert not at.exception
+    assert_no_error(at)
     assert at.selectbox(key="a_run").value == run_id != queued
     assert store.audit_item(current_item(at)).run_id == run_id
 

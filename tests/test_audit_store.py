@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
+from app_helpers import wait_for
 from audit_seed import seed
 from star_core.analysis.agreement import cohen_kappa, sound_share, verifier_agreement, wilson_interval
 from star_core.store import QueueFilter
@@ -127,13 +127,11 @@ def test_tag_list_editing(seeded):
         store.add_audit_tag("  ")
 
 
-def _busy_writer(path: str, run_id: int, seconds: float) -> None:
-    import time as _time
-
+def _busy_writer(path: str, run_id: int, stop) -> None:
     from star_core.store import Store
 
-    store, end, n = Store(path), _time.monotonic() + seconds, 0
-    while _time.monotonic() < end:
+    store, n = Store(path), 1
+    while not stop.is_set():
         store.set_progress(run_id, iteration=1, phase="generate", done=n, total=10**6)
         n += 1
 
@@ -143,16 +141,21 @@ def test_labels_are_saved_while_a_run_writes(seeded):
     import multiprocessing
 
     store, run_id = seeded
-    writer = multiprocessing.get_context("spawn").Process(target=_busy_writer, args=(str(store.path), run_id, 4.0))
+    stop = multiprocessing.get_context("spawn").Event()
+    writer = multiprocessing.get_context("spawn").Process(target=_busy_writer, args=(str(store.path), run_id, stop))
     writer.start()
+
+    def progress() -> int:
+        return int(store.list_runs().phase_done.fillna(0).max())
+
     try:
-        for _ in range(300):  # until the writer is writing
-            if (store.list_runs().phase_done.fillna(0) > 0).any():
-                break
-            time.sleep(0.05)
+        before = wait_for(progress, timeout=60, what="the writer's first progress write")
         ids = store.audit_queue(QueueFilter(order="oldest"))[:10]
         for a in ids:
             store.save_audit(a, "sound", [], "", "ada")
+        after = progress()
     finally:
+        stop.set()
         writer.join(30)
     assert writer.exitcode == 0 and store.audited_among(ids) == set(ids)
+    assert after > before  # the writer kept writing while the labels were saved

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from app_helpers import open_page, one_error_line, texts, wait_for
+from app_helpers import assert_no_error, open_page, one_error_line, texts, wait_for
 from exemplar_compare_seed import MINUS_ONE, RIGHT_A, RIGHT_B, seed
 from star_core.engine import exemplar_compare
 from star_core.cli.commands import main
@@ -85,7 +85,7 @@ def test_sets_of_two_tasks_are_refused(tmp_path, capsys):
 def test_the_exemplars_page_shows_the_comparison(compared, monkeypatch):
     store, experiment_id = compared
     at = open_page("pages/exemplars.py", monkeypatch, store.path, query={"set": f"{MINUS_ONE}@1"})
-    assert not at.exception, at.exception
+    assert_no_error(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["A: arithmetic-default@1"] == "58.3%" and metrics[f"B: {MINUS_ONE}@1"] == "41.7%"
     assert metrics["B − A"] == "-16.7 pt" and metrics["p-value"] == "0.688"
@@ -108,7 +108,7 @@ def test_compare_with_starts_a_worker_and_follows_it(compared, monkeypatch):
     at.selectbox(key=f"e_cmp_other_{set_id}").set_value("arithmetic-default@1")
     at.number_input(key=f"e_cmp_size_{set_id}").set_value(8)
     at.button(key=f"e_cmp_go_{set_id}").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert_no_error(at)
     assert len(launched) == 1
     new = store.get_experiment(launched[0])
     assert (new.config["set_a"], new.config["set_b"]) == (f"{MINUS_ONE}@1", "arithmetic-default@1")

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from app_helpers import open_page, texts
+from app_helpers import assert_no_error, open_page, texts
 import star_core.cli.commands as cli
 from star_core.engine import experiments
 from star_core.core.config import RunConfig
@@ -270,7 +270,7 @@ def test_the_experiments_page_shows_the_table_and_the_figures(paper_db, tmp_path
     db = tmp_path / "copy.duckdb"
     shutil.copy(paper_db[0], db)
     at = open_page("pages/experiments.py", monkeypatch, db)
-    assert not at.exception
+    assert_no_error(at)
     assert at.selectbox(key="exp_picker").value == 1
     frames = [d.value for d in at.dataframe]
     table = next(f for f in frames if "arm" in f.columns)
@@ -306,7 +306,7 @@ def test_the_runs_page_button_stores_the_experiment_and_launches_its_worker(tmp_
     assert at.selectbox(key="exp_preset").value == "paper-arithmetic"
     at.number_input(key="exp_seed").set_value(3)
     next(b for b in at.button if b.key == "exp_start").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert_no_error(at)
     assert launched == [1]
     store = Store(db)
     experiment = store.get_experiment(1)

@@ -3,7 +3,7 @@ had their steps (Store.kept_with_steps, the Accuracy page)."""
 
 from __future__ import annotations
 
-from app_helpers import open_page, texts
+from app_helpers import assert_no_error, open_page, texts
 from star_core.core.config import RunConfig
 from star_core.engine.filtering import FilterRule
 from star_core.analysis.present import kept_steps_table
@@ -80,7 +80,7 @@ def test_a_task_that_cannot_check_steps_is_left_out(tmp_path):
 def test_the_accuracy_page_shows_how_many_kept_rationales_had_their_steps(tmp_path, monkeypatch):
     store, run_id = seeded(tmp_path / "k.duckdb")
     at = open_page("pages/accuracy.py", monkeypatch, tmp_path / "k.duckdb", query={"run": str(run_id)})
-    assert not at.exception
+    assert_no_error(at)
     assert "Kept rationales with their steps" in texts(at)
     table = next(d.value for d in at.dataframe if "with steps" in d.value.columns)
     assert list(table["kept"]) == [5, 2] and list(table["with steps"]) == [3, 1]

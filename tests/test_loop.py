@@ -63,8 +63,11 @@ def test_fine_tunes_on_kept_rationales_and_keeps_only_the_latest_checkpoint(tmp_
 
     iterations = store.iterations(run_id).set_index("iteration")
     assert list(iterations.kept[[1, 2]]) == [8, 8]  # all 8 self-generated, nothing left to rationalize
-    assert (iterations.steps[[1, 2]] >= 2).all()
-    assert iterations.steps[2] > iterations.steps[1] or iterations.steps[1] == 2  # steps grow (+20%) above the floor
+    # The schedule, worked by hand: iteration 1 takes max(min_steps, ceil(epochs * kept / batch_size)) steps
+    # (max(2, ceil(0.1 * 8 / 4)) = 2), and each later one step_growth (+20%) more, rounded up: ceil(2 * 1.2) = 3.
+    config = store.get_run(run_id).config
+    assert (config.min_steps, config.epochs, config.batch_size, config.step_growth) == (2, 0.1, 4, 0.2)
+    assert list(iterations.steps[[1, 2]]) == [2, 3]
     assert counts(store, run_id).get((1, "rationalized")) is None
     with store.db.read() as con:
         used = con.execute("SELECT count(*) FROM attempts WHERE run_id = ? AND used_for_training", [run_id]).fetchone()[0]

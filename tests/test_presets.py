@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_helpers import open_page
+from app_helpers import assert_no_error, open_page
 import star_core.cli.commands as cli
 from star_core.core import presets
 from star_core.core.config import RunConfig
@@ -115,12 +115,12 @@ def test_the_form_prefills_a_preset_and_forgets_it_for_another_task(tmp_path, mo
     assert at.selectbox(key="cfg_preset").value == ""
     assert at.number_input(key="cfg_max_difficulty").value == RunConfig().max_difficulty
     at.selectbox(key="cfg_preset").set_value("paper-arithmetic").run()
-    assert not at.exception
+    assert_no_error(at)
     assert at.number_input(key="cfg_max_difficulty").value == 5
     assert at.number_input(key="cfg_patience").value == presets.PRESETS["paper-arithmetic"]["patience"]
     assert at.selectbox(key="cfg_filter").value == "answer"
     at.selectbox(key="cfg_task").set_value("gsm8k").run()  # the arithmetic preset does not fit gsm8k
-    assert not at.exception
+    assert_no_error(at)
     assert at.selectbox(key="cfg_preset").value == ""
     assert at.number_input(key="cfg_max_difficulty").value == RunConfig().max_difficulty
     assert at.selectbox(key="cfg_filter").value == RunConfig().filter

@@ -160,10 +160,13 @@ def test_a_batch_is_stored_whole_or_not_at_all(tmp_path):
         assert con.execute("SELECT kind FROM attempts").fetchall() == [("eval",)]
 
 
-def _hold_the_file(path: str, seconds: float, ready) -> None:
+def _hold_the_file(path: str, seconds: float, ready, release=None) -> None:
     con = duckdb.connect(path)
     ready.set()
-    time.sleep(seconds)
+    if release is None:
+        time.sleep(seconds)
+    else:
+        release.wait(seconds)  # until the test has seen what it waits for (at most `seconds`)
     con.close()
 
 
@@ -174,7 +177,7 @@ def test_a_reader_waits_for_a_writer_in_another_process(tmp_path):
     ready = multiprocessing.get_context("spawn").Event()
     holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 1.5, ready))
     holder.start()
-    ready.wait(30)
+    assert ready.wait(30), "the other process never opened the file"
     assert store.list_runs().name.tolist() == ["first"]  # retried until the other process let go
     holder.join()
 
@@ -182,13 +185,16 @@ def test_a_reader_waits_for_a_writer_in_another_process(tmp_path):
 def test_a_lock_held_too_long_becomes_a_store_error(tmp_path):
     path = tmp_path / "s.duckdb"
     Store(path).init()
-    ready = multiprocessing.get_context("spawn").Event()
-    holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 5, ready))
+    ready, release = multiprocessing.get_context("spawn").Event(), multiprocessing.get_context("spawn").Event()
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_the_file, args=(str(path), 60, ready, release))
     holder.start()
-    ready.wait(30)
-    with pytest.raises(StoreError, match="held by another process"):
-        Store(path, lock_timeout=0.5).list_runs()
-    holder.join()
+    try:
+        assert ready.wait(30), "the other process never opened the file"
+        with pytest.raises(StoreError, match="held by another process"):
+            Store(path, lock_timeout=0.5).list_runs()
+    finally:
+        release.set()
+        holder.join(30)
 
 
 def _iteration_attempts(store: Store, run_id: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 import time
@@ -143,12 +144,15 @@ def test_two_threads_resuming_one_run_only_one_claims_it(tmp_path):
         assert store.get_run(run_id).status == "running"
 
 
-def _claim(path: str, run_id: int, go, results, leave) -> None:
+def _claim(path: str, run_id: int, waiting, go, results, leave) -> None:
     from star_core.core.errors import RunStateError
     from star_core.store import Store
 
     store = Store(path)
-    go.wait(60)
+    waiting.put("waiting")
+    if not go.wait(60):
+        results.put("never told to go")
+        return
     try:
         store.claim_run(run_id)
         results.put("claimed")
@@ -163,12 +167,12 @@ def test_two_processes_resuming_one_run_only_one_claims_it(tmp_path):
     run_id = store.create_run(RunConfig())
     store.claim_run(run_id)
     store.finish_run(run_id, "cancelled")
-    go, leave, results = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_claim, args=(str(path), run_id, go, results, leave)) for _ in range(2)]
+    go, leave, results, waiting = SPAWN.Event(), SPAWN.Event(), SPAWN.Queue(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=_claim, args=(str(path), run_id, waiting, go, results, leave)) for _ in range(2)]
     for p in procs:
         p.start()
     try:
-        time.sleep(1.0)  # both imported and waiting
+        assert [waiting.get(timeout=60) for _ in procs] == ["waiting"] * 2  # both imported, each at its start line
         go.set()
         outcomes = sorted(results.get(timeout=60) for _ in procs)
         run = store.get_run(run_id)
@@ -215,13 +219,13 @@ def test_an_unknown_run_is_not_claimed(tmp_path):
 # --- a reader in another process -----------------------------------------------------
 
 
-def _read_and_hold(path: str, seconds: float, ready) -> None:
+def _read_and_hold(path: str, ready, release) -> None:
     import duckdb as _duckdb
 
     con = _duckdb.connect(path, read_only=True)
     con.execute("SELECT count(*) FROM runs").fetchall()
     ready.set()
-    time.sleep(seconds)
+    release.wait(120)  # until the test has seen the other side wait
     con.close()
 
 
@@ -229,19 +233,22 @@ def test_a_run_writing_while_another_process_reads_waits_and_loses_nothing(tmp_p
     path = tmp_path / "s.duckdb"
     Store(path).init()
     heard: list[str] = []
-    worker = Store.patient(path, on_wait=heard.append)  # what a run's worker uses
-    ready = SPAWN.Event()
-    reader = SPAWN.Process(target=_read_and_hold, args=(str(path), 3.0, ready))
+    ready, release = SPAWN.Event(), SPAWN.Event()
+
+    def waits(message: str) -> None:
+        heard.append(message)
+        release.set()  # the write is waiting for the reader: now let it go
+
+    worker = Store.patient(path, on_wait=waits)  # what a run's worker uses
+    reader = SPAWN.Process(target=_read_and_hold, args=(str(path), ready, release))
     reader.start()
     try:
         assert ready.wait(60)
-        started = time.monotonic()
         run_id = worker.create_run(RunConfig(name="written while read"))
-        waited = time.monotonic() - started
         worker.set_progress(run_id, iteration=1, phase="generate", done=5, total=10)
     finally:
+        release.set()
         reader.join(30)
-    assert waited > 1.0  # it did wait for the reader (the reader held the file for 3 s)
     assert len(heard) == 1 and "waiting for the database" in heard[0] and "held by another process" in heard[0]
     runs = worker.list_runs()
     assert runs.name.tolist() == ["written while read"] and runs.phase_done.tolist() == [5]
@@ -251,44 +258,66 @@ def test_an_interactive_wait_is_bounded_and_says_so(tmp_path):
     path = tmp_path / "s.duckdb"
     Store(path).init()
     heard: list[str] = []
-    ready = SPAWN.Event()
-    reader = SPAWN.Process(target=_read_and_hold, args=(str(path), 4.0, ready))
+    ready, release = SPAWN.Event(), SPAWN.Event()
+    reader = SPAWN.Process(target=_read_and_hold, args=(str(path), ready, release))
     reader.start()
     try:
         assert ready.wait(60)
         with pytest.raises(StoreError, match=r"held by another process \(pid \d+, .*\) for over 2 s"):
             Store(path, lock_timeout=2.0, on_wait=heard.append).create_run(RunConfig())
     finally:
+        release.set()
         reader.join(30)
     assert len(heard) == 1
     assert Store(path).list_runs().empty  # the refused write left nothing behind
 
 
-def _write_and_hold(path: str, seconds: float, ready) -> None:
+def _write_and_hold(path: str, ready, release) -> None:
     import duckdb as _duckdb
 
     con = _duckdb.connect(path)  # read-write: every other process waits, readers too
     ready.set()
-    time.sleep(seconds)
+    release.wait(120)  # until the page has said that it waits
     con.close()
 
 
+class _ReleaseWhenWaiting(logging.Handler):
+    """Lets the holder go once the app logs that a page waits for the file (pages/_ui.py's on_wait)."""
+
+    def __init__(self, let_go):
+        super().__init__(logging.INFO)
+        self.let_go = let_go  # not `release`: Handler has a method of that name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting for the database" in record.getMessage():
+            self.let_go.set()
+
+
 def test_a_page_waiting_for_the_database_says_so_and_then_shows_it(tmp_path, monkeypatch):
-    from app_helpers import open_page
+    from app_helpers import assert_no_error, open_page
 
     path = tmp_path / "s.duckdb"
     Store(path).init().create_run(RunConfig(name="behind the lock"))
     open_page(None, monkeypatch, path)  # the app's store for this file exists (created and migrated)
-    ready = SPAWN.Event()
-    holder = SPAWN.Process(target=_write_and_hold, args=(str(path), 3.0, ready))
+    ready, release = SPAWN.Event(), SPAWN.Event()
+    logger = logging.getLogger("star_core.store")
+    handler = _ReleaseWhenWaiting(release)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    holder = SPAWN.Process(target=_write_and_hold, args=(str(path), ready, release))
     holder.start()
     try:
         assert ready.wait(60)
         at = open_page(None, monkeypatch, path)  # the overview, reading while the other process writes
     finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        release.set()
         holder.join(30)
     assert [t.value for t in at.toast if "Waiting for the database" in t.value]
-    assert not at.error and "behind the lock" in " ".join(str(o) for s in at.selectbox for o in s.options)
+    assert_no_error(at)
+    assert "behind the lock" in " ".join(str(o) for s in at.selectbox for o in s.options)
 
 
 # --- the shipped exemplar set --------------------------------------------------------
@@ -315,25 +344,26 @@ def test_threads_registering_the_shipped_set_at_once_leave_one_version(tmp_path)
     assert [it.exemplar for it in store.exemplar_set(ids[0]).items] == exemplars.load_exemplars(task)
 
 
-def _register_default_set(path: str, go, results) -> None:
+def _register_default_set(path: str, waiting, go, results) -> None:
     from star_core.engine import exemplars
     from star_core.store import Store
     from star_core.tasks import get_task
 
     store, task = Store(path), get_task("arithmetic")
-    go.wait(60)
-    results.put(exemplars.default_set_id(store, task))
+    waiting.put("waiting")
+    if go.wait(60):
+        results.put(exemplars.default_set_id(store, task))
 
 
 def test_processes_registering_the_shipped_set_at_once_leave_one_version(tmp_path):
     path = tmp_path / "s.duckdb"
     Store(path).init()
-    go, results = SPAWN.Event(), SPAWN.Queue()
-    procs = [SPAWN.Process(target=_register_default_set, args=(str(path), go, results)) for _ in range(3)]
+    go, results, waiting = SPAWN.Event(), SPAWN.Queue(), SPAWN.Queue()
+    procs = [SPAWN.Process(target=_register_default_set, args=(str(path), waiting, go, results)) for _ in range(3)]
     for p in procs:
         p.start()
     try:
-        time.sleep(1.5)  # all imported and waiting
+        assert [waiting.get(timeout=60) for _ in procs] == ["waiting"] * 3  # all imported, each at its start line
         go.set()
         ids = {results.get(timeout=60) for _ in procs}
     finally:

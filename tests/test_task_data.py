@@ -34,10 +34,10 @@ def gsm_completion(solution: str) -> str:
 # --- the reference datasets -------------------------------------------------------
 
 
-def test_every_gsm8k_row_loads_and_its_gold_solution_passes(shared_datasets, capsys):
-    path = shared_datasets / "gsm8k" / "train.jsonl"
+def test_every_gsm8k_row_loads_and_its_gold_solution_passes(reference_data, capsys):
+    path = reference_data.path("gsm8k")
     problems, report = load_file(path, gsm_row, skip_bad=False)
-    assert report.rows == len(problems) == 7473 and not report.skipped
+    assert report.rows == len(problems) == reference_data.rows["gsm8k"] and not report.skipped
     task = GSM8KTask()
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     answer_fail, raw_fail, step_fail = [], [], Counter()
@@ -64,10 +64,10 @@ def test_every_gsm8k_row_loads_and_its_gold_solution_passes(shared_datasets, cap
     assert step_fail["no annotations"] < 200
 
 
-def test_every_commonsenseqa_row_loads_and_its_gold_letter_passes(shared_datasets, capsys):
-    path = shared_datasets / "commonsenseqa" / "train.jsonl"
+def test_every_commonsenseqa_row_loads_and_its_gold_letter_passes(reference_data, capsys):
+    path = reference_data.path("commonsenseqa")
     problems, report = load_file(path, csqa_row, skip_bad=False)
-    assert report.rows == len(problems) == 9741 and not report.skipped
+    assert report.rows == len(problems) == reference_data.rows["commonsenseqa"] and not report.skipped
     task = CommonsenseQATask()
     failed = [p.id for p in problems if not task.is_correct(task.extract_answer(task.format_completion("x.", p.answer)), p)]
     by_text = [p.id for p in problems
@@ -80,19 +80,19 @@ def test_every_commonsenseqa_row_loads_and_its_gold_letter_passes(shared_dataset
     assert not by_text  # 43 rows repeat a choice's text: naming it names either label
 
 
-def test_reference_splits_are_deterministic_and_disjoint(shared_datasets):
-    config = RunConfig(task="gsm8k", data=str(shared_datasets / "gsm8k" / "train.jsonl"), train_size=50, eval_size=20, seed=3)
+def test_reference_splits_are_deterministic_and_disjoint(reference_data):
+    config = RunConfig(task="gsm8k", data=str(reference_data.path("gsm8k")), train_size=20, eval_size=10, seed=3)
     a, b = GSM8KTask().problems(config), GSM8KTask().problems(config)
     assert a == b
     train = {p.id for p in a if p.split == "train"}
     evals = {p.id for p in a if p.split == "eval"}
-    assert len(train) == 50 and len(evals) == 20 and not train & evals
-    other = GSM8KTask().problems(RunConfig(task="gsm8k", data=config.data, train_size=50, eval_size=20, seed=4))
+    assert len(train) == 20 and len(evals) == 10 and not train & evals
+    other = GSM8KTask().problems(RunConfig(task="gsm8k", data=config.data, train_size=20, eval_size=10, seed=4))
     assert {p.id for p in other} != train | evals
 
 
-def test_commonsenseqa_through_the_jsonl_task(shared_datasets):
-    config = RunConfig(task="jsonl", data=str(shared_datasets / "commonsenseqa" / "train.jsonl"), answer_type="choice",
+def test_commonsenseqa_through_the_jsonl_task(reference_data):
+    config = RunConfig(task="jsonl", data=str(reference_data.path("commonsenseqa")), answer_type="choice",
                        data_map="question=question.stem,answer=answerKey,choices=question.choices,id=id",
                        train_size=5, eval_size=5)
     problems = get_task("jsonl", config).problems(config)

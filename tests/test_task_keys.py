@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from app_helpers import open_page, unescaped
+from app_helpers import assert_no_error, open_page, unescaped
 from conftest import tiny_config
 import star_core.cli.commands as cli
 import star_core.engine.exemplars as ex
@@ -115,7 +115,7 @@ def test_a_jsonl_choice_run_uses_an_imported_set_then_one_built_from_its_own_att
     names.options.append("own")  # a typed name: the browser sends it as the value (AppTest only picks listed options)
     names.set_value("own")
     next(b for b in at.button if b.key == "b_add_to_set").click().run()
-    assert not at.exception and not at.error, [unescaped(e.value) for e in at.error]
+    assert_no_error(at)
     own = store.find_exemplar_set("own")
     assert (str(own.task_key), [it.source_attempt_id for it in own.items]) == ("jsonl:answer_type=choice", [attempt])
 

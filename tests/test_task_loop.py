@@ -38,13 +38,13 @@ def v_attempts(store: Store, run_id: int):
 # --- the tiny random model, one run per task ---------------------------------------
 
 
-@pytest.mark.parametrize("task", ["gsm8k", "commonsenseqa", "jsonl-choice"])
+@pytest.mark.parametrize("task", ["gsm8k", "commonsenseqa", "jsonl-number", "jsonl-choice"])
 def test_each_task_runs_an_iteration_and_stores_its_attempts(tmp_path, tiny_model, task):
     if task == "gsm8k":
         settings = dict(task="gsm8k", data=write_jsonl(tmp_path / "g.jsonl", GSM_ROWS))
     elif task == "commonsenseqa":
         settings = dict(task="commonsenseqa", data=write_jsonl(tmp_path / "c.jsonl", CSQA_ROWS))
-    elif task == "jsonl-number":
+    elif task == "jsonl-number":  # a CSV file with numeric answers
         path = tmp_path / "n.csv"
         path.write_text("q,a\n" + "".join(f"What is {i} and {i}?,{2 * i}\n" for i in range(6)))
         settings = dict(task="jsonl", data=str(path), data_map="question=q,answer=a", answer_type="number")
