@@ -33,7 +33,6 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from ..core.errors import ModelLoadError
-from .flash_rounding import flash_attention_output
 
 ATTENTION = "star_shared_prefix"
 
@@ -72,8 +71,8 @@ def shared_prefix_attention(
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       sliding_window=sliding_window, **kwargs)
     out_dtype = query.dtype
-    # Scores and both halves of the output accumulate in float32, as sdpa's kernel does (flash_rounding and
-    # _softmax_as_sdpa say how the weights are rounded). Autocast would send the matmuls back to bf16: off in here.
+    # Scores and both halves of the output accumulate in float32, as sdpa's kernel does (_softmax_as_sdpa says how
+    # the weights are rounded). Autocast would send the matmuls back to bf16, so it is off in here.
     with torch.autocast(query.device.type, enabled=False):
         out = _attend(module, query.float(), key.float(), value.float(), attention_mask, scaling, dropout,
                       shared_prefix, sliding_window, softcap, s_aux, kwargs.get("position_ids"), out_dtype)
@@ -87,13 +86,13 @@ def _attend(module, query, key, value, attention_mask, scaling, dropout, shared_
     kv_heads, row_len, stored = key.shape[1], key.shape[2], prefix_k.shape[2]
     group = heads // kv_heads
     # Query heads h = kv * group + j share kv head `kv`: fold the group into the query axis. The scaling goes on
-    # the scores, before the additive mask, as in sdpa's kernel and eager attention.
-    q = query.reshape(batch, kv_heads, group * q_len, dim)  # (B, Hkv, g*q, D)
+    # the queries, so the additive mask is added to scaled scores, as in sdpa and eager attention.
+    q = (query * scaling).reshape(batch, kv_heads, group * q_len, dim)  # (B, Hkv, g*q, D)
 
     q_flat = q.transpose(0, 1).reshape(kv_heads, batch * group * q_len, dim)  # (Hkv, B*g*q, D)
-    prefix_scores = torch.bmm(q_flat, prefix_k[0].transpose(1, 2)) * scaling  # (Hkv, B*g*q, P)
+    prefix_scores = torch.bmm(q_flat, prefix_k[0].transpose(1, 2))  # (Hkv, B*g*q, P)
     prefix_scores = prefix_scores.reshape(kv_heads, batch, group * q_len, stored).transpose(0, 1)
-    row_scores = torch.matmul(q, key.transpose(2, 3)) * scaling  # (B, Hkv, g*q, L)
+    row_scores = torch.matmul(q, key.transpose(2, 3))  # (B, Hkv, g*q, L)
     if softcap is not None:  # Gemma 2: capped before the mask, as in its eager attention
         prefix_scores = torch.tanh(prefix_scores / softcap) * softcap
         row_scores = torch.tanh(row_scores / softcap) * softcap
@@ -104,51 +103,28 @@ def _attend(module, query, key, value, attention_mask, scaling, dropout, shared_
         prefix_scores = _outside_window_masked(prefix_scores, shared_prefix.length, stored, sliding_window,
                                                position_ids, group)
 
-    def product(weights):  # weights over (prefix, row) keys -> weights @ V, the prefix's half in one GEMM
-        p_flat = weights[..., :stored].transpose(0, 1).reshape(kv_heads, batch * group * q_len, stored)
-        out = torch.bmm(p_flat, prefix_v[0]).reshape(kv_heads, batch, group * q_len, dim).transpose(0, 1)
-        return out + torch.matmul(weights[..., stored : stored + row_len], value)  # (B, Hkv, g*q, D)
-
-    if (weights_dtype != torch.float32 and softcap is None and s_aux is None and query.device.type == "cpu"
-            and not torch.is_grad_enabled()):
-        # Decoding, where one-prompt `generate` runs torch's CPU flash kernel: rounded as it rounds, each key at its
-        # place (its fast exp has no gradient; training keeps the rounding below)
-        positions, kv_len = _key_positions(shared_prefix, stored, row_len, position_ids, batch, query.device)
-        out = flash_attention_output(torch.cat([prefix_scores, row_scores], dim=-1), positions, kv_len, product,
-                                     weights_dtype)
-        return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous()
-
     parts = [prefix_scores, row_scores]
     if s_aux is not None:  # one more logit per query head, dropped after the softmax
         sinks = s_aux.float().reshape(1, kv_heads, group, 1, 1).expand(batch, -1, -1, q_len, 1)
         parts.append(sinks.reshape(batch, kv_heads, group * q_len, 1))
     weights, total = _softmax_as_sdpa(torch.cat(parts, dim=-1), weights_dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
-    out = product(weights)
+    prefix_probs, row_probs = weights[..., :stored], weights[..., stored : stored + row_len]
+
+    p_flat = prefix_probs.transpose(0, 1).reshape(kv_heads, batch * group * q_len, stored)
+    out = torch.bmm(p_flat, prefix_v[0]).reshape(kv_heads, batch, group * q_len, dim).transpose(0, 1)
+    out = out + torch.matmul(row_probs, value)  # (B, Hkv, g*q, D)
     if total is not None:
         out = out / total
     return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous()  # (B, q, H, D)
-
-
-def _key_positions(shared_prefix, stored, row_len, position_ids, batch, device):
-    """Each key's place in its row's sequence (B, 1, 1, P + L) and the row's length (B, 1, 1, 1): the prefix's
-    stored keys end at its length, a row's own keys end at its last query (the pads before them are masked)."""
-    if position_ids is None:  # no pads to skip: the rows are as long as their keys
-        kv_len = torch.full((batch,), shared_prefix.length + row_len, device=device)
-    else:
-        kv_len = position_ids[:, -1].to(device) + 1
-    prefix_pos = torch.arange(shared_prefix.length - stored, shared_prefix.length, device=device).expand(batch, -1)
-    row_pos = kv_len[:, None] - row_len + torch.arange(row_len, device=device)
-    return torch.cat([prefix_pos, row_pos], dim=-1)[:, None, None, :], kv_len[:, None, None, None]
 
 
 def _softmax_as_sdpa(scores: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The attention weights to multiply V by, and what to divide the product by (None: nothing), from float32
     scores.
 
-    In a reduced dtype, where flash_rounding does not stand in (training, softcapping, sinks, other devices), as
-    torch's flash-attention kernel does in outline: float32 exponentials and their sum, the exponentials rounded to
-    the dtype for the product with V, the division last.
+    In a reduced dtype, as torch's CPU flash-attention kernel (the one sdpa runs under `generate`) does: float32
+    exponentials and their sum, the exponentials rounded to the dtype for the product with V, the division last.
     Measured on SmolLM2 in bf16, 16 eval prompts: 14 of 16 completions identical to one-prompt `generate` this way,
     12 with every step in float32, 11 for batched `generate`
     (docs/measurements.md#2026-12-03-bf16-decoding-and-training). In float32 the rounding is
