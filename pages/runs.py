@@ -374,7 +374,7 @@ def _live_view(store, run_id: int, was_active: bool, known_runs: frozenset = fro
 
 def _models(store, run_id: int) -> None:
     """Which iteration's model is the best and which the latest, and whether each checkpoint is on disk."""
-    models = run_models(store.evaluated_iterations(run_id))
+    models = run_models(store.finished_iterations(run_id))
     if models is None:
         return
     lines = "  \n".join(ui.md_escape(line) for line in model_lines(models))

@@ -34,7 +34,7 @@ def copy_run(store: Store) -> int:
     with store.db.write() as con:
         new = con.execute("INSERT INTO runs (name, task, model, config, status) "
                           "SELECT 'copy', task, model, config, 'done' FROM runs WHERE id = 1 RETURNING id").fetchone()[0]
-        con.execute("INSERT INTO problems SELECT ?, problem_id, split, difficulty, question, answer, choices FROM problems WHERE run_id = 1", [new])
+        con.execute("INSERT INTO problems SELECT ?, problem_id, split, difficulty, question, answer, choices, solution FROM problems WHERE run_id = 1", [new])
         con.execute("INSERT INTO iterations (run_id, iteration, phase, kept, steps, train_loss) "
                     "SELECT ?, iteration, phase, kept, steps, 0.5 FROM iterations WHERE run_id = 1", [new])
         insert_attempts(con, "SELECT ?::INTEGER AS run_id, iteration, problem_id, kind, sample, prompt_id, question_prompt, "

@@ -53,7 +53,7 @@ def patience_run(tmp_path_factory, tiny_model):
 def test_a_run_patience_stopped_keeps_its_best_and_latest_checkpoints(patience_run):
     store = Store(patience_run)
     assert store.iteration_phases(1) == {0: "done", 1: "done", 2: "done", 3: "done"}  # stopped by patience
-    folders = sorted(p.name for p in store.run_folder(1).iterdir())
+    folders = sorted(p.name for p in store.run_folder(1).iterdir() if p.is_dir())
     assert folders == ["iteration-1", "iteration-3"]  # the best (the earliest of the tie) and the latest
     assert store.iteration_checkpoint(1, 1).exists() and not store.iteration_checkpoint(1, 2).exists()
 
@@ -74,12 +74,12 @@ def test_a_run_killed_before_its_clean_up_cleans_up_when_resumed(tmp_path, tiny_
     run_id = create_run(store, tiny_config(tiny_model, iterations=5, patience=2, filter="answer"))
     with pytest.raises(KeyboardInterrupt):
         execute_run(store, run_id)
-    assert sorted(p.name for p in store.run_folder(run_id).iterdir()) == ["iteration-1", "iteration-2", "iteration-3"]
+    assert sorted(p.name for p in store.run_folder(run_id).iterdir() if p.is_dir()) == ["iteration-1", "iteration-2", "iteration-3"]
 
     monkeypatch.setattr(_Runner, "_keep_best_and_latest", real)
     execute_run(store, run_id)
     assert store.get_run(run_id).status == "done"
-    assert sorted(p.name for p in store.run_folder(run_id).iterdir()) == ["iteration-1", "iteration-3"]
+    assert sorted(p.name for p in store.run_folder(run_id).iterdir() if p.is_dir()) == ["iteration-1", "iteration-3"]
 
 
 def test_star_runs_names_the_best_and_the_latest_iteration(patience_run, capsys):

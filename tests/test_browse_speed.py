@@ -147,7 +147,7 @@ def test_migration_backfills_outcomes_of_an_existing_file(tmp_path):
     con.execute("INSERT INTO runs (name, task, model, config, status) VALUES ('old', 'arithmetic', 'm', ?, 'done')",
                 [RunConfig().to_json()])
     for p in PROBLEMS:
-        con.execute("INSERT INTO problems VALUES (1, ?, ?, ?, ?, ?, NULL)", [p.id, p.split, p.difficulty, p.question, p.answer])
+        con.execute("INSERT INTO problems (run_id, problem_id, split, difficulty, question, answer) VALUES (1, ?, ?, ?, ?, ?)", [p.id, p.split, p.difficulty, p.question, p.answer])
     # As an old release wrote them: straight into attempts, some kept for training.
     con.execute(
         """

@@ -223,7 +223,11 @@ def test_star_experiment_paper_runs_every_arm_and_prints_the_table(paper_db):
         ).fetchall()
         rationalized = con.execute("SELECT count(*) FROM attempts WHERE run_id = 4 AND kind = 'rationalized'").fetchone()[0]
         direct_train = con.execute("SELECT count(*) FROM attempts WHERE run_id = 3 AND kind <> 'eval'").fetchone()[0]
-    assert len(answer_only) == 1 and re.search(r"Answer: The answer is \d+\.", answer_only[0][0])
+    # One few-shot prompt of bare answers; the direct arm's fine-tuned model is asked the question alone (no prefix:
+    # --no-prompt-trained is the default).
+    few_shot = [t for (t,) in answer_only if t]
+    assert len(few_shot) == 1 and re.search(r"Answer: The answer is \d+\.", few_shot[0])
+    assert sorted(t for (t,) in answer_only if not t) == [""]
     assert rationalized == 0 and direct_train == 0  # no rationalization without it; direct mode generates nothing
 
 

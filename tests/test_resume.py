@@ -14,7 +14,9 @@ import pytest
 from star_core.store import Store
 
 FLAGS = ["--train-size", "48", "--eval-size", "8", "--iterations", "2", "--max-new-tokens", "12", "--gen-batch-size", "4",
-         "--batch-size", "4", "--min-steps", "40", "--epochs", "0.1", "--filter", "answer", "--device", "cpu"]
+         "--batch-size", "4", "--min-steps", "40", "--epochs", "0.1", "--filter", "answer", "--device", "cpu",
+         # the paper's loop, as before the seeded defaults: the expected counts below are its
+         "--seed-max-digits", "0", "--train-prefix", "--prompt-trained"]
 
 
 def _star_run_where_every_answer_is_right(db: str, args: list[str], log: str) -> None:

@@ -282,7 +282,9 @@ def test_a_bad_file_stores_no_run(tmp_path, tiny_model):
 
 def test_problem_ids_and_difficulty_from_gsm8k_rows():
     p = gsm_row(GOOD, 12)
-    assert p == Problem(id="L12", question=GOOD["question"], answer="7", split="", difficulty=1)
+    # The solution (its text before "#### N") is the seed's and the partial hints' reference.
+    assert p == Problem(id="L12", question=GOOD["question"], answer="7", split="", difficulty=1,
+                        solution=GOOD["answer"].split("####")[0].strip())
     assert check_annotations(GOOD["answer"]).ok
 
 

@@ -40,7 +40,7 @@ class RunModels:
 
 
 def run_models(iterations: list[EvaluatedIteration]) -> RunModels | None:
-    """The best and latest of a run's evaluated iterations (Store.evaluated_iterations; None: none yet).
+    """The best and latest of a run's evaluated iterations (Store.finished_iterations; None: none yet).
 
     Accuracies are compared as fractions of the same eval questions, so equal means as many right."""
     if not iterations:

@@ -408,7 +408,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         return 0
     store.get_run(args.run)  # a RunStateError naming the missing run
     print(accuracy_table(store, args.run))
-    models = run_models(store.evaluated_iterations(args.run))
+    models = run_models(store.finished_iterations(args.run))
     if models is not None:
         print("\nModels (a run keeps the checkpoints of its best and latest iteration):")
         print("\n".join(f"  {line}" for line in model_lines(models)))

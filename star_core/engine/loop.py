@@ -343,7 +343,7 @@ class _Runner:
         """Delete the checkpoints of evaluated iterations other than the best and the latest (run_models.py):
         fine-tuning restarts from the base model, so going on needs only the latest, and the best is the model
         a user wants."""
-        for folder in checkpoints_to_discard(self.store.evaluated_iterations(self.run_id)):
+        for folder in checkpoints_to_discard(self.store.finished_iterations(self.run_id)):
             if folder.exists():
                 shutil.rmtree(folder)
 

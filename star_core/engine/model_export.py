@@ -36,7 +36,7 @@ class ExportedModel:
 def chosen_iteration(store: Store, run_id: int, iteration: int | None = None) -> EvaluatedIteration:
     """The evaluated iteration to export (None: the best), refused with what to do where it has no weights."""
     run = store.get_run(run_id)
-    evaluated = store.evaluated_iterations(run_id)
+    evaluated = store.finished_iterations(run_id)
     models = run_models(evaluated)
     if models is None:
         raise ExportError(f"run {run_id} has no evaluated iteration yet, so no model to export")
@@ -70,7 +70,7 @@ def export_model(store: Store, run_id: int, out: Path, iteration: int | None = N
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise ExportError(f"{out} already exists{' and is not empty' if out.is_dir() else ''}; give a new folder")
     chosen = chosen_iteration(store, run_id, iteration)
-    best = run_models(store.evaluated_iterations(run_id)).best.iteration == chosen.iteration
+    best = run_models(store.finished_iterations(run_id)).best.iteration == chosen.iteration
     lm = load_model(store.get_run(run_id).config.model, "cpu", checkpoint=chosen.checkpoint)
     dtype = str(lm.model.dtype).removeprefix("torch.")
     part = out.with_name(f".{out.name}.{os.getpid()}.partial")

@@ -340,7 +340,7 @@ class RunQueries:
                               [run_id, iteration]).fetchone()
         return Path(row[0]) if row and row[0] else None
 
-    def evaluated_iterations(self, run_id: int) -> list[EvaluatedIteration]:
+    def finished_iterations(self, run_id: int) -> list[EvaluatedIteration]:
         """The iterations whose evaluation finished (phase done), in order, with overall eval score and checkpoint.
 
         An iteration still evaluating is left out: its accuracy so far counts only part of the questions."""

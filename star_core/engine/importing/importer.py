@@ -199,7 +199,9 @@ def _tables(rows: pd.DataFrame, writer, counts: dict, fmt: ImportFormat, rule: C
         pa.array(none, pa.string()), pa.array(completions, pa.string()), pa.array(rationale, pa.string()),
         pa.array(predicted, pa.string()), pa.array([bool(c) for c in correct], pa.bool_()), pa.array(verified, pa.bool_()),
         pa.array(reason, pa.string()), pa.array(none, pa.int64()), pa.array(none, pa.int64()),
-        pa.array(none, pa.float64()), pa.array(none, pa.bool_()), pa.array(kept, pa.bool_()),
+        pa.array(none, pa.float64()), pa.array(none, pa.bool_()),
+        # given_text, given_steps, steps: no partial hint in another framework's rollouts
+        pa.array(none, pa.string()), pa.array(none, pa.int64()), pa.array(none, pa.int64()), pa.array(kept, pa.bool_()),
         pa.array(rewards, pa.float64()),
     ], schema=IMPORT_SCHEMA)
     problems = pa.Table.from_arrays([
