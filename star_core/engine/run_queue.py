@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.errors import RunStateError
+from ..core.processes import is_held
 from ..core.states import RunStatus
 
 POLL_S = 1.0  # how often a waiting run looks for a free slot and for a cancel (a short read of the database)
@@ -135,18 +136,8 @@ def _try_hold(path: Path) -> _HeldFile | None:
 
 
 def _is_held(path: Path) -> bool:
-    """Whether a live process holds `path`'s lock (a file nobody holds is left by a process that is gone)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops the shared lock if we got it
-    return False
+    """Whether a live process holds `path`'s lock (a file nobody holds, or none, is a gone process's)."""
+    return is_held(path) is True
 
 
 def _read(path: Path) -> dict:
