@@ -20,7 +20,7 @@ def _layout(fig, iterations=None, y_percent: bool = False, baseline: bool = True
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="", hovermode="closest",
                       legend=dict(orientation="h", yanchor="top", y=-0.25))
     if iterations is not None:
-        ui.iteration_axis(fig, iterations, "iteration (0 = few-shot baseline)" if baseline else "iteration")
+        ui.iteration_axis(fig, iterations, "iteration (0 = before STaR: few-shot, or the seed alone)" if baseline else "iteration")
     if y_percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     return fig
