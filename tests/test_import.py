@@ -5,12 +5,12 @@ The fixtures under tests/data/import/ and how each was made (scripts/make_import
   embedded SmolLM2-135M (its local dequantized folder, nothing from a hub), 4 arithmetic prompts x 4 completions,
   2 steps, log_completions=True, report_to="none", two reward functions (right_answer, states_an_answer) and the
   gold answer and question logged beside each completion with log_extra:
-  `flock /tmp/star-cpu.lock python3 scripts/make_import_fixtures.py trl`.
+  `python3 scripts/make_import_fixtures.py trl`.
 - inspect/sums.eval: written by a real Inspect eval (inspect_ai.eval; inspect-ai 0.3.285, in a venv of its own:
   installing it here would downgrade fsspec) with the mockllm/model provider's custom outputs (two sums right,
   one wrong, one no number) and a match() scorer, 4 samples x 2 epochs. Inspect writes .eval members
   zstd-compressed: read here with zstandard (the `import` and `test` extras):
-  `python3 scripts/make_import_fixtures.py inspect --inspect-python /tmp/inspect-venv/bin/python`.
+  `python3 scripts/make_import_fixtures.py inspect --inspect-python VENV/bin/python` (VENV: a venv with inspect-ai).
 - verl/{rollout,validation}/*.jsonl: DOCUMENTED KEYS, NOT THE REAL WRITER. verl does not install here without
   changing transformers, so the lines are written from the keys its trainer's `_dump_generations` writes
   (input, output, gts, score, step, then the reward function's extras acc and pred; validation lines add reward):
