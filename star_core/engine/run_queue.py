@@ -32,7 +32,6 @@ when it starts.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..core.errors import RunStateError
-from ..core.processes import is_held
+from ..core.processes import is_held, try_hold
 from ..core.states import RunStatus
 
 POLL_S = 1.0  # how often a waiting run looks for a free slot and for a cancel (a short read of the database)
@@ -126,13 +125,8 @@ class _HeldFile:
 
 
 def _try_hold(path: Path) -> _HeldFile | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return _HeldFile(path, fd)
+    fd = try_hold(path)
+    return None if fd is None else _HeldFile(path, fd)
 
 
 def _is_held(path: Path) -> bool:
