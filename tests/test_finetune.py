@@ -55,6 +55,27 @@ def test_fine_tuning_teaches_the_completion_and_the_checkpoint_keeps_it(tmp_path
     assert greedy(reloaded, EXAMPLE.prompt) == EXAMPLE.completion
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_fine_tuning_goes_on_from_a_start_checkpoint(tmp_path, learnable_model, method):
+    # the seed's model, then training that goes on from it: at learning rate 0 it must still answer as the seed does
+    seed_lm = load_model(learnable_model, "cpu", for_training=True)
+    finetune(seed_lm, PREFIX, [EXAMPLE, EXAMPLE], TrainSettings(steps=60, batch_size=2, learning_rate=3e-2 if
+                                                                   method == "lora" else 1e-2, method=method))
+    start = save_checkpoint(seed_lm, tmp_path / "iteration-0")
+
+    lm = load_model(learnable_model, "cpu", for_training=True)
+    settings = TrainSettings(steps=2, batch_size=2, learning_rate=0.0, method=method, start=str(start))
+    finetune(lm, PREFIX, [EXAMPLE], settings)
+    assert greedy(lm, EXAMPLE.prompt) == EXAMPLE.completion
+    reloaded = load_model(learnable_model, "cpu", checkpoint=save_checkpoint(lm, tmp_path / "iteration-1"))
+    assert greedy(reloaded, EXAMPLE.prompt) == EXAMPLE.completion
+
+    other = "full" if method == "lora" else "lora"  # a start of the other method is named, not half-loaded
+    with pytest.raises(ValueError, match="cannot go on from it"):
+        finetune(load_model(learnable_model, "cpu", for_training=True), PREFIX, [EXAMPLE],
+                 TrainSettings(steps=1, batch_size=1, learning_rate=0.0, method=other, start=str(start)))
+
+
 def test_fine_tuning_can_stop_early(tiny_model):
     lm = load_model(tiny_model, "cpu", for_training=True)
     calls = []

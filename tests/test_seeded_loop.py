@@ -115,17 +115,24 @@ def test_seed_problems_take_every_easy_question_and_a_few_longer():
 # --- a run with a seed, on the tiny model -----------------------------------------------------------------
 
 
+class _Calls(list):
+    starts: list
+
+
 @pytest.fixture
 def recorded(monkeypatch):
     """Every fine-tuning call's examples."""
-    calls = []
+    calls = _Calls()
     real = loop_module.finetune
 
     def recording(lm, prefix, examples, settings, **kwargs):
         calls.append(list(examples))
+        starts.append(settings.start)
         return real(lm, prefix, examples, settings, **kwargs)
 
+    starts = []
     monkeypatch.setattr(loop_module, "finetune", recording)
+    calls.starts = starts
     return calls
 
 
@@ -149,8 +156,10 @@ def test_a_seeded_run_stores_seed_rows_and_never_counts_them_as_the_models(tmp_p
     assert not generated & seeded and len(generated) == 12 - len(seeded)  # the loop generates for the rest only
     # iteration 0 is the seed alone: fine-tuned on exactly the seed's rows
     assert len(recorded[0]) == len(seed) and store.iterations(run_id).set_index("iteration").steps[0] > 0
-    # iteration 1 trains on the seed again, beside whatever it kept
+    # iteration 1 trains on the seed again, beside whatever it kept, going on from the seed's model, which is kept
     assert len(recorded[1]) >= len(seed)
+    seed_model = store.iteration_checkpoint(run_id, 0)
+    assert recorded.starts == [None, str(seed_model)] and seed_model.exists()
     shares = store.written_shares(run_id)
     kept_rows = store.kept_of(run_id, 1)
     assert all(c.kind != AttemptKind.SEED for c in kept_rows)

@@ -1,9 +1,10 @@
 """The STaR loop: iteration 0 is the few-shot baseline (or, with a seed, the model fine-tuned on the seed alone);
-then, per iteration, generate -> rationalize -> filter -> fine-tune from the base model -> evaluate.
+then, per iteration, generate -> rationalize -> filter -> fine-tune -> evaluate. Fine-tuning starts from the base
+model as in the paper, or, in a seeded run, from the seed's model (its steps are paid once, not every iteration).
 
 Every phase is resumable: attempts are stored in batches as they are made, a
 phase skips the questions that already have attempts, fine-tuning restarts from
-the base model (it is deterministic given the seed and the kept set), and the
+its starting model (it is deterministic given the seed and the kept set), and the
 iteration row records which phase is next. A run killed at any moment continues
 from the last stored batch with nothing lost and nothing duplicated.
 
@@ -319,7 +320,8 @@ class _Runner:
         return reference(problem) if reference is not None else None
 
     def _finetune(self, n: int, kept: KeptSet) -> None:
-        """Fine-tune from the base model on the kept set; the checkpoint is the model iteration n evaluates."""
+        """Fine-tune on the kept set (from the base model, or the seed's); the checkpoint is the model iteration n
+        evaluates."""
         examples = kept.examples
         steps = self.config.steps_for(max(n, 1), len(examples)) if examples else 0  # the seed's: iteration 1's rule
         self.reporter.message(f"iteration {n}: {kept.described}; {steps} fine-tuning steps")
@@ -340,10 +342,11 @@ class _Runner:
         self._enter(n, Phase.DONE)
 
     def _keep_best_and_latest(self) -> None:
-        """Delete the checkpoints of evaluated iterations other than the best and the latest (run_models.py):
-        fine-tuning restarts from the base model, so going on needs only the latest, and the best is the model
-        a user wants."""
-        for folder in checkpoints_to_discard(self.store.finished_iterations(self.run_id)):
+        """Delete the checkpoints of evaluated iterations other than the best, the latest and the seed's
+        (run_models.py): going on needs the latest and the model fine-tuning starts from; the best is the model a
+        user wants."""
+        keep = {0} if self.seed else set()
+        for folder in checkpoints_to_discard(self.store.finished_iterations(self.run_id), also_keep=keep):
             if folder.exists():
                 shutil.rmtree(folder)
 
@@ -429,7 +432,8 @@ class _Runner:
         return select_kept(generated, hinted, self.rule)
 
     def _train(self, n: int, examples: list[Example], steps: int, checkpoint: Path) -> FinetuneResult:
-        """Fine-tune the base model and save it to `checkpoint`, resuming from the saved training state if any.
+        """Fine-tune the base model (in a seeded run after the seed: the seed's model) and save it to `checkpoint`,
+        resuming from the saved training state if any.
 
         With --train-processes each of those processes loads its own base model, and their main one saves.
         """
@@ -447,7 +451,7 @@ class _Runner:
         recorder = _StepRecorder(self.store, self.run_id, n, clock, self.reporter)
         prefix = self.prefix if self.config.train_prefix else ""  # --no-train-prefix: question, rationale, answer
         settings = TrainSettings(steps, self.config.batch_size, self.config.learning_rate, self.config.finetune,
-                                 self.config.lora_rank, seed=self.config.seed + n)
+                                 self.config.lora_rank, seed=self.config.seed + n, start=self._start_model(n))
         if lm is None:
             from ..model.distributed.train_processes import finetune_in_processes
 
@@ -464,6 +468,13 @@ class _Runner:
             save_checkpoint(lm, checkpoint)
         shutil.rmtree(state_dir, ignore_errors=True)  # the final checkpoint is saved: the state is not needed
         return result
+
+    def _start_model(self, n: int) -> str | None:
+        """The checkpoint iteration n's fine-tuning goes on from: the seed's model after the seed, else none (base)."""
+        if not self.seed or n == 0:
+            return None
+        seed_model = self._checkpoint(0)
+        return str(seed_model) if seed_model is not None else None
 
     # --- state --------------------------------------------------------------
 

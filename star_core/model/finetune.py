@@ -49,6 +49,7 @@ class TrainSettings:
     method: str = "lora"
     lora_rank: int = 16
     seed: int = 0
+    start: str | None = None  # a checkpoint to go on training (the seed's model); None: the model as loaded
 
 
 class StepSharing(Protocol):
@@ -102,7 +103,9 @@ def finetune(
     torch.manual_seed(settings.seed)
     use_shared_prefix_attention(lm.model)
     if settings.method == "lora":
-        lm.model = _with_lora(lm.model, settings.lora_rank)
+        lm.model = _with_lora(lm.model, settings.lora_rank, settings.start)
+    elif settings.start:
+        _load_full_weights(lm.model, settings.start)
     model = lm.model
     model.train()
     prefix_ids = encode_prefix(lm, prefix)
@@ -189,11 +192,24 @@ def _as_random_state(saved) -> tuple:
     return version, tuple(internal), gauss
 
 
-def _with_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
+def _with_lora(model: torch.nn.Module, rank: int, start: str | None = None) -> torch.nn.Module:
+    from peft import LoraConfig, PeftModel, get_peft_model
 
+    if start:
+        if not (Path(start) / "adapter_config.json").exists():
+            raise ValueError(f"{start} is not a LoRA adapter, so LoRA training cannot go on from it")
+        return PeftModel.from_pretrained(model, start, is_trainable=True)  # the same adapter, trained further
     # alpha = 2 x rank is the common choice; every linear layer, as QLoRA found best.
     return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", lora_dropout=0.0))
+
+
+def _load_full_weights(model: torch.nn.Module, folder: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    if (Path(folder) / "adapter_config.json").exists():
+        raise ValueError(f"{folder} is a LoRA adapter, so full fine-tuning cannot go on from it")
+    saved = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model.load_state_dict(saved.state_dict())
 
 
 def _encode(lm: LoadedModel, ex: Example) -> tuple[list[int], list[int]]:
