@@ -21,10 +21,9 @@ CLASS_COLORS = {"learned": "#2ca02c", "forgotten": "#d62728", "always right": "#
                 "unstable": "#ff7f0e"}
 TRANSITION_COLORS = {"wrong→right": "#2ca02c", "right→wrong": "#d62728", "stayed right": "#aec7e8", "stayed wrong": "#c7c7c7"}
 GRID_ROWS = 300  # questions drawn in the grid (the CSV has every filtered one)
-CLASS_HELP = ("learned: wrong at first, right at the end, never dropping back · forgotten: right at some iteration, "
-              "wrong at the end · unstable: right at the end after dropping back at least once · always right · never right. "
-              "Training questions count as right when a self-generated attempt solved them (a solution only with the "
-              "hint is 'h' in the path, not right).")
+CLASS_HELP = ("learned: wrong at first, right at the end, never dropping back · forgotten: right once, wrong at the "
+              "end · unstable: right at the end after dropping back · always right · never right. A training question "
+              "is right when a self-generated attempt solved it (solved with the hint only is 'h', not right).")
 
 
 def counts_section(df, split: str) -> None:

@@ -443,11 +443,9 @@ def generate_texts(lm: LoadedModel, prompts: list[list[int]], new_tokens: int) -
             for row in y]
 
 
-# In float32 the decoder is exact: it writes what one-prompt `generate` writes. In bf16 no decoder is, since the shape
-# of a batch changes how bf16 matmuls round (batched `generate` disagrees with one-prompt `generate` too); there the
-# claim is that the decoder strays no further from one-prompt `generate` than batched `generate` does, at the same
-# accuracy. bf16 takes 8 prompts where the CPU has fast bf16; where it is forced (AVX2 only) it is emulated and the
-# 8 took 435 s on a 2-core AMD EPYC, three times the float32 case, so 4 there.
+# In float32 the decoder writes what one-prompt `generate` writes; in bf16 no decoder does, so it may stray no further
+# than batched `generate` does, at the same accuracy. Forced bf16 (no fast bf16) is emulated and slow: 4 prompts there
+# (docs/measurements.md#2026-12-05-the-suite-and-the-ceiling-on-an-avx2-cpu-in-float32).
 @pytest.mark.slow
 @pytest.mark.parametrize("bf16, prompts", [(False, 16), (True, 8 if cpu_has_fast_bf16() else 4)],
                          ids=["float32", "bf16"])

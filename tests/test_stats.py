@@ -52,9 +52,8 @@ def test_mcnemar_matches_scipy_binomtest():
 
 
 def test_published_example_cavo_2012():
-    # Fagerland, Lydersen & Laake's paired 2x2 example (complete response before and after
-    # consolidation therapy, Cavo et al. 2012): 59 both, 6 before only, 16 after only, 80 neither.
-    # Newcombe's interval for before - after: -0.0621 (95% CI -0.1186 to -0.0046). Here A = before,
+    # Fagerland, Lydersen & Laake's paired example (Cavo et al. 2012): 59 both, 6 before only, 16 after only, 80
+    # neither; Newcombe's interval for before - after: -0.0621 (95% CI -0.1186 to -0.0046). Here A = before,
     # B = after, and the difference is B - A, so the signs flip.
     c = compare_counts(59, 6, 16, 80)
     assert c.shared == 161

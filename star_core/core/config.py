@@ -78,10 +78,9 @@ class RunConfig:
     # measured better few-shot (tasks/arithmetic.py) but its multi-digit rationales collapse into bare sums.
     arithmetic_format: str = _f(
         ArithmeticFormat.PLACE_VALUE.value, "Arithmetic format", Group.OTHER,
-        "arithmetic task: how a sum is prompted and written out. place-value: 'Question: 47 + 85 = ?' answered "
-        "'47 + 85 = 120 + 12 = 132. The answer is 132.'; scratchpad: the STaR paper's format, digits separated by "
-        "spaces and a <scratch> block with one line per place from the lowest up, each with the running result and "
-        "the carry, then the sum.",
+        "arithmetic task: how a sum is prompted and written out. place-value: '47 + 85 = 120 + 12 = 132. The answer "
+        "is 132.'; scratchpad: the STaR paper's format, spaced digits and a <scratch> block of one line per place "
+        "with its carry (docs/tasks.md).",
         choices=tuple(f.value for f in ArithmeticFormat),
     )
     skip_bad_lines: bool = _f(
@@ -106,9 +105,9 @@ class RunConfig:
     # iterations questions the model can solve, so that there are rationales to learn from.
     curriculum: bool = _f(
         False, "Curriculum", Group.CURRICULUM,
-        "Widen the training range as the model improves: iteration 1 trains on min_difficulty..min_difficulty+1 "
-        "only (with a seed: up to seed_max_digits+1), and each iteration whose self-solved accuracy on the top difficulty of its range exceeds "
-        "curriculum_threshold adds the next difficulty. The eval set always spans the full range.",
+        "Widen the training range as the model improves: iteration 1 trains on the lowest two difficulties (with a "
+        "seed: up to seed_max_digits+1); self-solved accuracy above curriculum_threshold on the top one adds the next. "
+        "The eval set always spans the full range.",
     )
     curriculum_threshold: float = _f(
         0.8, "Curriculum threshold", Group.CURRICULUM,
@@ -119,11 +118,9 @@ class RunConfig:
     # every small-model self-improvement loop starts from exact traces (docs/paper.md#the-seeded-loop).
     seed_max_digits: int = _f(
         2, "Seed: exact up to difficulty", Group.SEED,
-        "Start from exact reference rationales (the task's canonical ones for arithmetic, the dataset's solutions "
-        "for gsm8k) of every training question up to this difficulty (digits for arithmetic), fine-tuned on before "
-        "iteration 1 (iteration 0 evaluates the seed alone) and kept in every iteration's training set; the loop "
-        "generates for the other questions. 0 = no seed: iteration 0 is the few-shot model. Tasks without reference "
-        "rationales (commonsenseqa, jsonl) have no seed.", min=0,
+        "Seed with the exact reference rationale (arithmetic, gsm8k) of every training question up to this difficulty: "
+        "fine-tuned on first (iteration 0 evaluates the seed alone) and kept in every iteration's rows. 0 = no seed: "
+        "iteration 0 is the few-shot model (docs/paper.md#the-seeded-loop).", min=0,
     )
     # The size of the shipped exemplar file: a few exact rows show the model the next length's layout.
     seed_per_longer_digit: int = _f(
@@ -134,9 +131,8 @@ class RunConfig:
     # QuestA (arXiv 2507.13266) anneals a partial gold solution as the hint from 50% to 25% of its steps.
     partial_hint_start: float = _f(
         0.5, "Partial hint: share of steps given (iteration 1)", Group.SEED,
-        "Rationalization gives, beside the answer, the first steps of the reference rationale: this share of a "
-        "question's steps (rounded down) in iteration 1, annealed linearly to partial_hint_end in the last "
-        "iteration. The training row is the question without the hint, the given steps, and the model's own. "
+        "Rationalization's hint also gives this share of the reference rationale's first steps (rounded down) in "
+        "iteration 1, annealed linearly to partial_hint_end in the last; the row trains on them and the model's own. "
         "0 = the answer hint alone (the paper).", min=0.0, max=1.0,
     )
     partial_hint_end: float = _f(

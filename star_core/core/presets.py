@@ -11,14 +11,12 @@ from .config import RunConfig
 from .errors import ConfigError
 
 PRESETS: dict[str, dict] = {
-    # The paper's arithmetic setting on a CPU laptop, with the values measured on 1-5 digits
-    # (docs/measurements.md#2026-12-02-star-on-15-digits-three-seeds). The goal (90% overall, 80% on 5 digits within
-    # 30 minutes of a 2-core CPU) was not reached with them; they are the best measured so far.
+    # The paper's setting on a CPU laptop: the best measured on 1-5 digits, short of the 30-minute goal
+    # (docs/measurements.md#2026-12-02-star-on-15-digits-three-seeds).
     "paper-arithmetic": {
         "task": "arithmetic",  # the paper's first task: n-digit addition
-        # Measured (docs/measurements.md#2026-12-03-the-papers-scratchpad-on-the-embedded-models-and-prefix-free-fine-tuning): in the paper's scratchpad format neither embedded model
-        # wrote one right sum few-shot (SmolLM2 0 of 80 eval and 0 of 256 training attempts, hint or not), so
-        # nothing is kept to learn from; place-value starts at 27.5%.
+        # In the paper's scratchpad neither embedded model wrote one right sum few-shot; place-value starts at 27.5%
+        # (docs/measurements.md#2026-12-03-the-papers-scratchpad-on-the-embedded-models-and-prefix-free-fine-tuning).
         "arithmetic_format": "place-value",
         "min_difficulty": 1,  # the paper's range: 1 to 5 digits
         "max_difficulty": 5,
@@ -26,33 +24,25 @@ PRESETS: dict[str, dict] = {
         "eval_size": 80,  # 16 questions per digit count: the eval is a fifth of an iteration's decoding
         "iterations": 16,  # the paper's 16 iterations, now an upper bound: patience stops earlier
         "patience": 2,  # the paper iterates until accuracy plateaus; 2 iterations without a gain ends a run
-        # The goal is the best within 30 minutes. At 2e-4 the clock ended these runs before patience did (the fourth
-        # iteration ended 27-32 minutes in on a 2-core CPU); at 1e-3 patience ended them after 19-29 minutes on a
-        # faster one (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds), and on a
-        # bf16 CPU, still gaining a little each iteration, the budget ended seed 0 after 7 iterations, 25.6 minutes in
+        # The goal is the best within 30 minutes; while each iteration still gains, the clock ends the run, not patience
         # (docs/measurements.md#2026-12-04-the-preset-a-curriculum-at-099-and-full-fine-tuning-on-a-cpu-with-bf16).
         "time_budget_minutes": 30,
-        # Measured: with the curriculum, iteration 1 trained on 1-2 digits only (50 of 128 questions); without it
-        # the filter already keeps mostly the small sums, and the 4-5 digit questions get rationalized from
-        # iteration 1. It also keeps STaR comparable with direct fine-tuning, which has no curriculum. At 0.99 (as
-        # Self-Improving Transformers widen) it never passed 2 digits: their self-solved share peaked at 0.92, and
-        # patience ended the run at 42.5% (the bf16 entry of 2026-12-04 in docs/measurements.md).
+        # Without it the 4-5 digit questions are rationalized from iteration 1; at 0.99 it never passed 2 digits
+        # (docs/measurements.md#2026-12-04-the-preset-a-curriculum-at-099-and-full-fine-tuning-on-a-cpu-with-bf16).
         "curriculum": False,
         "curriculum_threshold": 0.8,  # used only with --curriculum
-        # The paper's one near-greedy sample per question. 8 samples at T 0.7 found right answers, none with
-        # verified steps at 2-3 digits (the 2026-12-03 entry on the paper's scratchpad in docs/measurements.md).
+        # The paper's one near-greedy sample; 8 at T 0.7 found no verified 2-3 digit steps
+        # (docs/measurements.md#2026-12-03-no-way-found-to-a-verified-multi-digit-rationale-on-the-embedded-models).
         "samples_per_question": 1,
         "finetune": "lora",  # a 19 MB adapter per checkpoint and no optimizer state for the base weights
-        # Rank 64, 16 rows a step, lr 3e-3 and full fine-tuning taught 2-digit steps no better than rank 16 at 64
-        # steps; 600 steps taught 1-5 digits (docs/measurements.md#2026-12-06-the-embedded-model-learns-verified-place-sums-given-600-steps).
+        # Rank 64 taught 2-digit steps no better than 16; more steps did
+        # (docs/measurements.md#2026-12-06-the-embedded-model-learns-verified-place-sums-given-600-steps).
         "lora_rank": 16,
-        # Measured (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds): over three
-        # seeds 1e-3 had 60.0% after iteration 2 where the LoRA default 2e-4 had 48.8%, and reached about the same
-        # best (63.3% against 61.7%) one or two iterations sooner, so a slow CPU's 30 minutes still reach it.
+        # Reaches 2e-4's best one or two iterations sooner, so a slow CPU's 30 minutes still reach it
+        # (docs/measurements.md#2026-12-04-star-on-15-digits-at-learning-rate-1e-3-three-seeds).
         "learning_rate": 1e-3,
-        # Measured: the model does not write place sums for 2-5 digits from a few examples, with or without the
-        # hint, so `verified` kept only 1-digit rationales (25 of 128) and reached 35.0% after iteration 1;
-        # the paper's answer filter kept 61 and reached 42.5%. Its multi-digit rationales are bare sums.
+        # The model writes no right multi-digit place sums few-shot: `verified` kept 1-digit rationales only
+        # (docs/measurements.md#2026-12-02-at-15-digits-requiring-the-steps-leaves-only-1-digit-rationales).
         "filter": "answer",
         "rationalize": True,  # the paper's STaR: rationalization fills in what the model cannot solve alone
         "max_new_tokens": 96,  # a 5-digit place-value rationale with its answer is about 50 tokens
@@ -63,9 +53,8 @@ PRESETS: dict[str, dict] = {
         "prompt_trained": True,
         "epochs": 2.0,
     },
-    # The seeded loop (docs/paper.md#the-seeded-loop) aimed at 1-5 digits within 45 minutes: a seed of 1-2 digits and 8
-    # exact rows per longer digit count, partial hints, a curriculum past the seed. NOT YET RUN as a whole: the values
-    # follow the measurements cited (docs/measurements.md, 2026-12-07 and 2026-12-06), the goal is unmet so far.
+    # The seeded loop (docs/paper.md#the-seeded-loop) aimed at 1-5 digits within 45 minutes. NOT YET RUN as a whole:
+    # each value follows the measurement cited (docs/measurements.md, 2026-12-07 and 2026-12-06).
     "seeded-arithmetic": {
         "task": "arithmetic",  # the paper's n-digit addition
         "arithmetic_format": "place-value",  # the one format the seed probes and the 600-step ceiling measured (2026-12-06)

@@ -47,10 +47,9 @@ def check_exemplar(task: Task, ex: Exemplar) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------
-# Exemplar sets in the store: the default set of a task, sets built from audited
-# rationales or by hand, edits (a frozen set gets a new version), validation, the
-# exact prompt the engine builds, its token count, and JSONL import/export.
+# --- Exemplar sets in the store ------------------------------------------------------
+# The default set of a task, sets built from audited rationales or by hand, edits (a frozen set gets a new
+# version), validation, the exact prompt the engine builds, its token count, and JSONL import/export.
 
 
 def default_set_name(task: Task) -> str:
