@@ -8,7 +8,7 @@ On the default run's iteration-0 eval prompts (the embedded model, greedy), thre
 
 It prints how many completions of the first two are identical to the reference, and the
 accuracy of all three. In float32 the shared-prefix decoder is identical to the reference
-(tests/test_exactness.py); in bf16 no decoder is, since a batch's shape changes how bf16
+(tests/model/test_exactness.py); in bf16 no decoder is, since a batch's shape changes how bf16
 matmuls round, so the claim there is "no further from the reference than batched `generate`
 is, at the same accuracy".
 

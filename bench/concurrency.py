@@ -210,7 +210,7 @@ def main() -> int:
     flags = ["--iterations", str(args.iterations)]
     if args.tiny:
         sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import build_tiny_model  # the tests' tiny random Llama (the embedded model's tokenizer)
+        from tiny import build_tiny_model  # the tests' tiny random Llama (the embedded model's tokenizer)
 
         flags += ["--model", str(build_tiny_model(folder / "tiny-model"))] + TINY_FLAGS
     elif args.model:

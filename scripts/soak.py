@@ -325,7 +325,7 @@ def main() -> int:
     flags = shlex.split(args.run_args)
     if args.tiny:
         sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import build_tiny_model  # the tests' tiny random Llama (the embedded model's tokenizer)
+        from tiny import build_tiny_model  # the tests' tiny random Llama (the embedded model's tokenizer)
 
         flags += ["--model", str(build_tiny_model(folder / "tiny-model"))] + TINY_FLAGS
     env = dict(os.environ, PYTHONPATH=str(ROOT), STAR_SLOTS=str(folder / "slots"))

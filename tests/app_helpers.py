@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import tiny_config
+from tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 _BUILT: dict[str, Path] = {}

@@ -76,3 +76,11 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+def settle(page) -> None:
+    """Wait until the app is not running a script (a key pressed mid-run may be dropped by the browser side)."""
+    from playwright.sync_api import expect
+
+    time.sleep(0.3)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=30000)

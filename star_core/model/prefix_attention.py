@@ -16,7 +16,7 @@ it softcaps or has sinks, which sdpa lacks), so the prefix itself is computed by
 the same model.
 
 The model's attention options are honoured, each tested against plain attention
-on a tiny model of the family that uses it (tests/test_exactness.py): sliding
+on a tiny model of the family that uses it (tests/model/test_exactness.py): sliding
 windows (Gemma 2 and 3: prefix keys a window or more behind the query are masked;
 the row's own keys come masked by the model), logit softcapping (Gemma 2) and
 attention sinks (gpt-oss).
