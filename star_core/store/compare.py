@@ -1,10 +1,11 @@
 """Paired comparison of two (run, iteration) evaluations on the eval questions they share.
 
-Two runs share a question when their problems tables hold the same problem id with the
-same question text and gold answer: arithmetic ids are the sum itself ("12+35"), and a
-dataset task's ids are its file's, so runs of one task with the same seed and eval size
-share every eval question, and any two runs share those they happen to have in common.
-Only the first sample of an eval attempt counts (evaluation decodes one per question).
+Two runs share a question when their problems hold the same question text and gold answer,
+whatever the ids: a dataset task's ids are its file's line numbers, which an imported run
+cannot know, while every run stores the question and its gold answer. So runs of one task with
+the same seed and eval size share every eval question, and any two runs (imported ones too)
+share those they have in common. Only the first sample of an eval attempt counts, and a
+question one side holds twice (two prompts of an import that ask it) counts once.
 
 Everything is aggregated in DuckDB: the pairing touches two iterations' eval attempts,
 a few hundred rows, however large the database is.
@@ -49,14 +50,15 @@ _SIDE = """
     SELECT t.id, t.problem_id, t.correct, t.predicted, p.question, p.answer, p.difficulty
     FROM attempts t JOIN problems p ON p.run_id = t.run_id AND p.problem_id = t.problem_id
     WHERE t.run_id = ? AND t.iteration = ? AND t.kind = ? AND t.sample = 0
+    QUALIFY row_number() OVER (PARTITION BY p.question, p.answer ORDER BY t.problem_id) = 1
 """
 _PAIRED = f"""
     WITH a AS ({_SIDE}), b AS ({_SIDE}),
     paired AS (
-        SELECT a.problem_id, a.difficulty, a.question, a.answer AS gold_answer,
+        SELECT a.problem_id, coalesce(a.difficulty, b.difficulty) AS difficulty, a.question, a.answer AS gold_answer,
                a.id AS a_attempt_id, b.id AS b_attempt_id, a.predicted AS a_answer, b.predicted AS b_answer,
                a.correct AS a_correct, b.correct AS b_correct
-        FROM a JOIN b ON b.problem_id = a.problem_id AND b.question = a.question AND b.answer = a.answer
+        FROM a JOIN b ON b.question = a.question AND b.answer = a.answer
     )
 """
 
@@ -124,7 +126,7 @@ class CompareQueries:
         if pairing.shared == 0:
             raise ComparisonError(
                 f"run {a.run_id} at iteration {a.iteration} ({a.answered} eval answers) and run {b.run_id} at iteration "
-                f"{b.iteration} ({b.answered}) share no eval questions (same id, question and gold answer); "
+                f"{b.iteration} ({b.answered}) share no eval questions (same question and gold answer); "
                 "compare runs of the same task with the same seed and eval size"
             )
         return pairing

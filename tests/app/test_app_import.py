@@ -1,5 +1,5 @@
-"""The pages on imported runs: Browse, Trajectories, Compare, Accuracy and the Overview's import section read a
-run `star import` made (tests/engine/test_import.py says how each fixture was made) without an error."""
+"""The pages on imported runs: Browse, Trajectories, Compare, Accuracy, Exemplars and the Overview's import section
+read a run `star import` made (tests/engine/test_import.py says how each fixture was made) without an error."""
 
 from __future__ import annotations
 
@@ -67,3 +67,18 @@ def test_the_overview_imports_from_a_path(tmp_path, monkeypatch):
     no_error(at)
     assert any("14 completions" in s.value for s in at.success)
     assert Store(path).imported_run(1).format == "verl"
+
+
+def test_exemplars_builds_a_set_from_an_audited_rationale_of_an_imported_run(db, monkeypatch):
+    store = Store(db)
+    chosen = 2
+    assert store.attempts_for_exemplars([chosen]).rationale[0].startswith("3 + 4 = 7")  # right, steps verified
+    store.save_audit(chosen, "sound", [], "", "ada")
+    at = open_page("pages/exemplars.py", monkeypatch, db)
+    no_error(at)
+    pick = at.multiselect(key="e_aud_pick_None")
+    assert pick.value == [chosen] and "3 + 4" in pick.format_func(chosen)
+    next(b for b in at.button if b.key == "e_aud_create").click().run()
+    no_error(at)
+    s = store.find_exemplar_set("curated")
+    assert (s.task, [it.source_attempt_id for it in s.items], s.items[0].question) == ("arithmetic", [chosen], "3 + 4")

@@ -30,10 +30,13 @@ import pandas as pd
 import pytest
 
 from app_helpers import one_error_line
+import star_core.engine.exemplars as ex
 from star_core.cli import main
+from star_core.core.config import RunConfig
 from star_core.core.errors import ImportInputError
 from star_core.engine.importing import inspect_rows, parse_correct_rule, problem_id, trl_rows, verl_rows
-from star_core.store import Store
+from star_core.engine.prepare import create_run
+from star_core.store import AttemptRow, Store
 from star_core.tasks import get_task
 from star_core.tasks.base import Problem
 
@@ -337,3 +340,83 @@ def test_an_imported_run_is_never_resumed(tmp_path, capsys):
 def test_the_same_prompt_is_the_same_problem_in_two_imports():
     assert problem_id("train", "What is 3 + 4?") == problem_id("train", "What is 3 + 4?")
     assert problem_id("train", "What is 3 + 4?") != problem_id("eval", "What is 3 + 4?")
+
+
+# --- an imported run beside ours: Compare pairs on the question, Exemplars take its audited rationales ---------------
+
+# Our run's eval outcomes and the imported run's (judged by --task arithmetic from its completions); three shared.
+OURS = {"3 + 4": True, "12 + 5": False, "23 + 41": True, "30 + 12": False, "7 + 8": True}
+THEIRS = {"3 + 4": True, "12 + 5": True, "23 + 41": False, "30 + 12": False, "50 + 50": True}
+FEW_SHOT = "Question: 1 + 1 = ?\nAnswer: 1 + 1 = 2. The answer is 2.\n\n"
+
+
+def total(question: str) -> int:
+    return sum(int(n) for n in question.split(" + "))
+
+
+def _our_run(store: Store) -> int:
+    """One of our runs, stored directly (no model): its eval questions answered at iteration 0."""
+    task = get_task("arithmetic")
+    run_id = store.create_run(RunConfig(name="ours", iterations=1))
+    problems = [Problem(q.replace(" ", ""), q, str(total(q)), "eval", difficulty=len(q.split()[0])) for q in OURS]
+    store.save_problems(run_id, problems)
+    prompt = store.prompt_id(FEW_SHOT)
+    rows = []
+    for p in problems:
+        answer = p.answer if OURS[p.question] else str(int(p.answer) + 1)
+        rows.append(AttemptRow(run_id, 0, p.id, "eval", 0, prompt, task.format_question(p), None,
+                               f" {p.question} = {answer}. The answer is {answer}.", f"{p.question} = {answer}.", answer,
+                               OURS[p.question], None, "", 10, 10, 0.01))
+    store.add_attempts(rows)
+    store.set_iteration_phase(run_id, 0, "done")
+    return run_id
+
+
+def _verl_validation(folder: Path) -> Path:
+    """A verl validation dump of our prompt format (one prompt after a few-shot exemplar, two asking 3 + 4)."""
+    folder.mkdir()
+    lines = []
+    for q, right in THEIRS.items():
+        answer = total(q) if right else total(q) + 10
+        for prefix in ("", FEW_SHOT) if q == "3 + 4" else ("",):
+            lines.append({"input": f"{prefix}Question: {q} = ?\nAnswer:", "output": f" {q} = {answer}. The answer is {answer}.",
+                          "gts": str(total(q)), "score": float(right), "reward": float(right), "step": 0})
+    (folder / "0.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return folder
+
+
+def test_an_imported_run_pairs_with_ours_on_the_questions_both_asked(tmp_path, capsys):
+    db = tmp_path / "both.duckdb"
+    assert _our_run(Store(db).init()) == 1
+    assert run_cli(capsys, "verl", _verl_validation(tmp_path / "val"), "--db", db, "--task", "arithmetic")[0] == 0
+    assert main(["compare", "--db", str(db), "1", "2", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    shared = [q for q in OURS if q in THEIRS]
+    cells = (result["shared"], result["both_right"], result["only_a"], result["only_b"], result["both_wrong"])
+    assert cells == (len(shared), 1, 1, 1, 1)
+    assert result["b"]["answered"] == len(THEIRS) + 1  # 3 + 4 asked by two prompts, paired once
+    disc = {d["question"]: d["right_side"] for d in result["discordant"]}
+    assert disc == {q: "A" if OURS[q] else "B" for q in shared if OURS[q] != THEIRS[q]} == {"23 + 41": "A", "12 + 5": "B"}
+    assert {d["difficulty"] for d in result["by_difficulty"]} == {1, 2}  # our run's difficulties
+    assert main(["compare", "--db", str(db), "2", "1", "--format", "json"]) == 0
+    swapped = json.loads(capsys.readouterr().out)
+    assert (swapped["only_a"], swapped["only_b"], swapped["shared"]) == (1, 1, len(shared))
+    assert {d["difficulty"] for d in swapped["by_difficulty"]} == {1, 2}
+
+
+def test_an_audited_rationale_of_an_imported_run_goes_into_an_exemplar_set(tmp_path, capsys):
+    db = tmp_path / "t.duckdb"
+    assert run_cli(capsys, "trl-grpo", TRL, "--db", db, "--task", "arithmetic")[0] == 0
+    stored = attempts(db)
+    chosen = int(stored[stored.correct & stored.verified.eq(True)].attempt_id.iloc[0])
+    store = Store(db)
+    store.save_audit(chosen, "sound", [], "", "ada")
+    assert list(store.sound_attempts().attempt_id) == [chosen]
+    set_id = ex.add_attempts_to_set(store, "from-grpo", [chosen])
+    s = store.exemplar_set(set_id)
+    row = stored[stored.attempt_id == chosen].iloc[0]
+    assert (s.task, [it.source_attempt_id for it in s.items]) == ("arithmetic", [chosen])
+    assert (s.items[0].question, s.items[0].answer) == (row.question, row.gold_answer)
+    assert s.items[0].rationale == ex.strip_final_answer(row.rationale)
+    run_id = create_run(store, RunConfig(exemplars="from-grpo", model="smollm2-135m", train_size=8, eval_size=4))
+    assert store.run_exemplar_set_id(run_id) == set_id  # one of our runs prompts with it
