@@ -359,7 +359,8 @@ def test_a_quiet_run_gets_a_note_after_a_while():
 def test_a_queued_runs_note(monkeypatch):
     run = SimpleNamespace(host="box")
     monkeypatch.setattr(run_view.run_queue, "holders", lambda: [{"run_id": 3, "db": "/x/a.duckdb"}])
-    assert run_view.queue_note(run, run_view.RunState(RunStatus.QUEUED, cancelling=True, place=1)) == "Leaving the queue…"
+    leaving = run_view.RunState(RunStatus.QUEUED, cancelling=True, place=1)
+    assert run_view.queue_note(run, leaving) == "Leaving the queue…"
     assert run_view.queue_note(run, run_view.RunState(RunStatus.QUEUED)).startswith("Queued on box:")
     note = run_view.queue_note(run, run_view.RunState(RunStatus.QUEUED, place=2))
     assert note.startswith("Waiting for a free slot on this machine: 2nd in the queue (run 3 of a.duckdb running).")
