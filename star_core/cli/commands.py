@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="start (or resume) a STaR run",
-        description="Run the STaR loop: a few-shot baseline (iteration 0), then per iteration generate, rationalize, "
-        "filter, fine-tune from the base model and evaluate. Every attempt is stored in the database as it is made.",
+        description="Run the STaR loop: the seed alone or a few-shot baseline (iteration 0), then per iteration "
+        "generate, rationalize, filter, fine-tune (from the seed's model, or the base model without a seed) and "
+        "evaluate. Every attempt is stored in the database as it is made.",
     )
     _add_db(run)
     run.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a crashed, cancelled or interrupted run")
