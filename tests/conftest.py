@@ -31,13 +31,37 @@ def tiny_model(tmp_path_factory) -> str:
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-model")))
 
 
+ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _use_cores(cores: list[int]) -> None:
+    """Keep this process, and the processes it starts, to `cores`; torch takes one thread per core."""
+    if cores:
+        os.sched_setaffinity(0, cores)
+    torch.set_num_threads(max(1, len(cores) or min(2, os.cpu_count() or 1)))
+
+
 @pytest.fixture(autouse=True, scope="session")
-def _torch_threads():
-    # The dequantized-model cache stays where the user's is, so it is built once per machine.
-    # The suite's pytest-xdist processes (pyproject's addopts) split the cores between them.
+def _own_cores():
+    # Each pytest-xdist process (pyproject's addopts), with the runs and apps its tests start, keeps to cores of
+    # its own: a child's threads on the other test process's core slowed both many times over (docs/testing.md).
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // workers))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    _use_cores(ALL_CORES[index::workers] or ALL_CORES if workers > 1 else ALL_CORES)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _slow_tests_use_every_core(request):
+    # A slow test runs a real model or a browser: it may use every core, as it did before the quick tests were
+    # kept to their own (those it shares with wait a little; it would take twice as long on one core).
+    if request.node.get_closest_marker("slow") is None or not ALL_CORES:
+        yield
+        return
+    own = sorted(os.sched_getaffinity(0))
+    _use_cores(ALL_CORES)
+    yield
+    _use_cores(own)
 
 
 def pytest_collection_modifyitems(items):

@@ -50,6 +50,7 @@ def patience_run(tmp_path_factory, tiny_model):
     return db
 
 
+@pytest.mark.xdist_group("patience-run")  # one test process runs patience_run once
 def test_a_run_patience_stopped_keeps_its_best_and_latest_checkpoints(patience_run):
     store = Store(patience_run)
     assert store.iteration_phases(1) == {0: "done", 1: "done", 2: "done", 3: "done"}  # stopped by patience
@@ -58,6 +59,7 @@ def test_a_run_patience_stopped_keeps_its_best_and_latest_checkpoints(patience_r
     assert store.iteration_checkpoint(1, 1).exists() and not store.iteration_checkpoint(1, 2).exists()
 
 
+@pytest.mark.slow  # four iterations, killed, then resumed to the end: ~9 s
 def test_a_run_killed_before_its_clean_up_cleans_up_when_resumed(tmp_path, tiny_model, monkeypatch):
     """Killed after iteration 3 was evaluated, before the checkpoints it outdates were deleted: the resume
     deletes them, and going on still finds the latest."""
@@ -82,6 +84,7 @@ def test_a_run_killed_before_its_clean_up_cleans_up_when_resumed(tmp_path, tiny_
     assert sorted(p.name for p in store.run_folder(run_id).iterdir() if p.is_dir()) == ["iteration-1", "iteration-3"]
 
 
+@pytest.mark.xdist_group("patience-run")  # one test process runs patience_run once
 def test_star_runs_names_the_best_and_the_latest_iteration(patience_run, capsys):
     code, out, _ = star(capsys, "runs", "--db", str(patience_run), "--run", "1")
     assert code == 0
@@ -92,6 +95,7 @@ def test_star_runs_names_the_best_and_the_latest_iteration(patience_run, capsys)
     assert "iteration 3, eval 75.0% (3/4)" in latest and "checkpoint on disk" in latest
 
 
+@pytest.mark.xdist_group("patience-run")  # one test process runs patience_run once
 def test_star_runs_says_when_a_checkpoint_is_gone(patience_run, tmp_path, capsys):
     db = tmp_path / "copy.duckdb"
     shutil.copy(patience_run, db)  # its checkpoints are recorded where the original's are; none is beside the copy
@@ -104,6 +108,7 @@ def test_star_runs_says_when_a_checkpoint_is_gone(patience_run, tmp_path, capsys
     assert "checkpoint deleted" in best and "star export --model" not in out
 
 
+@pytest.mark.xdist_group("patience-run")  # one test process runs patience_run once
 def test_the_runs_page_names_the_best_and_the_latest_model(patience_run, tmp_path, monkeypatch):
     at = open_page("pages/runs.py", monkeypatch, patience_run, query={"run": "1"})
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -112,6 +117,7 @@ def test_the_runs_page_names_the_best_and_the_latest_model(patience_run, tmp_pat
     assert "latest: iteration 3, eval 75.0% (3/4); checkpoint on disk" in page
 
 
+@pytest.mark.xdist_group("patience-run")  # one test process runs patience_run once
 def test_export_model_writes_the_best_iteration_as_a_folder_transformers_loads(patience_run, tmp_path, capsys,
                                                                                  tiny_model):
     from transformers import AutoModelForCausalLM
@@ -159,6 +165,7 @@ def test_the_exported_model_reproduces_the_stored_eval_accuracy(tmp_path, tiny_m
     assert base.same_completions < 8
 
 
+@pytest.mark.xdist_group("patience-run")  # one test process runs patience_run once
 def test_export_model_refuses_what_it_cannot_write_in_one_line(patience_run, tmp_path, capsys):
     db = str(patience_run)
     cases = [

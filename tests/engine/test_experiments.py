@@ -194,6 +194,7 @@ def paper_db(tmp_path_factory, tiny_model):
     return db, out.getvalue()
 
 
+@pytest.mark.xdist_group("paper-experiment")  # one test process runs paper_db once
 def test_star_experiment_paper_runs_every_arm_and_prints_the_table(paper_db):
     db, printed = paper_db
     assert "Experiment 1 (paper)" in printed
@@ -238,6 +239,7 @@ def _last_eval(con, run_id: int) -> dict:
         "(SELECT max(iteration) FROM attempts WHERE run_id = ? AND kind = 'eval')", [run_id, run_id]).fetchall())
 
 
+@pytest.mark.xdist_group("paper-experiment")  # one test process runs paper_db once
 def test_star_is_paired_with_every_other_arm_on_the_same_questions(paper_db):
     db, printed = paper_db
     store = Store(db)
@@ -261,6 +263,7 @@ def test_star_is_paired_with_every_other_arm_on_the_same_questions(paper_db):
     assert star_against_arms(store, summary[summary.arm != Arm.STAR.value]).empty  # no STaR: nothing to pair
 
 
+@pytest.mark.xdist_group("paper-experiment")  # one test process runs paper_db once
 def test_resuming_a_finished_experiment_runs_nothing_and_prints_the_table(paper_db, capsys):
     db, _ = paper_db
     assert cli.main(["experiment", "paper", "--db", str(db), "--resume", "1"]) == 0
@@ -268,6 +271,7 @@ def test_resuming_a_finished_experiment_runs_nothing_and_prints_the_table(paper_
     assert "Experiment 1 (paper)" in printed and "== " not in printed  # no arm started
 
 
+@pytest.mark.xdist_group("paper-experiment")  # one test process runs paper_db once
 def test_the_experiments_page_shows_the_table_and_the_figures(paper_db, tmp_path, monkeypatch):
     import shutil
 

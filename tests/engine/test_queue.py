@@ -330,6 +330,7 @@ def test_a_queue_folder_that_cannot_be_used_is_one_clear_error_and_changes_nothi
     assert store.get_run(run_id).status == "pending"
 
 
+@pytest.mark.slow  # a whole `star run` beside a held slot: ~8 s
 def test_star_run_no_queue_starts_at_once_with_its_share_of_the_cores(tmp_path, tiny_model, capsys):
     import torch
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -121,7 +122,7 @@ def test_a_run_without_workers_imports_no_ray(tiny_model, tmp_path):
         "models.get(None)\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(__file__), capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 

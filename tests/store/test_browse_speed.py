@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import duckdb
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +103,7 @@ def check(store: Store) -> None:
     assert [tuple(int(v) for v in r) for r in store.coverage([2]).itertuples(index=False)] == oracle_coverage(df, [2], train)
 
 
+@pytest.mark.slow  # 15 random histories of writes, each checked against plain Python after every write: ~20 s
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=4), queries=st.lists(query, min_size=1, max_size=2))
 def test_coverage_search_and_sort_equal_plain_python_after_every_write(tmp_path_factory, steps, queries):

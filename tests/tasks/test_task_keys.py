@@ -83,6 +83,7 @@ def _choice_data(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # two whole runs and an exemplar set built between them: ~7 s
 def test_a_jsonl_choice_run_uses_an_imported_set_then_one_built_from_its_own_attempts(tmp_path, tiny_model, monkeypatch, capsys):
     db = tmp_path / "s.duckdb"
     assert cli.main(["exemplars", "import", str(CHOICE_EXEMPLARS), "--name", "mine", "--db", str(db),
