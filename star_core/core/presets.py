@@ -68,7 +68,7 @@ PRESETS: dict[str, dict] = {
         "partial_hint_end": 0.25,  # QuestA's 25% in the last iteration, so the model writes more of each kept rationale
         "curriculum": True,  # the default run kept 0-1 3-digit rows an iteration (2026-12-07): 4-5 digits would be wasted
         "curriculum_threshold": 0.5,  # not yet measured seeded; 0.99 never passed 2 digits unseeded (2026-12-04)
-        "keep_earlier_rows": True,  # Self-Improving Transformers train on every round's rows; each iteration restarts from the base model
+        "keep_earlier_rows": True,  # Self-Improving Transformers train on every round's rows
         "samples_per_question": 1,  # 8 samples at T 0.7 added 1 of 16 verified 3-digit sums to greedy (2026-12-07)
         "learning_rate": 1e-3,  # taught the place sums in 256 steps (2026-12-06)
         "lora_rank": 16,  # rank 64 moved nothing (2026-12-06)

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..core.states import AttemptKind
+from .queries import Queries
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def refresh_outcomes(con, keys: str, params: list | None = None) -> None:
     con.execute("DROP TABLE temp.outcome_keys")
 
 
-class AttemptQueries:
+class AttemptQueries(Queries):
     def prompt_id(self, text: str) -> int:
         """The id of a few-shot prefix, stored once however many attempts use it."""
         digest = hashlib.sha256(text.encode()).hexdigest()

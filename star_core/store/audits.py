@@ -13,8 +13,9 @@ import pandas as pd
 
 from ..core.states import QUEUE_ORDERS, RATINGS, VERIFIER_ROWS, QueueMode
 from ..core.errors import StarError
-from ..core.states import TRAINING_KINDS, AttemptKind
+from ..core.states import AttemptKind
 from ..tasks.base import choices_from_json
+from .queries import Queries
 
 QUEUE_KINDS = tuple(AttemptKind)
 
@@ -119,7 +120,7 @@ _ORDER_SQL = {
 }
 
 
-class AuditQueries:
+class AuditQueries(Queries):
     # --- the queue ----------------------------------------------------------
 
     def audit_queue(self, f: QueueFilter) -> list[int]:

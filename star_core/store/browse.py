@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..core.states import AttemptKind
+from .queries import Queries
 
 # The columns the browse table shows (the long text columns are fetched for one attempt only).
 TABLE_COLUMNS = (
@@ -100,7 +101,7 @@ class BrowsePage:
 _FROM = "FROM attempts a JOIN problems p ON p.run_id = a.run_id AND p.problem_id = a.problem_id"
 
 
-class BrowseQueries:
+class BrowseQueries(Queries):
     # --- the browse table -------------------------------------------------------
 
     def browse_attempts(self, flt: AttemptFilter | None = None, sort: str = "attempt_id", descending: bool = True,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..core.errors import StarError
+from .queries import Queries
 
 
 class ComparisonError(StarError):
@@ -63,7 +64,7 @@ _PAIRED = f"""
 """
 
 
-class CompareQueries:
+class CompareQueries(Queries):
     def evaluated_iterations(self, run_ids: list[int] | None = None) -> pd.DataFrame:
         """Per run and iteration with eval answers: how many it answered and how many eval questions the run has."""
         with self.db.read() as con:

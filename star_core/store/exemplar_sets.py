@@ -16,6 +16,7 @@ import pandas as pd
 from ..core.errors import StarError
 from ..tasks.base import Exemplar, choices_from_json, choices_to_json
 from ..tasks.key import TaskKey
+from .queries import Queries
 
 SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,79}")
 
@@ -70,7 +71,7 @@ def check_set_name(name: str) -> None:
         )
 
 
-class ExemplarSetQueries:
+class ExemplarSetQueries(Queries):
     def list_exemplar_sets(self, task: str | None = None, key: TaskKey | str | None = None) -> pd.DataFrame:
         """Every version of every set (of one task name or key, if given): key, size, frozen flag and how many runs use it."""
         with self.db.read() as con:

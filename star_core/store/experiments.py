@@ -11,6 +11,7 @@ import pandas as pd
 from ..core.errors import ExperimentError
 from ..tasks.base import NO_STEPS
 from .runs import heartbeat_age
+from .queries import Queries
 
 
 @dataclass
@@ -22,7 +23,7 @@ class Experiment:
     runs: dict[str, int]  # arm -> run id, in the order they were added
 
 
-class ExperimentQueries:
+class ExperimentQueries(Queries):
     def create_experiment(self, name: str, config: dict, runs: dict[str, int]) -> int:
         """An experiment and its runs (arm -> run id), in one transaction."""
         with self.db.write() as con:
@@ -140,7 +141,7 @@ class ExperimentQueries:
         return dict(rows)
 
 
-class KeptStepQueries:
+class KeptStepQueries(Queries):
     def kept_with_steps(self, run_ids: list[int], min_difficulty: int | None = None) -> pd.DataFrame:
         """Per run and iteration: kept (used for training) rationales, and how many of them had their steps
         (verified, and not the bare sum the step check calls NO_STEPS). verified is NULL for tasks that

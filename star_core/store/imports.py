@@ -21,6 +21,7 @@ from ..core.config import RunConfig
 from ..core.states import RunStatus
 from ..tasks import task_key
 from .attempts import _ARROW_SCHEMA, insert_attempts
+from .queries import Queries
 
 # An imported attempt has no few-shot prefix of ours: they all point at the empty one.
 NO_PREFIX = ""
@@ -129,7 +130,7 @@ class ImportWriter:
             self.con.execute("UPDATE runs SET config = ? WHERE id = ?", [config.to_json(), run_id])
 
 
-class ImportQueries:
+class ImportQueries(Queries):
     @contextlib.contextmanager
     def importing(self, run: NewImportedRun | int) -> Iterator[ImportWriter]:
         """One transaction for one file: everything it stores, or nothing if it raises."""

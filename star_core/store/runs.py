@@ -19,6 +19,7 @@ from ..tasks.base import Problem, choices_from_json, choices_to_json
 from ..tasks import TaskKey, task_key
 from .attempts import refresh_outcomes
 from .exemplar_sets import use_exemplar_set
+from .queries import Queries
 
 # The process that owns a run (queued or running) writes its heartbeat this often (engine/heartbeat.py).
 HEARTBEAT_S = 30.0
@@ -80,7 +81,7 @@ class Run:
     task_key: TaskKey  # what the run's task judges by: exemplar sets must have been validated for the same key
 
 
-class RunQueries:
+class RunQueries(Queries):
     def create_run(self, config: RunConfig) -> int:
         """A pending run, with its task key (what identifies its task's behaviour) beside the config."""
         with self.db.write() as con:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from .queries import Queries
 
 
-class TrainStepQueries:
+class TrainStepQueries(Queries):
     def add_train_steps(self, run_id: int, iteration: int, rows: list[tuple[int, float]]) -> None:
         """Store (step, loss) pairs of one iteration's fine-tuning; a step stored again replaces the old row
         (a resumed iteration fine-tunes again from the base model, so its new losses win)."""

@@ -8,11 +8,12 @@ never the run's attempts.
 from __future__ import annotations
 
 import pandas as pd
+from .queries import Queries
 
 PATH_COLUMNS = ["problem_id", "split", "difficulty", "question", "gold_answer", "iterations", "right", "hint_right", "kept"]
 
 
-class TrajectoryQueries:
+class TrajectoryQueries(Queries):
     def question_paths(self, run_id: int, split: str | None = None) -> pd.DataFrame:
         """One row per question of the run that has attempts: its split, difficulty, question, and per attempted
         iteration (lists in iteration order) whether it was right (eval: the first eval sample; training: any

@@ -247,3 +247,10 @@ def test_an_iteration_checkpoint_is_its_folder_or_none(tmp_path):
     store.set_iteration_phase(run_id, 2, "evaluate", kept=0, steps=0, checkpoint=None)  # nothing was kept
     assert store.iteration_checkpoint(run_id, 1) == tmp_path / "iteration-1"
     assert store.iteration_checkpoint(run_id, 2) is None and store.iteration_checkpoint(run_id, 3) is None
+
+
+def test_the_query_groups_declare_what_they_share_and_hold_nothing_else(tmp_path):
+    from star_core.store.queries import Queries
+
+    assert [group.__name__ for group in Store.__bases__ if not issubclass(group, Queries)] == []
+    assert list(vars(Store(tmp_path / "s.duckdb"))) == ["db"]  # the one thing the groups share
