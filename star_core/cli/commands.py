@@ -411,7 +411,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     print(accuracy_table(store, args.run))
     models = run_models(store.finished_iterations(args.run))
     if models is not None:
-        print("\nModels (a run keeps the checkpoints of its best and latest iteration):")
+        print("\nModels (a run keeps the checkpoints of its best and latest iteration, and a seeded run its seed's):")
         print("\n".join(f"  {line}" for line in model_lines(models)))
         if on_disk(models.best):
             print(f"  export the best with: star export --model --db {args.db} --run {args.run} --out DIR")
