@@ -67,9 +67,9 @@ def test_create_run_names_the_field_at_fault(tmp_path):
     assert store.list_runs().empty  # nothing stored for a run that cannot start
 
 
-@pytest.mark.slow
 def test_a_worker_runs_in_the_precision_star_bf16_names(tmp_path, tiny_model, monkeypatch):
-    """STAR_BF16 reaches the worker process (it inherits the environment) and the run's log says what it chose."""
+    """STAR_BF16 reaches the worker process (it inherits the environment) and the run's log says what it chose.
+    Not marked slow (about 6 s): the quick subset's one run of a worker process to its end."""
     monkeypatch.setenv("STAR_BF16", "1")
     store = Store(tmp_path / "j.duckdb").init()
     run_id = create_run(store, tiny_config(tiny_model, train_size=4, eval_size=4, iterations=0))
