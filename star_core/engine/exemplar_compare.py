@@ -22,8 +22,8 @@ from ..tasks import KEY_FIELDS, TASK_NAMES
 
 
 # Settings that make the two runs what they are: given, they would be ignored or make the sides differ
-# (the task and its key settings come from the sets).
-FIXED = ("task", *KEY_FIELDS, "exemplars", "iterations", "mode", "name")
+# (the task and its key settings come from the sets; no seed, so that iteration 0 is the prompt's model).
+FIXED = ("task", *KEY_FIELDS, "exemplars", "iterations", "mode", "name", "seed_max_digits")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def plan(store, ref_a: str, ref_b: str, given: dict | None = None):
     configs = {}
     for arm, s in zip(ExemplarArm, (a, b)):
         values = {**given, "task": s.task_key.name, **s.task_key.config_values(), "exemplars": s.label,
-                  "iterations": 0, "mode": RunMode.STAR.value, "name": f"set {s.label}"}
+                  "iterations": 0, "mode": RunMode.STAR.value, "name": f"set {s.label}", "seed_max_digits": 0}
         configs[arm.value] = prepare_run(values).config
     return a, b, configs
 

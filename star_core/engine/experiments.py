@@ -79,7 +79,7 @@ def step_budget(config: RunConfig) -> int:
 
 
 # Settings that tell the arms apart: given for the whole experiment, they would make two arms the same.
-ARM_SETTINGS = ("mode", "rationalize")
+ARM_SETTINGS = ("mode", "rationalize", "seed_max_digits")  # the paper's arms start from the few-shot model: no seed
 
 
 @dataclass(frozen=True)
@@ -98,14 +98,16 @@ def plan(given: dict, preset: str | None, kind: str = "paper") -> Plan:
 
     refused = [k for k in ARM_SETTINGS if k in given]
     if refused:
-        raise InvalidSettings({k: f"is what tells the arms of the {kind} experiment apart; leave it out" for k in refused})
+        why = {k: "no seed: its arms start from the few-shot model" if k == "seed_max_digits" else "it tells the arms apart"
+               for k in refused}
+        raise InvalidSettings({k: f"is set by the {kind} experiment itself ({why[k]}); leave it out" for k in refused})
     arms = _arms(kind)
     base = prepare_run(given, preset).config
     budget = step_budget(base)
     name = base.name or kind
     configs = {}
     for spec in arms:
-        values = {**given, **spec.overrides, "name": f"{name}: {spec.label}"}
+        values = {**given, **spec.overrides, "name": f"{name}: {spec.label}", "seed_max_digits": 0}
         if spec.trains:
             values["steps"] = budget  # the same budget per iteration for every arm that trains
         configs[spec.arm] = prepare_run(values, preset).config

@@ -28,6 +28,7 @@ def test_the_two_runs_are_ordinary_iteration_0_runs_on_the_same_questions(compar
     run_a, run_b = (store.get_run(experiment.runs[arm]) for arm in ExemplarArm)
     assert (run_a.config.exemplars, run_b.config.exemplars) == ("arithmetic-default@1", f"{MINUS_ONE}@1")
     assert run_a.config.iterations == run_b.config.iterations == 0
+    assert run_a.config.seed_max_digits == run_b.config.seed_max_digits == 0  # iteration 0 is the prompt's model
     same = {f: (getattr(run_a.config, f), getattr(run_b.config, f)) for f in ("seed", "eval_size", "model", "task")}
     assert all(a == b for a, b in same.values())
     evals = lambda r: sorted((p.id, p.question) for p in store.load_problems(r.id) if p.split == "eval")  # noqa: E731
@@ -73,6 +74,8 @@ def test_bad_sets_and_settings_are_one_line_each(tmp_path, capsys):
     store = Store(db)
     with pytest.raises(Exception, match="leave it out"):
         exemplar_compare.plan(store, "arithmetic-default", MINUS_ONE, {"iterations": 2})
+    with pytest.raises(Exception, match="leave it out"):
+        exemplar_compare.plan(store, "arithmetic-default", MINUS_ONE, {"seed_max_digits": 2})
     assert store.list_runs().empty  # nothing stored by a refused comparison
 
 

@@ -47,6 +47,7 @@ def test_the_arms_differ_only_in_what_names_them():
         assert {k: v for k, v in vars(c).items() if k not in shared} == \
                {k: v for k, v in vars(configs[Arm.STAR]).items() if k not in shared}
     assert configs[Arm.DIRECT].name == "paper: direct fine-tuning"
+    assert {c.seed_max_digits for c in configs.values()} == {0}  # the paper's loop: no arm starts from a seed
 
 
 def test_every_training_arm_gets_the_same_step_budget():
@@ -73,6 +74,9 @@ def test_settings_that_tell_the_arms_apart_are_refused():
     with pytest.raises(InvalidSettings) as err:
         plan({"mode": "direct", "rationalize": False}, None)
     assert set(err.value.errors) == {"mode", "rationalize"}
+    with pytest.raises(InvalidSettings) as err:
+        plan({"seed_max_digits": 2}, None)
+    assert set(err.value.errors) == {"seed_max_digits"}
     with pytest.raises(InvalidSettings) as err:
         plan({"train_size": 0}, None)
     assert list(err.value.errors) == ["train_size"]
