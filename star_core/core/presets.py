@@ -53,8 +53,8 @@ PRESETS: dict[str, dict] = {
         "prompt_trained": True,
         "epochs": 2.0,
     },
-    # The seeded loop (docs/paper.md#the-seeded-loop) aimed at 1-5 digits within 45 minutes. NOT YET RUN as a whole:
-    # each value follows the measurement cited (docs/measurements.md, 2026-12-07 and 2026-12-06).
+    # The seeded loop (docs/paper.md#the-seeded-loop) aimed at 1-5 digits within 45 minutes; each value follows the
+    # measurement cited. Run once (seed 0, 2026-12-08): 22.5% at best, far from the goal (docs/measurements.md).
     "seeded-arithmetic": {
         "task": "arithmetic",  # the paper's n-digit addition
         "arithmetic_format": "place-value",  # the one format the seed probes and the 600-step ceiling measured (2026-12-06)
