@@ -31,6 +31,17 @@ def finished_run_db(tmp_path_factory, tiny_model: str, dest: Path) -> Path:
     return dest
 
 
+def page(name: str, **query) -> AppTest:
+    """Run pages/<name>.py alone, with `query` as its URL parameters (STAR_DB names the database)."""
+    from pages._ui import NAV_KEY
+
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=60)
+    at.session_state[NAV_KEY] = True  # as if app.py's navigation ran (the page alone, for speed)
+    for key, value in query.items():
+        at.query_params[key] = str(value)
+    return at.run()
+
+
 def open_page(page: str | None, monkeypatch, db: Path, query: dict | None = None, timeout: float = 60) -> AppTest:
     """Run app.py on `db` and switch to `page` (None = the overview)."""
     monkeypatch.setenv("STAR_DB", str(db))

@@ -84,3 +84,18 @@ def settle(page) -> None:
 
     time.sleep(0.3)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=30000)
+
+
+@contextlib.contextmanager
+def runs_page(server: str):
+    """Chromium on the app's Runs page, its form drawn; closed afterwards."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=120_000)  # the first Start imports torch in the server
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(60_000)
+        page.goto(server + "/runs")
+        expect(page.get_by_label("Model", exact=True)).to_be_visible()
+        time.sleep(0.3)
+        yield page

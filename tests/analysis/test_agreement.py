@@ -10,7 +10,7 @@ import random
 import duckdb
 import pytest
 
-from app_helpers import assert_no_error, one_error_line
+from app_helpers import assert_no_error, one_error_line, page
 from audit_seed import seed
 from star_core.analysis.agreement import (Agreement, QueueMode, agreement, kappa, kappa_interval, krippendorff_alpha_nominal,
                                           sound_share, verifier_agreement)
@@ -289,8 +289,6 @@ def test_star_audit_export_loads_in_datasets_unchanged(seeded, tmp_path, suffix,
 
 
 def test_the_audit_page_shows_kappa_alpha_and_the_disagreements(seeded, monkeypatch):
-    from test_audit_pages import page
-
     store, _ = seeded
     a, b = _forty_shared(store)
     monkeypatch.setenv("STAR_DB", str(store.path))

@@ -1,4 +1,4 @@
-"""What the app's browser tests share: the app served on a database of a constructed run to audit."""
+"""What the app's browser tests share: the app served on an empty database, or on one with a run to audit."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ import pytest
 
 from audit_seed import seed
 from browser_helpers import require_browser, serve_app
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The url of `streamlit run app.py` on a new, empty database."""
+    require_browser()
+    with serve_app(tmp_path / "browser.duckdb", tmp_path / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_helpers import assert_no_crash, assert_no_error, unescaped
+from app_helpers import assert_no_crash, assert_no_error, page, unescaped
 from audit_seed import seed
-from pages._ui import NAV_KEY
 import star_core.engine.exemplars as ex
 from star_core.core.config import RunConfig
 from star_core.store import ExemplarItem, QueueFilter
@@ -24,14 +23,6 @@ def seeded(tmp_path, monkeypatch):
     store, run_id = seed(path)
     monkeypatch.setenv("STAR_DB", str(path))
     return store, run_id
-
-
-def page(name: str, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
-    at.session_state[NAV_KEY] = True  # as if app.py's navigation ran (the page alone, for speed)
-    for key, value in query.items():
-        at.query_params[key] = str(value)
-    return at.run()
 
 
 def current_item(at) -> int:

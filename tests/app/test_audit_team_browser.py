@@ -40,7 +40,7 @@ def _rate(page, keys: str, total: int | None = None) -> None:
         settle(page)
         page.keyboard.press(key)
         if total is not None and n > total:
-            expect(page.get_by_text(f"Saved: #", exact=False)).to_be_visible(timeout=15000)
+            expect(page.get_by_text("Saved: #", exact=False)).to_be_visible(timeout=15000)
             settle(page)
         else:
             expect(page.get_by_text(f"Item {n} of")).to_be_visible(timeout=15000)

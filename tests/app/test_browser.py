@@ -3,40 +3,16 @@ in Debian's Chromium. Start a tiny run, wait for it to finish, open a rationale,
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
-from browser_helpers import chromium, require_browser, serve_app
+from browser_helpers import runs_page
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def server(tmp_path):
-    require_browser()
-    with serve_app(tmp_path / "browser.duckdb", tmp_path / "streamlit.log") as url:
-        yield url
-
-
-@contextlib.contextmanager
-def runs_page(server: str):
-    """Chromium on the app's Runs page, its form drawn; closed afterwards."""
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=120_000)  # the first Start imports torch in the server
-    with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.set_default_timeout(60_000)
-        page.goto(server + "/runs")
-        expect(page.get_by_label("Model", exact=True)).to_be_visible()
-        time.sleep(0.3)
-        yield page
 
 
 def test_start_watch_browse_and_plot_in_chromium(server, tmp_path, tiny_model):

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from app_helpers import wait_for
-from test_browser import runs_page, server  # noqa: F401 - server is the fixture this test uses
+from browser_helpers import runs_page
 
 pytestmark = pytest.mark.slow
 
