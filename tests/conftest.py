@@ -47,7 +47,8 @@ def _own_cores():
     # its own: a child's threads on the other test process's core slowed both many times over (docs/testing.md).
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-    _use_cores(ALL_CORES[index::workers] or ALL_CORES if workers > 1 else ALL_CORES)
+    share = ALL_CORES[index::workers] if workers > 1 else ALL_CORES
+    _use_cores(share or ALL_CORES)  # more test processes than cores: they share them all
     yield
 
 

@@ -49,13 +49,15 @@ def run_models(iterations: list[EvaluatedIteration]) -> RunModels | None:
     return RunModels(best=best, latest=max(iterations, key=lambda it: it.iteration))
 
 
-def checkpoints_to_discard(iterations: list[EvaluatedIteration], also_keep: set[int] = frozenset()) -> list[Path]:
+def checkpoints_to_discard(iterations: list[EvaluatedIteration],
+                           also_keep: frozenset[int] = frozenset()) -> list[Path]:
     """The recorded checkpoint folders of evaluated iterations that are neither the best nor the latest nor in
     `also_keep` (some may be gone already: the caller deletes those that are there)."""
     models = run_models(iterations)
     if models is None:
         return []
-    return [it.checkpoint for it in iterations if it.checkpoint is not None and it.iteration not in models.kept | also_keep]
+    keep = models.kept | also_keep
+    return [it.checkpoint for it in iterations if it.checkpoint is not None and it.iteration not in keep]
 
 
 def on_disk(iteration: EvaluatedIteration) -> bool:

@@ -78,8 +78,12 @@ def step_budget(config: RunConfig) -> int:
     return config.steps or max(config.min_steps, math.ceil(config.epochs * config.train_size / config.batch_size))
 
 
-# Settings that tell the arms apart: given for the whole experiment, they would make two arms the same.
-ARM_SETTINGS = ("mode", "rationalize", "seed_max_digits")  # the paper's arms start from the few-shot model: no seed
+# Settings the experiment sets itself, and why a value given for the whole experiment is refused.
+ARM_SETTINGS = {
+    "mode": "it tells the arms apart",
+    "rationalize": "it tells the arms apart",
+    "seed_max_digits": "no seed: its arms start from the few-shot model",
+}
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,8 @@ def plan(given: dict, preset: str | None, kind: str = "paper") -> Plan:
 
     refused = [k for k in ARM_SETTINGS if k in given]
     if refused:
-        why = {k: "no seed: its arms start from the few-shot model" if k == "seed_max_digits" else "it tells the arms apart"
-               for k in refused}
-        raise InvalidSettings({k: f"is set by the {kind} experiment itself ({why[k]}); leave it out" for k in refused})
+        raise InvalidSettings({k: f"is set by the {kind} experiment itself ({ARM_SETTINGS[k]}); leave it out"
+                               for k in refused})
     arms = _arms(kind)
     base = prepare_run(given, preset).config
     budget = step_budget(base)

@@ -345,7 +345,7 @@ class _Runner:
         """Delete the checkpoints of evaluated iterations other than the best, the latest and the seed's
         (run_models.py): going on needs the latest and the model fine-tuning starts from; the best is the model a
         user wants."""
-        keep = {0} if self.seed else set()
+        keep = frozenset({0} if self.seed else ())
         for folder in checkpoints_to_discard(self.store.finished_iterations(self.run_id), also_keep=keep):
             if folder.exists():
                 shutil.rmtree(folder)

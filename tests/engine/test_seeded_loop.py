@@ -116,23 +116,25 @@ def test_seed_problems_take_every_easy_question_and_a_few_longer():
 
 
 class _Calls(list):
-    starts: list
+    """Each fine-tuning call's examples, and in `starts` the checkpoint each went on from."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts: list[str | None] = []
 
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """Every fine-tuning call's examples."""
+    """Every fine-tuning call's examples (and where it started)."""
     calls = _Calls()
     real = loop_module.finetune
 
     def recording(lm, prefix, examples, settings, **kwargs):
         calls.append(list(examples))
-        starts.append(settings.start)
+        calls.starts.append(settings.start)
         return real(lm, prefix, examples, settings, **kwargs)
 
-    starts = []
     monkeypatch.setattr(loop_module, "finetune", recording)
-    calls.starts = starts
     return calls
 
 
