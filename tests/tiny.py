@@ -40,6 +40,11 @@ def tiny_config(model: str, **overrides):
     return RunConfig(**values)
 
 
+# A run that fine-tunes until stopped, whatever the random tiny model answers: it keeps none of its own rationales
+# (on either dtype), so only the seed's exact rationales make its first fine-tuning happen, and never end.
+TRAINS_UNTIL_STOPPED = dict(seed_max_digits=1, min_steps=100_000)
+
+
 # tiny_config's values as `star run` flags.
 TINY_FLAGS = ["--train-size", "8", "--eval-size", "4", "--iterations", "1", "--max-new-tokens", "12", "--min-steps", "2",
               "--epochs", "0.1", "--gen-batch-size", "4", "--batch-size", "4", "--device", "cpu", "--seed-max-digits", "0",

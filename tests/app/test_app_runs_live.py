@@ -18,7 +18,7 @@ PAGE = "pages/runs.py"
 def test_cancel_resume_done(tmp_path, monkeypatch, tiny_model):
     db = tmp_path / "r.duckdb"
     store = Store(db).init()
-    run_id = create_run(store, tiny_config(tiny_model, min_steps=60))
+    run_id = create_run(store, tiny_config(tiny_model, seed_max_digits=1, min_steps=60))  # the seed: fine-tuning to cancel
     jobs.launch(store, run_id)
     wait_for(lambda: store.get_run(run_id).status == "running", what="the worker to claim the run")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app_helpers import one_error_line, wait_for
-from tiny import tiny_config
+from tiny import TRAINS_UNTIL_STOPPED, tiny_config
 from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
 from star_core.engine import run_queue
@@ -96,7 +96,7 @@ def test_a_queued_worker_leaves_the_queue(db, capsys, tiny_model):
 @pytest.mark.slow
 def test_a_running_worker_stops_and_can_be_resumed(db, capsys, tiny_model):
     store = Store(db)
-    run_id = create_run(store, tiny_config(tiny_model, min_steps=100_000))  # trains until stopped
+    run_id = create_run(store, tiny_config(tiny_model, **TRAINS_UNTIL_STOPPED))
     jobs.launch(store, run_id)
     wait_for(lambda: store.get_run(run_id).status == RunStatus.RUNNING, what="the run to start")
     worker = store.get_run(run_id).pid

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from app_helpers import wait_for
-from tiny import tiny_config
+from tiny import TRAINS_UNTIL_STOPPED, tiny_config
 from star_core.engine.prepare import create_run
 from star_core.runtime import jobs
 from star_core.engine import run_queue
@@ -252,7 +252,7 @@ def _log(store, run_id) -> str:
 @pytest.mark.slow
 def test_a_second_worker_waits_queued_then_runs_when_the_first_is_killed(tmp_path, tiny_model):
     store = Store(tmp_path / "w.duckdb").init()
-    long = create_run(store, tiny_config(tiny_model, name="long", min_steps=100_000))  # runs until killed
+    long = create_run(store, tiny_config(tiny_model, name="long", **TRAINS_UNTIL_STOPPED))
     short = create_run(store, tiny_config(tiny_model, name="short"))
     jobs.launch(store, long)
     wait_for(lambda: store.get_run(long).status == "running", what="the first run to take the slot")

@@ -19,7 +19,9 @@ from star_core.store import Store
 def test_a_worker_killed_mid_run_is_resumed_to_the_end(tmp_path, tiny_model):
     # (Cancel -> resume -> done through the same workers: test_app_runs_live.py.)
     store = Store(tmp_path / "j.duckdb").init()
-    config = tiny_config(tiny_model, train_size=16, eval_size=8, gen_batch_size=2, iterations=1)
+    # The seed's fine-tuning (30 steps) keeps the worker busy after its first attempts: time to kill it mid-run.
+    config = tiny_config(tiny_model, train_size=16, eval_size=8, gen_batch_size=2, iterations=1, seed_max_digits=1,
+                         min_steps=30)
     run_id = create_run(store, config)
     assert store.get_run(run_id).status == "pending"
 
