@@ -25,8 +25,12 @@ import torch
 from transformers import DynamicCache
 
 from .loading import LoadedModel
-from .prefix_attention import prefix_kv, use_shared_prefix_attention
+from .prefix_attention import SharedPrefix, prefix_kv, use_shared_prefix_attention
 from ..tasks.base import STOP_TEXT
+
+
+# Prefix variants kept between batches (PrefixGenerator._shared_prefix): ~12 MB each for SmolLM2 and 256 tokens.
+MAX_VARIANTS = 16
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,14 @@ class PrefixGenerator:
         self._newline_ids = {i for t, i in tok.get_vocab().items() if "\n" in tok.convert_tokens_to_string([t])}
         self._eos_ids = _eos_ids(lm)
         use_shared_prefix_attention(lm.model)
-        started = time.perf_counter()
-        with torch.inference_mode():  # no prefix (a prompt without exemplars, and no BOS): plain attention
-            self._prefix = prefix_kv(lm.model, self.prefix_ids) if self.prefix_ids else None
-        self.stats.seconds += time.perf_counter() - started
+        self._per_length = prefix_depends_on_length(lm)
+        self._variants: dict[int, SharedPrefix] = {}  # question length -> the prefix computed before it
+        self._prefix = None
+        if self.prefix_ids and not self._per_length:  # no prefix (no exemplars, no BOS): plain attention
+            started = time.perf_counter()
+            with torch.inference_mode():
+                self._prefix = prefix_kv(lm.model, self.prefix_ids)
+            self.stats.seconds += time.perf_counter() - started
 
     def generate(self, suffixes: list[str], seed: int | None = None) -> list[Completion]:
         """One completion per suffix. `seed` reseeds sampling first, so that a batch's samples depend on
@@ -102,8 +110,12 @@ class PrefixGenerator:
         if seed is not None:
             self.generator.manual_seed(seed)
         started = time.perf_counter()
+        ids = [encode_piece(self.lm, s) for s in suffixes]
+        # Rows reading one prefix variant go next to each other (SharedPrefix.stacked); each row decodes alone.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if self._per_length else list(range(len(ids)))
         with torch.inference_mode():
-            rows = self._decode([encode_piece(self.lm, s) for s in suffixes])
+            decoded = self._decode([ids[i] for i in order])
+        rows = [decoded[order.index(i)] for i in range(len(ids))]
         elapsed = time.perf_counter() - started
         out = []
         total_new = sum(len(r[1]) for r in rows) or 1
@@ -128,9 +140,10 @@ class PrefixGenerator:
         alive = list(range(batch))  # original row index of each row still decoding
         new_ids: list[list[int]] = [[] for _ in range(batch)]
         next_pos = positions[:, -1:] + 1  # (B, 1)
+        shared = self._shared_prefix([len(s) for s in suffix_ids])
 
         logits = model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, shared_prefix=self._prefix
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, shared_prefix=shared
         ).logits[:, -1, :]
         for _ in range(self.decoding.max_new_tokens):
             tokens = self._pick(logits)  # (B_alive,)
@@ -150,13 +163,26 @@ class PrefixGenerator:
                 index = torch.tensor(keep, device=device)
                 cache.batch_select_indices(index)
                 tokens, mask, next_pos = tokens[index], mask[index], next_pos[index]
+                shared = shared.rows(keep) if shared is not None else None
                 alive = [alive[r] for r in keep]
             mask = torch.cat([mask, torch.ones(len(alive), 1, dtype=mask.dtype, device=device)], dim=1)
             logits = model(
-                input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos, cache=cache, shared_prefix=self._prefix
+                input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos, cache=cache, shared_prefix=shared
             ).logits[:, -1, :]
             next_pos = next_pos + 1
         return list(zip(suffix_ids, new_ids))
+
+    def _shared_prefix(self, lengths: list[int]) -> SharedPrefix | None:
+        """The prefix the batch's rows read, of questions `lengths` tokens long: one for all, or a variant each."""
+        if not self.prefix_ids or not self._per_length:
+            return self._prefix
+        wanted = sorted(set(lengths))
+        for n in wanted:
+            if n not in self._variants:
+                self._variants[n] = prefix_kv(self.lm.model, self.prefix_ids, followed_by=n)
+        for n in [n for n in self._variants if n not in wanted][: max(len(self._variants) - MAX_VARIANTS, 0)]:
+            del self._variants[n]  # the oldest first: a bound on memory where question lengths vary (GSM8K)
+        return SharedPrefix.stacked([self._variants[n] for n in wanted], [wanted.index(n) for n in lengths])
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         """Next token per row: greedy at temperature 0, else nucleus sampling."""
@@ -168,6 +194,13 @@ class PrefixGenerator:
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         choice = torch.multinomial(sorted_probs, 1, generator=self.generator)
         return order.gather(-1, choice).squeeze(-1)
+
+
+def prefix_depends_on_length(lm: LoadedModel) -> bool:
+    """On a CPU in bf16 the prefix's keys depend on the whole prompt's length (prefix_kv): one variant per question
+    length, each row reading its own, makes them the keys one-prompt `generate` computes (measured on SmolLM2:
+    82 of 96 completions identical to it this way, 78 with one prefix; docs/measurements.md)."""
+    return lm.bf16 and lm.device.type == "cpu"
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:

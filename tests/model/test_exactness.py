@@ -22,6 +22,8 @@ import pytest
 import torch
 
 from star_core.model.finetune import IGNORE, Example, _encode, _loss, _with_lora
+from star_core.model import generate as generate_module
+from star_core.model.flash_rounding import KERNEL_READ_FROM, _fma
 from star_core.model.generate import Decoding, PrefixGenerator, encode_piece, encode_prefix
 from star_core.model.loading import (BF16_ENV, DEFAULT_MODEL, LoadedModel, cpu_has_fast_bf16, load_model,
                                      load_tokenizer)
@@ -244,6 +246,78 @@ def test_shared_prefix_attention_equals_attention_over_concatenated_keys(heads, 
     assert (out - reference_attention(query, key, value, row_mask, scaling)).abs().max().item() > 1e-2
 
 
+# (prefix keys, the longest row's own keys, queries): one block of keys; keys in two and three of the kernel's
+# blocks of 512; a prefill of 6 queries at once.
+BF16_SHAPES = [(300, 30, 1), (300, 300, 1), (700, 400, 1), (300, 30, 6)]
+
+
+@pytest.mark.parametrize("prefix_len, row_len, q_len", BF16_SHAPES)
+def test_shared_prefix_attention_in_bf16_rounds_as_sdpa(prefix_len, row_len, q_len):
+    """In bf16 the decoder's attention equals sdpa's on each row's own keys (prefix + the row's, without pads),
+    all but a few elements bit for bit: sdpa's kernel scores and sums in float32 and rounds its weights to bf16
+    before the product with V, and the decoder does so the same way."""
+    torch.manual_seed(prefix_len + row_len + q_len)
+    batch, heads, kv_heads, dim = 3, 6, 2, 64
+    pads = [0, 7, row_len // 3]  # left pads of each row, masked
+    query = (torch.randn(batch, heads, q_len, dim) * 1.5).bfloat16()
+    key = (torch.randn(batch, kv_heads, row_len, dim) * 1.5).bfloat16()
+    value = torch.randn(batch, kv_heads, row_len, dim).bfloat16()
+    prefix_k = (torch.randn(1, kv_heads, prefix_len, dim) * 1.5).bfloat16()
+    prefix_v = torch.randn(1, kv_heads, prefix_len, dim).bfloat16()
+    minimum = torch.finfo(torch.float32).min
+    mask = torch.zeros(batch, 1, q_len, row_len)  # the model's additive mask: pads and future keys at the minimum
+    for b, pad in enumerate(pads):
+        mask[b, :, :, :pad] = minimum
+    mask.masked_fill_(torch.arange(row_len)[None, :] > torch.arange(row_len - q_len, row_len)[:, None], minimum)
+    real = torch.tensor([row_len - pad for pad in pads])
+    positions = prefix_len + real[:, None] - q_len + torch.arange(q_len)  # the queries' places, pads skipped
+    module = types.SimpleNamespace(layer_idx=0, training=False)
+
+    with torch.inference_mode():
+        out, _ = shared_prefix_attention(module, query, key, value, mask, scaling=dim**-0.5, position_ids=positions,
+                                         shared_prefix=SharedPrefix([(prefix_k.float(), prefix_v.float())], prefix_len))
+        same, worst = 0, 0.0
+        for b, pad in enumerate(pads):  # sdpa on the row alone, as one-prompt `generate` runs it
+            k = torch.cat([prefix_k[0], key[b, :, pad:]], dim=1)[None]
+            v = torch.cat([prefix_v[0], value[b, :, pad:]], dim=1)[None]
+            queries = torch.cat([torch.zeros(1, heads, k.shape[2] - q_len, dim, dtype=query.dtype), query[b : b + 1]], 2)
+            expected = torch.nn.functional.scaled_dot_product_attention(
+                queries, k, v, scale=dim**-0.5, is_causal=True, enable_gqa=True
+            ).transpose(1, 2)[:, -q_len:]
+            same += (out[b : b + 1] == expected).sum().item()
+            worst = max(worst, ((out[b : b + 1].float() - expected.float()).abs() / expected.float().abs().clamp(min=1e-2)).max().item())
+    assert out.dtype == torch.bfloat16 and out.shape == (batch, q_len, heads, dim)
+    assert worst < 2**-7, worst  # every element within one bf16 step
+    if not torch.__version__.startswith(KERNEL_READ_FROM):
+        pytest.skip(f"flash_rounding reproduces torch {KERNEL_READ_FROM}'s kernel; torch {torch.__version__}'s may "
+                    "round otherwise (only the one-step bound above holds for any)")
+    # Rounded any other way (each half's output rounded to bf16 and summed: ~70% equal; plain float32 weights: ~70%;
+    # exact exp in place of the kernel's fast one: ~93%), far fewer elements are equal.
+    assert same / out.numel() > 0.995, same / out.numel()
+
+
+def test_fma_rounds_once_as_a_vector_fma():
+    """flash_rounding's a * b + c is rounded once, as the kernel's FMA: equal to the float64 result rounded."""
+    torch.manual_seed(0)
+    a, b, c = torch.randn(100_000) * 4, torch.randn(100_000), torch.randn(100_000)
+    exact = (a.double() * b.double() + c.double()).float()
+    assert torch.equal(_fma(a, b, c), exact)
+    assert not torch.equal(a * b + c, exact)  # rounded twice, some differ: the check can tell
+
+
+def test_prefix_variants_spans_and_rows():
+    layer = (torch.zeros(1, 2, 4, 8), torch.zeros(1, 2, 4, 8))
+    one = SharedPrefix([layer], 4)
+    assert SharedPrefix.stacked([one], [0, 0, 0]) is one and one.spans == [(0, 0, None)] and one.rows([1]) is one
+    stacked = SharedPrefix.stacked([one, one, one], [0, 0, 1, 1, 1, 2])
+    assert stacked.layers[0][0].shape == (3, 2, 4, 8)
+    assert stacked.spans == [(0, 0, 2), (1, 2, 5), (2, 5, 6)]
+    assert stacked.rows([1, 4, 5]).spans == [(0, 0, 1), (1, 1, 2), (2, 2, 3)]
+    assert stacked.rows([2, 3]).spans == [(1, 0, 2)]
+    with pytest.raises(ValueError, match="next to each other"):
+        SharedPrefix.stacked([one, one], [0, 1, 0])
+
+
 def test_shared_prefix_keys_are_the_models_own(tokenizer):
     """prefix_kv gives the keys and values the model caches for the prefix in a plain forward."""
     from transformers import DynamicCache
@@ -261,6 +335,59 @@ def test_shared_prefix_keys_are_the_models_own(tokenizer):
         assert k.shape == (1, 2, len(ids), 16)
         assert (k - layer.keys).abs().max().item() < 1e-5
         assert (v - layer.values).abs().max().item() < 1e-5
+
+
+def test_prefix_kv_followed_by_gives_the_prefixs_keys_inside_a_longer_prompt(tokenizer):
+    """prefix_kv(followed_by=k): what the model caches for the prefix inside a prompt k tokens longer, bit for bit
+    (whatever the k tokens are: no prefix token sees them)."""
+    from transformers import DynamicCache
+
+    lm = tiny_lm(tokenizer, 3, 4, 2)
+    ids, question = encode_prefix(lm, PREFIX), encode_piece(lm, SUFFIXES[1])
+    use_shared_prefix_attention(lm.model)
+    with torch.inference_mode():
+        shared = prefix_kv(lm.model, ids, followed_by=len(question))
+        lm.model.set_attn_implementation("sdpa")
+        cache = DynamicCache(config=lm.model.config)
+        lm.model(input_ids=torch.tensor([ids + question]), cache=cache, use_cache=True)
+    assert shared.length == len(ids)
+    for (k, v), layer in zip(shared.layers, cache.layers):
+        assert k.shape == (1, 2, len(ids), 16)
+        assert torch.equal(k, layer.keys[:, :, : len(ids)].float()) and torch.equal(v, layer.values[:, :, : len(ids)].float())
+
+
+def test_prefix_kv_followed_by_is_the_plain_prefix_where_a_window_cuts_it(tokenizer):
+    """A sliding layer's cache lets go of the prefix's first keys when more tokens follow: no variant then."""
+    lm = tiny_family(tokenizer, "gemma3")
+    ids = encode_prefix(lm, PREFIX)
+    use_shared_prefix_attention(lm.model)
+    with torch.inference_mode():
+        plain, followed = prefix_kv(lm.model, ids), prefix_kv(lm.model, ids, followed_by=5)
+    assert min(k.shape[2] for k, _ in plain.layers) < len(ids)  # the window cuts into the prefix
+    for (k, v), (k2, v2) in zip(plain.layers, followed.layers):
+        assert torch.equal(k, k2) and torch.equal(v, v2)
+
+
+def test_prefix_decoder_with_a_prefix_per_question_length_matches_generate(tokenizer, monkeypatch):
+    """Where the prefix's keys depend on the prompt's length (bf16 on a CPU), each row reads the prefix computed
+    before a question of its own length: rows grouped by length and put back in order, variants beyond
+    MAX_VARIANTS let go, and still what `generate` writes for each prompt alone."""
+    monkeypatch.setattr(generate_module, "prefix_depends_on_length", lambda lm: True)
+    monkeypatch.setattr(generate_module, "MAX_VARIANTS", 2)
+    lm = tiny_lm(tokenizer, 3, 4, 2, seed=5)
+    prompts = [encode_prefix(lm, PREFIX) + encode_piece(lm, s) for s in SUFFIXES]
+    with_early_stops(lm, prompts)
+    reference = generate_one_by_one(lm, prompts, NEW_TOKENS)
+    assert_diverse(lm, reference)
+    lengths = [len(encode_piece(lm, s)) for s in SUFFIXES]
+    assert lengths[:4] != sorted(lengths[:4])  # the first batch is reordered by length
+
+    generator = PrefixGenerator(lm, PREFIX, Decoding(max_new_tokens=NEW_TOKENS))
+    first = generator.generate(SUFFIXES[:4])
+    assert sorted(generator._variants) == sorted(lengths[:4])  # one per length, all kept while a batch needs them
+    ours = [list(c.token_ids) for c in first + generator.generate(SUFFIXES[4:])]
+    assert ours == reference
+    assert len(generator._variants) == 2 and lengths[4] in generator._variants
 
 
 # --- fine-tuning -----------------------------------------------------------------
