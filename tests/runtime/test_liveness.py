@@ -6,6 +6,7 @@ and the heartbeat can tell the run crashed. Also: a Cancel that races a worker c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -168,17 +169,22 @@ def test_an_owner_whose_run_was_taken_over_stops_and_overwrites_nothing(store):
 # --- Cancel while the worker claims the run ------------------------------------------------------
 
 
-def _starting_worker(store: Store, run_id: int) -> subprocess.Popen:
-    """A worker launched for the run that has not claimed it yet (it sleeps), holding its pid file."""
+@contextlib.contextmanager
+def _starting_worker(store: Store, run_id: int):
+    """A worker launched for the run that has not claimed it yet (it sleeps), holding its pid file; gone after."""
     store.claim_run(run_id, status=RunStatus.PENDING)  # as jobs.launch leaves it
     store.run_folder(run_id).mkdir(parents=True, exist_ok=True)
-    return spawn_holding(store.run_folder(run_id) / jobs.PID_NAME,
-                         [sys.executable, "-c", "import time; time.sleep(120)"])
+    worker = spawn_holding(store.run_folder(run_id) / jobs.PID_NAME,
+                           [sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield worker
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_cancel_of_a_worker_that_claims_its_run_meanwhile_is_a_normal_cancel(store, monkeypatch):
     run_id = store.create_run(RunConfig())
-    worker = _starting_worker(store, run_id)
     real = jobs.signal_holder
 
     def claimed_first(pid_file, sig):
@@ -188,25 +194,18 @@ def test_cancel_of_a_worker_that_claims_its_run_meanwhile_is_a_normal_cancel(sto
         return real(pid_file, sig)
 
     monkeypatch.setattr(jobs, "signal_holder", claimed_first)
-    try:
+    with _starting_worker(store, run_id) as worker:
         assert jobs.cancel(store, run_id) == RunStatus.CANCELLED
         assert worker.wait(20) == -signal.SIGTERM
-    finally:
-        worker.kill()
-        worker.wait()
     run = store.get_run(run_id)
     assert (run.status, run.error, run.pid) == ("cancelled", None, None)  # not "before the worker started"
 
 
 def test_cancel_of_a_worker_still_starting_says_so(store):
     run_id = store.create_run(RunConfig())
-    worker = _starting_worker(store, run_id)
-    try:
+    with _starting_worker(store, run_id) as worker:
         assert jobs.cancel(store, run_id) == RunStatus.PENDING
         assert worker.wait(20) == -signal.SIGTERM
-    finally:
-        worker.kill()
-        worker.wait()
     run = store.get_run(run_id)
     assert (run.status, run.error) == ("cancelled", "cancelled before the worker started")
 
